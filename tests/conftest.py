@@ -1,0 +1,46 @@
+"""Shared test fixtures: the real-speech corpus that lives beside the project (never copied)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+SPEECH = CORPUS / "speech"
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    lang: str
+    seconds: float
+    sample_rate: int
+    transcript: str
+
+
+def load_clips() -> list[Clip]:
+    with open(SPEECH / "manifest.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [
+        Clip(SPEECH / r["file"], r["lang"], float(r["seconds"]), int(r["sample_rate"]), r["transcript"])
+        for r in rows
+    ]
+
+
+def clip(name: str) -> Clip:
+    """The manifest row for ``name`` (a path relative to corpus/speech, e.g. ``en/jfk.flac``)."""
+    for c in load_clips():
+        if c.path == SPEECH / name:
+            return c
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not (SPEECH / "manifest.tsv").exists():
+        pytest.fail(f"speech corpus not found at {SPEECH}: the project expects ../shared/corpus beside it")
+    return CORPUS
