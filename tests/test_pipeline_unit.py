@@ -1,0 +1,153 @@
+"""Pipeline wiring with fake stages: ordering, forwarding, failures, stop and back-pressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from translator.errors import ModelError
+from translator.events import (
+    AudioBlock,
+    SpeechChunk,
+    SpeechDone,
+    StageFailed,
+    Transcript,
+    Translation,
+    UtteranceEnded,
+)
+from translator.pipeline import Pipeline, StageSpec, run_collect
+from translator.transcript import UtteranceCollector
+
+
+def blocks(n: int, size: int = 1600):
+    for i in range(n):
+        yield AudioBlock(np.zeros(size, np.float32), i * size / 16000, time.monotonic())
+
+
+class CountingSegmenter:
+    """Ends an utterance every ``every`` blocks and one more at flush."""
+
+    def __init__(self, every: int = 5) -> None:
+        self.every, self.n, self.uid = every, 0, 0
+        self.flushed = False
+
+    def _ended(self, end: float) -> UtteranceEnded:
+        self.uid += 1
+        return UtteranceEnded(self.uid, np.zeros(10, np.float32), 0.0, end, time.monotonic(), time.monotonic())
+
+    def feed(self, block):
+        self.n += 1
+        if self.n % self.every == 0:
+            yield self._ended(block.end)
+
+    def flush(self, wall=None):
+        self.flushed = True
+        yield self._ended(0.0)
+
+
+class FakeAsr:
+    def __init__(self, fail_on: int = -1) -> None:
+        self.fail_on = fail_on
+
+    def feed(self, e):
+        if e.utterance_id == self.fail_on:
+            raise ModelError("boom")
+        yield Transcript(e.utterance_id, f"t{e.utterance_id}", "de", 1.0, "transcribe", e.start, e.t_end, e.t_end_wall, time.monotonic(), 0.01)
+
+
+class FakeMt:
+    def feed(self, t):
+        yield Translation(t.utterance_id, t.text, t.language, t.text.upper(), "en", "fake", t.start, t.t_end, t.t_end_wall, time.monotonic(), 0.0)
+
+
+class FakeTts:
+    def feed(self, t):
+        yield SpeechChunk(t.utterance_id, np.ones(160, np.float32), 16000, 0, t.text, t.t_end_wall, time.monotonic(), "fake")
+        yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), "fake")
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.chunks = []
+
+    def write(self, samples, sample_rate):
+        self.chunks.append(len(samples))
+
+
+def chain(asr=None):
+    return [
+        StageSpec("asr", asr or FakeAsr(), (UtteranceEnded,)),
+        StageSpec("mt", FakeMt(), (Transcript,)),
+        StageSpec("tts", FakeTts(), (Translation,)),
+    ]
+
+
+def test_events_flow_through_every_stage_and_sink():
+    sink = ListSink()
+    seg = CountingSegmenter()
+    events = run_collect(Pipeline(seg, chain(), sink=sink), blocks(20))
+    translations = [e.text for e in events if isinstance(e, Translation)]
+    assert translations == ["T1", "T2", "T3", "T4", "T5"]  # 4 by count + 1 at flush
+    assert seg.flushed
+    assert len(sink.chunks) == 5
+    collector = UtteranceCollector()
+    records = [r for e in events if (r := collector.feed(e))]
+    assert [r.text for r in records] == translations
+    assert all(r.speech_to_speech is not None and r.speech_to_speech >= 0 for r in records)
+
+
+def test_a_stage_error_skips_one_utterance_only():
+    events = run_collect(Pipeline(CountingSegmenter(), chain(FakeAsr(fail_on=2))), blocks(20))
+    failed = [e for e in events if isinstance(e, StageFailed)]
+    assert [(f.stage, f.utterance_id, f.message) for f in failed] == [("asr", 2, "boom")]
+    assert [e.text for e in events if isinstance(e, Translation)] == ["T1", "T3", "T4", "T5"]
+
+
+def test_source_error_reaches_the_consumer_after_delivering_earlier_events():
+    def bad_source():
+        yield from blocks(5)
+        raise ModelError("source broke")
+
+    seen = []
+    with pytest.raises(ModelError, match="source broke"):
+        for e in Pipeline(CountingSegmenter(), chain()).run(bad_source()):
+            seen.append(e)
+    assert any(isinstance(e, Translation) and e.text == "T1" for e in seen)
+
+
+def test_stop_finishes_the_utterance_in_flight():
+    stop_after = threading.Event()
+
+    def endless():
+        i = 0
+        while True:
+            yield AudioBlock(np.zeros(1600, np.float32), i * 0.1, time.monotonic())
+            time.sleep(0.001)
+            i += 1
+            if i == 3:
+                stop_after.set()
+
+    seg = CountingSegmenter(every=10_000)
+    pipe = Pipeline(seg, chain())
+    threading.Thread(target=lambda: stop_after.wait() and pipe.stop(), daemon=True).start()
+    events = run_collect(pipe, endless())
+    assert seg.flushed and seg.n < 10_000
+    assert [e.text for e in events if isinstance(e, Translation)] == ["T1"]
+
+
+def test_a_slow_stage_applies_back_pressure():
+    seg = CountingSegmenter(every=1)
+    leads = []
+
+    class SlowAsr(FakeAsr):
+        def feed(self, e):
+            leads.append(seg.n - e.utterance_id)
+            time.sleep(0.005)
+            yield from super().feed(e)
+
+    run_collect(Pipeline(seg, chain(SlowAsr()), queue_size=2), blocks(40))
+    assert seg.n == 40 and len(leads) == 41
+    assert max(leads) <= 4, leads  # the source waits instead of queueing everything

@@ -1,0 +1,217 @@
+"""Settings: defaults, a TOML file, and command-line overrides, in that order.
+
+One frozen dataclass per section; the section and field names are the TOML keys. Every value can be
+overridden from the command line with ``--set section.key=value`` (and the common ones have their
+own flags). Unknown keys and wrong types are errors that name the key, because a typo in a service's
+config must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from translator.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LanguageSettings:
+    source: str = "auto"
+    """Spoken language, or ``auto`` to detect it per utterance."""
+    target: str = "en"
+    pair: str = ""
+    """Conversation mode ``en:es``: detect between the two, translate each into the other."""
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    model: str = "base"
+    """``tiny.en``, ``base`` (bundled) or another size name / a model directory."""
+    compute_type: str = "int8"
+    threads: int = 0
+    """CPU threads for CTranslate2; 0 = all cores."""
+    beam_size: int = 1
+    window_margin: float = 1.0
+    """Seconds of padding after the utterance fed to the encoder; negative = stock 30 s window."""
+    temperature_fallback: bool = False
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    threshold: float = 0.5
+    pre_roll: float = 0.2
+    pause: float = 0.2
+    endpoint: float = 0.5
+    max_utterance: float = 15.0
+    partial_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class MtSettings:
+    models: tuple[str, ...] = ()
+    """Extra translation model directories, besides those in the store."""
+    prefer_whisper: bool = False
+    """For X->English, use Whisper's translate task even when a direct model is installed."""
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    enabled: bool = True
+    voice: str = ""
+    """A Piper voice name or ``.onnx`` path; empty = the installed voice for the target language."""
+    fallback: bool = True
+    """Speak with espeak-ng when no Piper voice exists for the language."""
+    lead_in: float = 0.0
+    """Seconds of silence before each utterance's speech (Bluetooth headsets wake up late)."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    dir: str = ""
+    """Model store; empty = ``$TRANSLATOR_MODELS`` or the user data directory."""
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    input: str = ""
+    """Input device name (or part of it); empty = system default."""
+    output: str = ""
+    lead_in: float = 0.15
+
+
+@dataclass(frozen=True)
+class Config:
+    languages: LanguageSettings = field(default_factory=LanguageSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    mt: MtSettings = field(default_factory=MtSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+
+
+# TOML spells the reserved word ``from``; the dataclass calls it ``source``.
+_ALIASES = {("languages", "from"): "source", ("languages", "to"): "target"}
+
+
+def _coerce(where: str, value: Any, kind: Any) -> Any:
+    """Check a TOML (or --set) value against a field's annotated type."""
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        kind_name = "a list of strings"
+        raise ConfigError(f"{where}: expected {kind_name}, got {value!r}")
+    raise ConfigError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def merge(config: Config, data: dict[str, Any], origin: str) -> Config:
+    """Return ``config`` updated from a nested dict, naming ``origin`` and the key in errors."""
+    sections = _field_types(Config)
+    updates: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in sections:
+            raise ConfigError(f"{origin}: unknown section [{section}]; known: {', '.join(sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table of settings")
+        cls = sections[section]
+        kinds = _field_types(cls)
+        changes = {}
+        for key, value in values.items():
+            name = _ALIASES.get((section, key), key)
+            if name not in kinds:
+                known = ", ".join(k for k in kinds)
+                raise ConfigError(f"{origin}: unknown key {section}.{key}; known keys in [{section}]: {known}")
+            changes[name] = _coerce(f"{origin}: {section}.{key}", value, kinds[name])
+        updates[section] = dataclasses.replace(getattr(config, section), **changes)
+    return dataclasses.replace(config, **updates)
+
+
+def load(path: str | Path | None) -> Config:
+    """Defaults, updated from ``path`` when given."""
+    config = Config()
+    if path is None:
+        return config
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path or copy systemd/config.toml") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config file ({e})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    return merge(config, data, str(path))
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``section.key=value`` -> nested dict; the value is parsed as TOML, or taken as a string."""
+    key, sep, raw = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set vad.endpoint=0.3")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return {section: {name: value}}
+
+
+def apply_overrides(config: Config, items: list[str]) -> Config:
+    for item in items:
+        config = merge(config, parse_override(item), "--set")
+    return config
+
+
+def to_toml(config: Config) -> str:
+    """The effective settings as TOML (``translator config``), so users can start from them."""
+    lines = []
+    reverse = {(s, v): k for (s, k), v in _ALIASES.items()}
+    for section in dataclasses.fields(config):
+        lines.append(f"[{section.name}]")
+        values = getattr(config, section.name)
+        for f in dataclasses.fields(values):
+            value = getattr(values, f.name)
+            key = reverse.get((section.name, f.name), f.name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = "[" + ", ".join(_quote(v) for v in value) + "]"
+            elif isinstance(value, str):
+                text = _quote(value)
+            else:
+                text = repr(value)
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

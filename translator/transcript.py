@@ -1,0 +1,191 @@
+"""Per-utterance records built from pipeline events, and the files they are written to.
+
+The UI, the JSON-lines transcript, the subtitles and the benchmark all read the same
+:class:`UtteranceRecord`, so a latency means the same thing everywhere (DESIGN.md, "Latency").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from translator.errors import OutputError
+from translator.events import (
+    Caption,
+    Event,
+    SpeechChunk,
+    SpeechDone,
+    StageFailed,
+    Transcript,
+    Translation,
+    UtteranceEnded,
+)
+
+
+@dataclass(frozen=True)
+class UtteranceRecord:
+    """Everything known about one finished utterance. Latencies are seconds after ``t_end``."""
+
+    utterance_id: int
+    start: float
+    end: float
+    language: str
+    source_text: str
+    target_language: str
+    text: str
+    route: str
+    voice: str
+    asr_final: float | None
+    """Final transcript ready, after the last voiced sample reached the pipeline."""
+    mt: float | None
+    speech_to_speech: float | None
+    """First translated audio handed to the output, after the last voiced sample."""
+    caption_lags: tuple[float, ...]
+    """For each partial caption: when it appeared minus the audio time it covers."""
+    asr_compute: float | None
+    mt_compute: float | None
+    speech_seconds: float
+    cut: bool
+    error: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+
+
+class UtteranceCollector:
+    """Joins the events of each utterance into a record once its last stage is done.
+
+    ``final_event`` is the type that closes an utterance: SpeechDone with a speaker,
+    Translation when speech output is off.
+    """
+
+    def __init__(self, *, speaking: bool = True, stream_wall_start: float | None = None) -> None:
+        self.speaking = speaking
+        self.stream_wall_start = stream_wall_start
+        self._ended: dict[int, UtteranceEnded] = {}
+        self._captions: dict[int, list[float]] = {}
+        self._transcripts: dict[int, Transcript] = {}
+        self._translations: dict[int, Translation] = {}
+        self._first_audio: dict[int, float] = {}
+        self._speech: dict[int, float] = {}
+
+    def feed(self, event: Event) -> UtteranceRecord | None:
+        """Take one event; return the record when it completes an utterance."""
+        uid = getattr(event, "utterance_id", None)
+        if isinstance(event, UtteranceEnded):
+            self._ended[event.utterance_id] = event
+        elif isinstance(event, Caption):
+            if self.stream_wall_start is not None:
+                lag = event.wall - (self.stream_wall_start + event.audio_end)
+                self._captions.setdefault(event.utterance_id, []).append(lag)
+        elif isinstance(event, Transcript):
+            self._transcripts[event.utterance_id] = event
+        elif isinstance(event, Translation):
+            self._translations[event.utterance_id] = event
+            if not self.speaking:
+                return self._close(event.utterance_id, voice="")
+        elif isinstance(event, SpeechChunk):
+            self._first_audio.setdefault(event.utterance_id, event.wall)
+            self._speech[uid] = self._speech.get(uid, 0.0) + len(event.samples) / event.sample_rate
+        elif isinstance(event, SpeechDone):
+            return self._close(event.utterance_id, voice=event.voice)
+        elif isinstance(event, StageFailed) and uid in self._ended:
+            return self._close(event.utterance_id, voice="", error=f"{event.stage}: {event.message}")
+        return None
+
+    def _close(self, uid: int, *, voice: str, error: str = "") -> UtteranceRecord | None:
+        ended = self._ended.pop(uid, None)
+        tr = self._transcripts.pop(uid, None)
+        mt = self._translations.pop(uid, None)
+        first = self._first_audio.pop(uid, None)
+        lags = tuple(self._captions.pop(uid, []))
+        speech = self._speech.pop(uid, 0.0)
+        if ended is None or (tr is None and not error):
+            return None
+        t0 = ended.t_end_wall
+        return UtteranceRecord(
+            utterance_id=uid,
+            start=round(ended.start, 3),
+            end=round(ended.t_end, 3),
+            language=tr.language if tr else "",
+            source_text=mt.source_text if mt else (tr.text if tr else ""),
+            target_language=mt.target_language if mt else "",
+            text=mt.text if mt else "",
+            route=mt.route if mt else "",
+            voice=voice,
+            asr_final=_round(tr.wall - t0) if tr else None,
+            mt=_round(mt.wall - t0) if mt else None,
+            speech_to_speech=_round(first - t0) if first is not None else None,
+            caption_lags=tuple(_round(x) for x in lags),
+            asr_compute=_round(tr.compute_seconds) if tr else None,
+            mt_compute=_round(mt.compute_seconds) if mt else None,
+            speech_seconds=round(speech, 3),
+            cut=ended.cut,
+            error=error,
+        )
+
+
+def _round(x: float) -> float:
+    return round(x, 4)
+
+
+class _LineFile:
+    """A text file written a record at a time and flushed each time, so a crash loses nothing."""
+
+    def __init__(self, path: str | Path, *, append: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            self._f: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write ({e.strerror}); check the directory exists and is writable") from None
+
+    def _write(self, text: str) -> None:
+        try:
+            self._f.write(text)
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as e:
+            raise OutputError(f"{self.path}: write failed ({e.strerror}); earlier lines are kept") from None
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):  # noqa: ANN204
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class JsonlWriter(_LineFile):
+    """One JSON object per line and per utterance: a line is either whole or absent."""
+
+    def write(self, record: UtteranceRecord) -> None:
+        self._write(record.to_json() + "\n")
+
+
+class SrtWriter(_LineFile):
+    """SubRip subtitles of the translation, timed on the source audio."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._n = 0
+
+    def write(self, record: UtteranceRecord) -> None:
+        if not record.text:
+            return
+        self._n += 1
+        end = max(record.end, record.start + 0.5)
+        self._write(f"{self._n}\n{srt_time(record.start)} --> {srt_time(end)}\n{record.text.strip()}\n\n")
+
+
+def srt_time(seconds: float) -> str:
+    ms = int(round(max(seconds, 0.0) * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
