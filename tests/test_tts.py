@@ -1,0 +1,221 @@
+"""Speech synthesis with the real bundled Piper voice and the real espeak-ng binary."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from piper import PiperVoice
+
+from translator.errors import ModelError
+from translator.events import Notice, SpeechChunk, SpeechDone, StageFailed, Translation
+from translator.models import resolve_voice
+from translator.tts import EspeakVoice, PiperSpeakerVoice, SpeakerStage, choose_voice, espeak_voice_for
+
+JOE = "en_US-joe-medium"
+TWO = "Hello world. This is a second sentence."
+FOUR = "One sentence here. A second one follows. Then comes a third. And this is the last."
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+def translation(text: str, lang: str, uid: int = 1) -> Translation:
+    return Translation(uid, text, "xx", text, lang, "test", 0.0, 1.0, 100.0, 100.1, 0.0)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty model store: only the bundled joe voice is installed, so no Spanish Piper voice."""
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def joe(store: Path) -> PiperSpeakerVoice:
+    voice, notice = choose_voice("en", store=store)
+    assert isinstance(voice, PiperSpeakerVoice) and voice.name == JOE and notice is None
+    return voice
+
+
+def test_joe_speaks_each_sentence_as_its_own_plausible_chunk(joe: PiperSpeakerVoice) -> None:
+    assert joe.sample_rate == 22050
+    chunks = list(joe.synthesize(TWO))
+    assert len(chunks) >= 2
+    for chunk in chunks:
+        assert chunk.dtype == np.float32 and chunk.ndim == 1
+        assert np.all(np.abs(chunk) <= 1.0)
+        assert rms(chunk) > 0.01
+        assert 0.3 <= len(chunk) / joe.sample_rate <= 5.0
+
+
+@pytest.fixture
+def model_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts Piper's per-sentence model runs, to see how far synthesis got at any moment."""
+    runs: list[int] = []
+    original = PiperVoice.phoneme_ids_to_audio
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PiperVoice, "phoneme_ids_to_audio", counting)
+    return runs
+
+
+def test_first_sentence_is_ready_before_the_rest_is_synthesised(joe: PiperSpeakerVoice, model_runs: list[int]) -> None:
+    chunks = joe.synthesize(FOUR)
+    assert model_runs == []
+    next(chunks)
+    assert len(model_runs) == 1
+    assert len(list(chunks)) == 3 and len(model_runs) == 4
+
+    stage = SpeakerStage({"en": joe})
+    assert stage.prepare(["en"]) == []  # loads and warms up: not part of the utterance
+    model_runs.clear()
+    events = stage.feed(translation(FOUR, "en"))
+    first = next(events)
+    assert isinstance(first, SpeechChunk) and first.index == 0 and len(model_runs) == 1
+    rest = list(events)
+    assert len(model_runs) == 4
+    assert [e.index for e in rest[:-1]] == [1, 2, 3]
+    assert [c.text for c in [first, *rest[:-1]]] == re.split(r"(?<=\.) ", FOUR)
+    assert all(c.t_end_wall == 100.0 and c.voice == JOE and c.sample_rate == 22050 for c in [first, *rest[:-1]])
+    assert isinstance(rest[-1], SpeechDone) and rest[-1].voice == JOE
+
+
+def test_joe_is_intelligible_to_whisper(joe: PiperSpeakerVoice) -> None:
+    faster_whisper = pytest.importorskip("faster_whisper")
+    soxr = pytest.importorskip("soxr")
+    jiwer = pytest.importorskip("jiwer")
+    from translator.models import resolve_asr
+
+    try:
+        model_dir = resolve_asr("tiny.en")
+    except ModelError as e:
+        pytest.skip(str(e))
+    reference = "The quick brown fox jumps over the lazy dog."
+    audio = np.concatenate(list(joe.synthesize(reference)))
+    audio16k = soxr.resample(audio, joe.sample_rate, 16000).astype(np.float32)
+    model = faster_whisper.WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=2)
+    segments, _ = model.transcribe(audio16k, language="en", beam_size=1, vad_filter=False)
+    heard = " ".join(s.text for s in segments)
+
+    def norm(s: str) -> str:
+        return " ".join(re.sub(r"[^\w\s']", " ", s.lower()).split())
+
+    assert jiwer.wer(norm(reference), norm(heard)) <= 0.3, heard
+
+
+def test_espeak_fallback_for_a_language_without_piper_voice(store: Path) -> None:
+    voice, notice = choose_voice("es", store=store)
+    assert isinstance(voice, EspeakVoice)
+    assert notice is not None and "espeak" in notice.message and "piper-es" in notice.message
+    chunks = list(voice.synthesize("Hola mundo. ¿Dónde está la estación?"))
+    assert len(chunks) == 2
+    assert all(c.dtype == np.float32 and rms(c) > 0.01 for c in chunks)
+
+    stage = SpeakerStage(functools.partial(choose_voice, store=store))
+    first = list(stage.feed(translation("Buenos días.", "es", 1)))
+    second = list(stage.feed(translation("Gracias. Hasta luego.", "es", 2)))
+    notices = [e for e in first + second if isinstance(e, Notice)]
+    assert len(notices) == 1 and "espeak" in notices[0].message
+    assert [type(e) for e in second] == [SpeechChunk, SpeechChunk, SpeechDone]
+    assert second[-1].voice == voice.name and second[0].text == "Gracias."
+
+
+def test_no_voice_means_text_only(store: Path) -> None:
+    assert espeak_voice_for("yo") is None  # Yoruba: Whisper knows it, espeak-ng does not
+    for voice, notice in (choose_voice("yo", store=store), choose_voice("es", allow_fallback=False, store=store)):
+        assert voice is None
+        assert notice is not None and "text only" in notice.message
+
+    stage = SpeakerStage(functools.partial(choose_voice, store=store))
+    first = list(stage.feed(translation("E kaaro.", "yo", 1)))
+    assert [type(e) for e in first] == [Notice, SpeechDone] and first[1].voice == ""
+    assert [type(e) for e in stage.feed(translation("O dabo.", "yo", 2))] == [SpeechDone]
+
+
+def test_empty_text_is_only_speech_done(joe: PiperSpeakerVoice) -> None:
+    events = list(SpeakerStage({"en": joe}).feed(translation("  ", "en")))
+    assert [type(e) for e in events] == [SpeechDone]
+
+
+def test_lead_in_prepends_silence_to_the_first_chunk_only(joe: PiperSpeakerVoice) -> None:
+    chunks = [e for e in SpeakerStage({"en": joe}, lead_in=0.3).feed(translation(TWO, "en")) if isinstance(e, SpeechChunk)]
+    lead = round(0.3 * 22050)
+
+    def leading_zeros(samples: np.ndarray) -> int:
+        nonzero = np.flatnonzero(samples)
+        return int(nonzero[0]) if nonzero.size else len(samples)
+
+    assert leading_zeros(chunks[0].samples) >= lead
+    assert leading_zeros(chunks[0].samples) < lead + 0.05 * 22050
+    assert rms(chunks[0].samples[lead:]) > 0.01
+    assert all(leading_zeros(c.samples) < 0.05 * 22050 for c in chunks[1:])
+
+
+class FailingVoice:
+    """Speaks one sentence, then fails like an onnxruntime error would."""
+
+    name = "failing"
+    language = "en"
+    sample_rate = 16000
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        if text.startswith("Boom"):
+            raise RuntimeError("onnxruntime: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION\nnon-zero status")
+        yield np.full(1600, 0.1, dtype=np.float32)
+
+    def warm_up(self) -> None:
+        pass
+
+
+def test_a_synthesis_error_fails_the_utterance_not_the_stage() -> None:
+    stage = SpeakerStage({"en": FailingVoice()})
+    events = list(stage.feed(translation("Fine. Boom here. Never said.", "en", 1)))
+    assert [type(e) for e in events] == [SpeechChunk, StageFailed, SpeechDone]
+    failed = events[1]
+    assert failed.stage == "tts" and failed.utterance_id == 1 and "\n" not in failed.message
+    assert [type(e) for e in stage.feed(translation("Fine again.", "en", 2))] == [SpeechChunk, SpeechDone]
+
+
+def test_corrupt_voice_files_name_the_file(tmp_path: Path) -> None:
+    joe_files = resolve_voice(JOE)
+    rng = np.random.default_rng(0)
+
+    onnx = tmp_path / "en_US-broken-medium.onnx"
+    onnx.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    shutil.copyfile(joe_files.config, tmp_path / (onnx.name + ".json"))
+    with pytest.raises(ModelError, match=re.escape(str(onnx))):
+        PiperSpeakerVoice(resolve_voice(str(onnx)))
+
+    bad_config = tmp_path / "bad" / "en_US-badjson-medium.onnx"
+    bad_config.parent.mkdir()
+    bad_config.symlink_to(joe_files.model)
+    Path(str(bad_config) + ".json").write_text("{not json")
+    with pytest.raises(ModelError, match=re.escape(str(bad_config) + ".json")):
+        PiperSpeakerVoice(resolve_voice(str(bad_config)))
+
+
+def test_an_onnx_model_that_is_not_a_voice_fails_at_warm_up_naming_the_file(tmp_path: Path) -> None:
+    faster_whisper = pytest.importorskip("faster_whisper")
+    vad = Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+    onnx = tmp_path / "en_US-vad-medium.onnx"
+    shutil.copyfile(vad, onnx)
+    shutil.copyfile(resolve_voice(JOE).config, tmp_path / (onnx.name + ".json"))
+    not_a_voice = PiperSpeakerVoice(resolve_voice(str(onnx)))
+
+    with pytest.raises(ModelError, match=re.escape(str(onnx))):
+        SpeakerStage({"en": not_a_voice}).prepare(["en"])
+
+    stage = SpeakerStage({"en": not_a_voice})
+    events = list(stage.feed(translation("Hello.", "en", 1)))
+    assert [type(e) for e in events] == [Notice, SpeechDone]
+    assert events[0].level == "error" and str(onnx) in events[0].message and events[1].voice == ""
+    assert [type(e) for e in stage.feed(translation("Hello.", "en", 2))] == [SpeechDone]
