@@ -1,0 +1,386 @@
+"""Voice activity: Silero VAD on 32 ms frames, turned into utterance events.
+
+The segmenter is the only stage that looks at raw audio. Everything downstream sees utterances,
+so the policy lives here: pre-roll so word onsets survive, a short pause (the moment to speculate)
+distinct from the endpoint (the moment to commit), partial snapshots for live captions, and a
+length cap so Whisper never gets more than its window.
+
+Decisions are made per 512-sample frame and counted in samples, never in wall time, so the same
+audio gives the same utterances however it is split into blocks and however fast it arrives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from translator.events import (
+    SAMPLE_RATE,
+    AudioBlock,
+    SegmentEvent,
+    SpeechGrowing,
+    SpeechPaused,
+    SpeechStarted,
+    UtteranceEnded,
+)
+
+FRAME = 512
+"""Samples per VAD frame (32 ms at 16 kHz): the only size Silero v5/v6 accept at 16 kHz."""
+_CONTEXT = 64
+"""Samples of the previous frame the model sees in front of each new one."""
+_STATE_SHAPE = (1, 1, 128)
+SILENT_DB = -100.0
+"""``Segmenter.level`` floor, so digital silence shows as a finite number on a meter."""
+
+
+class SileroVad:
+    """Speech probability for consecutive 32 ms frames of one stream.
+
+    Uses the onnxruntime session faster-whisper has already loaded (one model in memory however
+    many segmenters exist). That session runs with a single thread on purpose: a frame costs about
+    0.1 ms, and more threads would only compete with ASR for cores. The recurrent state makes an
+    instance belong to one stream and one thread at a time; separate instances may run in separate
+    threads (onnxruntime's ``run`` is thread-safe).
+    """
+
+    def __init__(self) -> None:
+        from faster_whisper.vad import get_vad_model  # imported late: faster_whisper is heavy
+
+        self._session = get_vad_model().session
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next frame is treated as the first."""
+        self._h = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._c = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._context = np.zeros(_CONTEXT, dtype=np.float32)
+
+    def prob(self, chunk512: np.ndarray) -> float:
+        """Probability that ``chunk512`` (the frame following the previous call's) is speech."""
+        chunk = np.asarray(chunk512, dtype=np.float32)
+        if chunk.shape != (FRAME,):
+            raise ValueError(f"Silero VAD needs frames of {FRAME} samples, got shape {chunk.shape}")
+        x = np.concatenate((self._context, chunk))[np.newaxis]
+        out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
+        self._context = chunk[-_CONTEXT:].copy()
+        return float(out[0])
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Endpointing policy; durations are seconds of audio."""
+
+    threshold: float = 0.5
+    """A frame at or above this probability starts (or continues) speech."""
+    neg_threshold: float | None = None
+    """Speech continues until a frame falls below this; ``None`` = ``threshold - 0.15`` (Silero's
+    own hysteresis), so a word's weak tail does not flicker between speech and silence."""
+    min_speech: float = 0.25
+    """Voiced audio needed before an utterance is announced; shorter blips (a click, a cough)
+    are dropped silently."""
+    pre_roll: float = 0.2
+    """Audio kept before the first voiced frame: the VAD fires after the onset of a word."""
+    pause: float = 0.2
+    """Silence after which ``SpeechPaused`` invites speculative finalisation."""
+    endpoint: float = 0.5
+    """Silence after which the utterance is over."""
+    max_utterance: float = 15.0
+    """Cap: longer speech is cut at its quietest recent point."""
+    partial_interval: float = 0.5
+    """New speech between two ``SpeechGrowing`` snapshots."""
+    post_roll: float = 0.1
+    """Audio kept after the last voiced frame: Whisper does better with a trailing margin."""
+
+    def __post_init__(self) -> None:
+        if self.neg_threshold is None:
+            object.__setattr__(self, "neg_threshold", max(self.threshold - 0.15, 0.01))
+        for name in ("threshold", "neg_threshold", "min_speech", "pre_roll", "pause", "endpoint",
+                     "max_utterance", "partial_interval", "post_roll"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        checks = [
+            (0 < self.threshold < 1, f"threshold must be between 0 and 1, got {self.threshold}"),
+            (0 < self.neg_threshold <= self.threshold,
+             f"neg_threshold must be > 0 and <= threshold ({self.threshold}), got {self.neg_threshold}"),
+            (0 <= self.min_speech <= 1, f"min_speech must be 0-1 s, got {self.min_speech}"),
+            (0 <= self.pre_roll <= 1, f"pre_roll must be 0-1 s, got {self.pre_roll}"),
+            (self.pause > 0, f"pause must be > 0 s, got {self.pause}"),
+            (self.endpoint >= self.pause, f"endpoint ({self.endpoint} s) must be >= pause ({self.pause} s)"),
+            (0 <= self.post_roll <= self.pause,
+             f"post_roll must be between 0 and pause ({self.pause} s), got {self.post_roll}"),
+            (self.partial_interval > 0, f"partial_interval must be > 0 s, got {self.partial_interval}"),
+            (self.max_utterance >= 2, f"max_utterance must be >= 2 s, got {self.max_utterance}"),
+            (self.max_utterance >= 2 * self.endpoint,
+             f"max_utterance ({self.max_utterance} s) must be >= 2 x endpoint ({self.endpoint} s)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def _samples(seconds: float) -> int:
+    return round(seconds * SAMPLE_RATE)
+
+
+class _Samples:
+    """The recent part of the stream, addressed by absolute sample index.
+
+    Appends are amortised and the front can be dropped, so a live stream of any length costs no
+    more memory than the longest utterance.
+    """
+
+    def __init__(self) -> None:
+        self._data = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        self._first = 0
+        self._len = 0
+
+    @property
+    def end(self) -> int:
+        return self._first + self._len
+
+    def append(self, x: np.ndarray) -> None:
+        need = self._len + len(x)
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), dtype=np.float32)
+            grown[: self._len] = self._data[: self._len]
+            self._data = grown
+        self._data[self._len : need] = x
+        self._len = need
+
+    def drop_before(self, index: int) -> None:
+        k = index - self._first
+        if k > 0:
+            self._data[: self._len - k] = self._data[k : self._len]
+            self._first = index
+            self._len -= k
+
+    def view(self, a: int, b: int) -> np.ndarray:
+        return self._data[a - self._first : b - self._first]
+
+    def copy(self, a: int, b: int) -> np.ndarray:
+        return self.view(a, b).copy()
+
+
+@dataclass(eq=False)
+class _Utterance:
+    """An utterance in flight; sample positions are absolute, frame data starts at ``first_frame``."""
+
+    start: int
+    first_frame: int
+    confirmed: bool = False
+    utterance_id: int = 0
+    voiced_frames: int = 0
+    last_voiced_end: int = 0
+    last_voiced_wall: float = 0.0
+    paused_audio: np.ndarray | None = None
+    """The last ``SpeechPaused`` audio while no speech followed it, reused by the endpoint."""
+    since_growing: int = 0
+    probs: list[float] = field(default_factory=list)
+    rms: list[float] = field(default_factory=list)
+    voiced: list[bool] = field(default_factory=list)
+    walls: list[float] = field(default_factory=list)
+
+
+class Segmenter:
+    """Turns a stream of ``AudioBlock`` into speech events.
+
+    Event semantics (times are the audio clock: the first block's ``start`` plus samples counted,
+    so blocks are taken to be contiguous; call ``reset`` when a source restarts):
+
+    - ``SpeechStarted`` once ``min_speech`` of voiced audio has been heard; ``start`` is the onset
+      minus ``pre_roll``, never before the stream start or the previous utterance's audio end.
+    - ``SpeechGrowing`` every ``partial_interval`` of audio while not paused: all audio from
+      ``start`` to the end of the latest frame.
+    - ``SpeechPaused`` once per pause, when silence since the last voiced frame reaches ``pause``;
+      audio runs from ``start`` to ``t_end + post_roll``.
+    - ``UtteranceEnded`` when silence reaches ``endpoint``, always preceded by a ``SpeechPaused``
+      with the same audio (the very same array object, so ``ended.audio is paused.audio`` tells the
+      recognizer its speculative result stands; equal ``t_end`` says the same).
+    - At ``max_utterance`` during a pause, the utterance ends as the endpoint would have
+      (``cut=True``, audio of that ``SpeechPaused``). Otherwise it is cut at the quietest frame of
+      its last ``min(3 s, max_utterance / 3)``: ``UtteranceEnded(cut=True)`` with audio
+      ``start .. cut``, and the rest continues as a new utterance (``SpeechStarted`` with ``start``
+      = the cut, same block), so no sample is lost or repeated. If the rest holds no voiced frame
+      it is left as pre-roll for the next utterance.
+    - ``flush`` ends an announced utterance as the endpoint would (audio clipped to what arrived).
+
+    ``t_end`` is the end of the last voiced frame and ``t_end_wall`` the ``wall`` of the block that
+    delivered it. Ids count up from 1 over the life of the instance (``reset`` does not restart
+    them, so ids stay unique downstream). ``feed`` and ``flush`` do their work before returning.
+    """
+
+    def __init__(self, config: SegmenterConfig = SegmenterConfig(), vad: SileroVad | None = None) -> None:
+        self.config = config
+        self._vad = vad if vad is not None else SileroVad()
+        self._pre_roll = _samples(config.pre_roll)
+        self._post_roll = _samples(config.post_roll)
+        self._pause = _samples(config.pause)
+        self._endpoint = _samples(config.endpoint)
+        self._max = _samples(config.max_utterance)
+        self._min_speech = _samples(config.min_speech)
+        self._partial = _samples(config.partial_interval)
+        self._cut_window = _samples(min(3.0, config.max_utterance / 3))
+        self._next_id = 1
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream: drop any utterance in flight and the audio clock."""
+        self._vad.reset()
+        self._buf = _Samples()
+        self._origin: float | None = None
+        self._frames = 0
+        self._floor = 0
+        self._voiced = False
+        self._utt: _Utterance | None = None
+        self._last_wall = 0.0
+        self.level = SILENT_DB
+        """RMS of the last frame in dBFS, for a level meter."""
+        self.last_prob = 0.0
+        """Speech probability of the last frame."""
+
+    @property
+    def in_speech(self) -> bool:
+        """True between ``SpeechStarted`` and its ``UtteranceEnded``."""
+        return self._utt is not None and self._utt.confirmed
+
+    def feed(self, block: AudioBlock) -> Iterator[SegmentEvent]:
+        """Take a block of any length; return the events it completes, in order."""
+        samples = np.asarray(block.samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"Segmenter needs mono samples, got shape {samples.shape}")
+        if not np.isfinite(samples).all():
+            samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+        if self._origin is None:
+            self._origin = block.start
+        self._last_wall = block.wall
+        events: list[SegmentEvent] = []
+        pos = 0
+        while pos < len(samples):
+            # Append no more than completes the next frame, so a huge block never sits whole in memory.
+            take = (self._frames + 1) * FRAME - self._buf.end
+            self._buf.append(samples[pos : pos + take])
+            pos += take
+            if self._buf.end == (self._frames + 1) * FRAME:
+                self._frame(block.wall, events)
+        return iter(events)
+
+    def flush(self, wall: float | None = None) -> Iterator[SegmentEvent]:
+        """End of stream: finish the utterance in flight, then start afresh (as ``reset``)."""
+        events: list[SegmentEvent] = []
+        utt = self._utt
+        if utt is not None and utt.confirmed:
+            end = min(utt.last_voiced_end + self._post_roll, self._buf.end)
+            audio = utt.paused_audio if utt.paused_audio is not None else self._buf.copy(utt.start, end)
+            events.append(self._ended(utt, audio, self._last_wall if wall is None else wall))
+        self.reset()
+        return iter(events)
+
+    def _time(self, index: int) -> float:
+        assert self._origin is not None
+        return self._origin + index / SAMPLE_RATE
+
+    def _frame(self, wall: float, out: list[SegmentEvent]) -> None:
+        cfg = self.config
+        a = self._frames * FRAME
+        b = a + FRAME
+        frame = self._buf.view(a, b)
+        p = self._vad.prob(frame)
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+        self.last_prob = p
+        self.level = max(SILENT_DB, 20 * math.log10(rms)) if rms > 0 else SILENT_DB
+        self._frames += 1
+        self._voiced = p >= cfg.threshold or (self._voiced and p >= cfg.neg_threshold)
+
+        utt = self._utt
+        if utt is None:
+            if not self._voiced:
+                self._trim()
+                return
+            utt = self._utt = _Utterance(start=max(a - self._pre_roll, self._floor), first_frame=self._frames - 1)
+        utt.probs.append(p)
+        utt.rms.append(rms)
+        utt.voiced.append(self._voiced)
+        utt.walls.append(wall)
+        if self._voiced:
+            utt.voiced_frames += 1
+            utt.last_voiced_end = b
+            utt.last_voiced_wall = wall
+            utt.paused_audio = None
+        silence = b - utt.last_voiced_end
+
+        if not utt.confirmed:
+            if utt.voiced_frames * FRAME < self._min_speech:
+                if silence >= self._endpoint:
+                    self._utt = None  # a blip: never announced, so nothing to retract
+                    self._trim()
+                return
+            self._start(utt, a - utt.start, wall, out)
+
+        if silence >= self._pause and utt.paused_audio is None:
+            utt.paused_audio = self._buf.copy(utt.start, utt.last_voiced_end + self._post_roll)
+            out.append(SpeechPaused(utt.utterance_id, utt.paused_audio, self._time(utt.start),
+                                    self._time(utt.last_voiced_end), utt.last_voiced_wall, wall))
+        capped = b - utt.start >= self._max
+        if silence >= self._endpoint or (capped and utt.paused_audio is not None):
+            # At the cap during a pause, end where the pause did: the speculative result stands.
+            out.append(self._ended(utt, utt.paused_audio, wall, cut=silence < self._endpoint))
+            self._floor = utt.last_voiced_end + self._post_roll
+            self._utt = None
+            self._trim()
+            return
+        if silence < self._pause:
+            utt.since_growing += FRAME
+            if utt.since_growing >= self._partial:
+                utt.since_growing = 0
+                out.append(SpeechGrowing(utt.utterance_id, self._buf.copy(utt.start, b),
+                                         self._time(utt.start), self._time(b), wall))
+        if capped:
+            self._cut(utt, wall, out)
+
+    def _start(self, utt: _Utterance, since_growing: int, wall: float, out: list[SegmentEvent]) -> None:
+        utt.confirmed = True
+        utt.utterance_id = self._next_id
+        self._next_id += 1
+        utt.since_growing = since_growing
+        out.append(SpeechStarted(utt.utterance_id, self._time(utt.start), wall))
+
+    def _ended(self, utt: _Utterance, audio: np.ndarray, wall: float, cut: bool = False) -> UtteranceEnded:
+        return UtteranceEnded(utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end),
+                              utt.last_voiced_wall, wall, cut)
+
+    def _cut(self, utt: _Utterance, wall: float, out: list[SegmentEvent]) -> None:
+        """Split at the quietest recent frame: non-speech frames first, then the lowest energy."""
+        cfg = self.config
+        first = utt.first_frame
+        lo = max(first + 1, -(-(self._frames * FRAME - self._cut_window) // FRAME))
+        k = min(range(lo, self._frames), key=lambda j: (utt.probs[j - first] >= cfg.neg_threshold, utt.rms[j - first]))
+        cut = k * FRAME
+        # The window lies more than max_utterance / 3 after the onset (or the previous cut, which
+        # kept at least one voiced frame), so the part before the cut always holds a voiced frame.
+        last = max(j for j in range(first, k) if utt.voiced[j - first])
+        out.append(UtteranceEnded(utt.utterance_id, self._buf.copy(utt.start, cut), self._time(utt.start),
+                                  self._time((last + 1) * FRAME), utt.walls[last - first], wall, cut=True))
+        self._floor = cut
+
+        tail = slice(k - first, None)
+        rest = _Utterance(start=cut, first_frame=k, probs=utt.probs[tail], rms=utt.rms[tail],
+                          voiced=utt.voiced[tail], walls=utt.walls[tail],
+                          last_voiced_end=utt.last_voiced_end, last_voiced_wall=utt.last_voiced_wall)
+        rest.voiced_frames = sum(rest.voiced)
+        if rest.voiced_frames:
+            self._utt = rest
+            self._start(rest, self._frames * FRAME - cut, wall, out)
+        else:
+            self._utt = None
+        self._trim()
+
+    def _trim(self) -> None:
+        """Keep only what a future event can still refer to."""
+        if self._utt is not None:
+            self._buf.drop_before(self._utt.start)
+        else:
+            self._buf.drop_before(max(self._floor, self._frames * FRAME - self._pre_roll))
