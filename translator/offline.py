@@ -1,0 +1,45 @@
+"""The offline guarantee: while translating, nothing may reach the network.
+
+The translator only ever loads models from local paths (:mod:`translator.models`), so no library
+has a reason to connect anywhere; :func:`enforce_offline` makes sure none tries anyway (a hub
+library asking for an update, a tokenizer fetching a file, telemetry). ``load_engines`` calls it
+before loading any model. ``tests/test_offline.py`` runs the whole file pipeline under a socket
+guard that fails on any non-loopback connection.
+
+Downloading is ``translator models install``, a separate command that never runs during translation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",  # huggingface_hub (faster-whisper imports it): no hub requests at all
+    "TRANSFORMERS_OFFLINE": "1",  # transformers (only with the [convert] extra)
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    "DO_NOT_TRACK": "1",
+}
+"""Environment switches honoured by the libraries the translator (or its extras) may import."""
+
+
+def enforce_offline() -> None:
+    """Switch every library we use to offline mode, for this process and its children.
+
+    Idempotent and cheap. Also patches ``huggingface_hub.constants`` when it is already imported,
+    because it reads ``HF_HUB_OFFLINE`` only once, at import.
+    """
+    os.environ.update(OFFLINE_ENV)
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+        if hasattr(constants, "HF_HUB_DISABLE_TELEMETRY"):
+            constants.HF_HUB_DISABLE_TELEMETRY = True
+
+
+def is_offline() -> bool:
+    """True when :func:`enforce_offline` (or the user's environment) switched the hub off."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
