@@ -152,6 +152,9 @@ class Recognition:
     tokens: int
     window_seconds: float
     """Audio seconds the encoder saw (30 per window when the stock window was used or retried)."""
+    original: str = ""
+    """With the translate task: the words as spoken, decoded from the same encoder output, so the
+    user sees what was said as well as Whisper's English for the price of one more decode."""
 
 
 TaskChoice = str | Callable[[str], str]
@@ -271,6 +274,7 @@ class WhisperRecognizer:
 
         window = int(STOCK_WINDOW * SAMPLE_RATE)
         pieces: list[_Decoded] = []
+        originals: list[str] = []
         probability = 1.0
         resolved_task = choice if isinstance(choice, str) else None
         for offset in range(0, len(audio), window):
@@ -289,9 +293,12 @@ class WhisperRecognizer:
                 decoded = self._decode(encoded, seconds, len(chunk), language, resolved_task, prompt)
             if self._plausible(decoded):
                 pieces.append(decoded)
+                if resolved_task == "translate":
+                    originals.append(self._decode(encoded, seconds, len(chunk), language, "transcribe", prompt).text)
         if not pieces:
             return None
-        text = ("" if language in _NO_SPACE_LANGUAGES else " ").join(p.text for p in pieces)
+        joiner = "" if language in _NO_SPACE_LANGUAGES else " "
+        text = " ".join(p.text for p in pieces) if resolved_task == "translate" else joiner.join(p.text for p in pieces)
         tokens = sum(p.tokens for p in pieces)
         return Recognition(
             text=text,
@@ -304,6 +311,7 @@ class WhisperRecognizer:
             compute_seconds=time.perf_counter() - started,
             tokens=tokens,
             window_seconds=sum(p.window_seconds for p in pieces),
+            original=joiner.join(originals),
         )
 
     # --- the steps -----------------------------------------------------------------------------
@@ -495,6 +503,7 @@ class RecognizerStage:
                     t_end_wall=event.t_end_wall,
                     wall=time.monotonic(),
                     compute_seconds=recognition.compute_seconds,
+                    original=recognition.original,
                 )
 
     def _final(self, audio: np.ndarray) -> Recognition | None:
@@ -532,6 +541,7 @@ class RecognizerStage:
             committed=_join(self._committed, language),
             tentative=_join(words[len(self._committed) :], language),
             audio_end=event.end,
+            audio_end_wall=event.wall,
             wall=time.monotonic(),
         )
 

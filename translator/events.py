@@ -106,6 +106,8 @@ class Caption:
     """The rest of the latest hypothesis: may still change."""
     audio_end: float
     """Audio time up to which the caption covers the speech."""
+    audio_end_wall: float
+    """When the audio at ``audio_end`` reached the pipeline: ``wall - audio_end_wall`` is the caption lag."""
     wall: float
 
 
@@ -124,6 +126,8 @@ class Transcript:
     t_end_wall: float
     wall: float
     compute_seconds: float
+    original: str = ""
+    """With ``task == "translate"``: the words as spoken (same encoder pass, one more decode)."""
 
 
 # --- Translator -> Speaker ----------------------------------------------------------------------

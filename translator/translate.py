@@ -699,7 +699,7 @@ class TranslatorStage:
         compute = time.perf_counter() - t0
         yield Translation(
             utterance_id=t.utterance_id,
-            source_text=t.text,
+            source_text=t.original or t.text,
             source_language=source,
             text=translated,
             target_language=target,
