@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from translator.audio import AudioSink
 from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, SpeechChunk, StageFailed
 
@@ -27,10 +28,6 @@ class Segmenting(Protocol):
     def feed(self, block: AudioBlock) -> Iterator[Event]: ...
 
     def flush(self, wall: float | None = None) -> Iterator[Event]: ...
-
-
-class AudioSink(Protocol):
-    def write(self, samples: Any, sample_rate: int) -> None: ...
 
 
 @dataclass(frozen=True)

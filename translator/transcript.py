@@ -63,9 +63,8 @@ class UtteranceCollector:
     Translation when speech output is off.
     """
 
-    def __init__(self, *, speaking: bool = True, stream_wall_start: float | None = None) -> None:
+    def __init__(self, *, speaking: bool = True) -> None:
         self.speaking = speaking
-        self.stream_wall_start = stream_wall_start
         self._ended: dict[int, UtteranceEnded] = {}
         self._captions: dict[int, list[float]] = {}
         self._transcripts: dict[int, Transcript] = {}
@@ -79,9 +78,7 @@ class UtteranceCollector:
         if isinstance(event, UtteranceEnded):
             self._ended[event.utterance_id] = event
         elif isinstance(event, Caption):
-            if self.stream_wall_start is not None:
-                lag = event.wall - (self.stream_wall_start + event.audio_end)
-                self._captions.setdefault(event.utterance_id, []).append(lag)
+            self._captions.setdefault(event.utterance_id, []).append(event.wall - event.audio_end_wall)
         elif isinstance(event, Transcript):
             self._transcripts[event.utterance_id] = event
         elif isinstance(event, Translation):

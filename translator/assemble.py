@@ -1,0 +1,150 @@
+"""Builds a ready pipeline from a :class:`~translator.config.Config`: models loaded and warmed up.
+
+The file command, the live app, the service and the benchmark all call :func:`load_engines` and
+:func:`build_pipeline`, so there is one pipeline, configured one way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from translator import models
+from translator.asr import RecognizerConfig, RecognizerStage, WhisperRecognizer
+from translator.config import Config
+from translator.errors import ConfigError
+from translator.events import (
+    Notice,
+    SpeechGrowing,
+    SpeechPaused,
+    SpeechStarted,
+    Transcript,
+    Translation,
+    UtteranceEnded,
+)
+from translator.offline import enforce_offline
+from translator.pipeline import AudioSink, Pipeline, StageSpec
+from translator.translate import TextTranslator, TranslatorStage
+from translator.tts import SpeakerStage, choose_voice
+from translator.vad import Segmenter, SegmenterConfig
+
+
+@dataclass
+class Engines:
+    """The loaded, warmed-up models and the stages that hold them, shared by every run."""
+
+    config: Config
+    recognizer: WhisperRecognizer
+    translator_stage: TranslatorStage
+    speaker_stage: SpeakerStage | None
+    notices: list[Notice]
+    load_seconds: float
+
+
+def segmenter_config(config: Config) -> SegmenterConfig:
+    v = config.vad
+    try:
+        return SegmenterConfig(
+            threshold=v.threshold,
+            pre_roll=v.pre_roll,
+            pause=v.pause,
+            endpoint=v.endpoint,
+            max_utterance=v.max_utterance,
+            partial_interval=v.partial_interval,
+        )
+    except ValueError as e:
+        raise ConfigError(f"[vad]: {e}") from None
+
+
+def _languages(config: Config) -> tuple[str | None, str, tuple[str, ...] | None]:
+    """(forced source or None, target, languages auto-detection may choose from)."""
+    lang = config.languages
+    if lang.pair:
+        parts = tuple(p.strip() for p in lang.pair.split(":"))
+        if len(parts) != 2 or parts[0] == parts[1] or not all(parts):
+            raise ConfigError(f"languages.pair: expected two different codes like en:es, got {lang.pair!r}")
+        for code in parts:
+            models.check_language(code)
+        return None, "", parts
+    target = models.check_language(lang.target)
+    source = None if lang.source in ("", "auto") else models.check_language(lang.source)
+    return source, target, None
+
+
+def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True) -> Engines:
+    """Load and warm up every model the config needs, failing early (ModelError, LanguageError).
+
+    Routes are planned and their models loaded here, so a language pair with no route is an error
+    before any audio is read, and the first utterance is as fast as the hundredth.
+    """
+    enforce_offline()
+    t0 = time.monotonic()
+    source, target, allowed = _languages(config)
+    store = models.store_dir(config.models.dir or None)
+    a = config.asr
+    recognizer = WhisperRecognizer(
+        RecognizerConfig(
+            model=a.model,
+            compute_type=a.compute_type,
+            cpu_threads=a.threads,
+            language=source,
+            beam_size=a.beam_size,
+            window_margin=a.window_margin if a.window_margin >= 0 else None,
+            no_speech_threshold=a.no_speech_threshold,
+            log_prob_threshold=a.log_prob_threshold,
+            compression_ratio_threshold=a.compression_ratio_threshold,
+            temperature_fallback=a.temperature_fallback,
+            allowed_languages=allowed,
+        ),
+        store=store,
+    )
+    mt_models = models.installed_mt_models(store=store, extra=tuple(Path(p) for p in config.mt.models))
+    whisper = recognizer.multilingual
+    translator_stage = TranslatorStage(
+        TextTranslator(
+            mt_models,
+            cpu_threads=config.mt.threads,
+            whisper_translate_available=whisper,
+            prefer_whisper=config.mt.prefer_whisper,
+        ),
+        target or allowed[0],
+        models=mt_models,
+        whisper_translate_available=whisper,
+        prefer_whisper=config.mt.prefer_whisper,
+        pair=allowed,
+    )
+    sources = list(allowed) if allowed else [source] if source else []
+    translator_stage.prepare(sources, warm_up=warm_up)
+    notices: list[Notice] = []
+    speaker_stage = None
+    if speak and config.tts.enabled:
+        def voices(language: str):  # noqa: ANN202 - a tts.VoiceProvider
+            return choose_voice(language, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
+
+        speaker_stage = SpeakerStage(voices, lead_in=config.tts.lead_in)
+        targets = list(allowed) if allowed else [target]
+        notices.extend(speaker_stage.prepare(targets))
+    if warm_up:
+        recognizer.warm_up()
+    return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
+
+
+def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions: bool = True) -> Pipeline:
+    """A fresh pipeline (segmenter and per-utterance state) over the loaded engines.
+
+    ``captions`` False skips partial captions: a file read faster than real time has nobody
+    watching them, and re-decoding growing audio would only delay the final results.
+    """
+    config = engines.config
+    source, _target, _allowed = _languages(config)
+    recognizer_stage = RecognizerStage(
+        engines.recognizer, language=source, task=engines.translator_stage.recognizer_task
+    )
+    stages = [
+        StageSpec("asr", recognizer_stage, (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ())),
+        StageSpec("mt", engines.translator_stage, (Transcript,)),
+    ]
+    if engines.speaker_stage is not None:
+        stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
+    return Pipeline(Segmenter(segmenter_config(config)), stages, sink=sink)

@@ -1,0 +1,164 @@
+"""The ``translator`` command. User errors become one line on stderr and a non-zero exit here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+
+from rich.console import Console
+from rich.markup import escape
+
+from translator import __version__, cli_models
+from translator import config as cfg
+from translator.errors import TranslatorError
+from translator.events import Event, Notice, StageFailed
+from translator.transcript import JsonlWriter, SrtWriter, UtteranceCollector, UtteranceRecord
+
+EPILOG = "Settings come from defaults, then --config FILE (TOML), then --set section.key=value and the flags."
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("settings")
+    g.add_argument("--config", metavar="FILE", help="TOML settings file (see systemd/config.toml)")
+    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override any setting, e.g. --set vad.endpoint=0.3 (repeatable)")
+    g.add_argument("--from", dest="source", metavar="LANG", help="spoken language, or auto (default: auto)")
+    g.add_argument("--to", dest="target", metavar="LANG", help="language to translate into (default: en)")
+    g.add_argument("--asr", metavar="MODEL", help="speech model: tiny.en, base (bundled) or a model directory")
+    g.add_argument("--mt-model", metavar="DIR", action="append", default=[], help="extra translation model directory (repeatable)")
+    g.add_argument("--voice", metavar="VOICE", help="Piper voice name or .onnx path")
+    g.add_argument("--models-dir", metavar="DIR", help="model store (default: $TRANSLATOR_MODELS or the user data dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="translator",
+        description="Offline speech translator: speech in one language, text and speech out in another.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("translate", help="translate a recording (WAV, FLAC, AIFF, OGG, MP3)", epilog=EPILOG,
+                       description="Translate a recording, printing each utterance and writing speech, subtitles and a transcript.")
+    t.add_argument("input", metavar="IN", help="audio file")
+    t.add_argument("-o", "--output", metavar="OUT.wav", help="write the translated speech here")
+    t.add_argument("--srt", metavar="FILE", help="write subtitles of the translation (SubRip)")
+    t.add_argument("--jsonl", metavar="FILE", help="write one JSON line per utterance")
+    t.add_argument("--realtime", action="store_true",
+                   help="feed the audio at real-time pace, as a microphone would (for latency figures)")
+    t.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _common(t)
+    t.set_defaults(func=cmd_translate)
+
+    c = sub.add_parser("config", help="print the effective settings as TOML", epilog=EPILOG)
+    _common(c)
+    c.set_defaults(func=cmd_config)
+    cli_models.add_parser(sub)
+    return parser
+
+
+def settings(args: argparse.Namespace) -> cfg.Config:
+    """Defaults < config file < --set < dedicated flags."""
+    config = cfg.apply_overrides(cfg.load(args.config), args.overrides)
+    flags: dict[str, dict[str, object]] = {}
+    for section, key, value in (
+        ("languages", "from", args.source),
+        ("languages", "to", args.target),
+        ("asr", "model", args.asr),
+        ("tts", "voice", args.voice),
+        ("models", "dir", args.models_dir),
+    ):
+        if value is not None:
+            flags.setdefault(section, {})[key] = value
+    if args.mt_model:
+        flags.setdefault("mt", {})["models"] = list(config.mt.models) + args.mt_model
+    return cfg.merge(config, flags, "command line")
+
+
+def cmd_config(args: argparse.Namespace, console: Console) -> int:
+    console.out(cfg.to_toml(settings(args)), highlight=False)
+    return 0
+
+
+def describe(record: UtteranceRecord) -> str:
+    """The per-utterance block the translate command prints (rich markup)."""
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x * 1000:.0f} ms"
+
+    lines = [
+        f"[bold][{record.start:7.2f}–{record.end:7.2f}][/bold] {record.language} → {record.target_language}"
+        f"  [dim]({escape(record.route)})[/dim]",
+        f"  {escape(record.source_text)}",
+    ]
+    if record.route != "same":
+        lines.append(f"  [green]→ {escape(record.text)}[/green]")
+    if record.error:
+        lines.append(f"  [red]error: {escape(record.error)}[/red]")
+    lines.append(
+        f"  [dim]asr {ms(record.asr_final)} · mt {ms(record.mt)} · speech {ms(record.speech_to_speech)}"
+        f" (compute: asr {ms(record.asr_compute)}, mt {ms(record.mt_compute)})[/dim]"
+    )
+    return "\n".join(lines)
+
+
+def cmd_translate(args: argparse.Namespace, console: Console) -> int:
+    from translator.assemble import build_pipeline, load_engines  # noqa: PLC0415 (heavy imports)
+    from translator.audio import PacedSource, WavSink, open_file_source, with_trailing_silence  # noqa: PLC0415
+
+    config = settings(args)
+    source = open_file_source(args.input)  # fails fast on a bad file, before loading models
+    speak = bool(args.output) and config.tts.enabled
+    engines = load_engines(config, speak=speak)
+    for notice in engines.notices:
+        _notice(notice, console)
+    say: Callable[[str], None] = (lambda _m: None) if args.quiet else (lambda m: console.print(m, highlight=False))
+    with ExitStack() as files:
+        sink = files.enter_context(WavSink(args.output, 22050)) if speak else None
+        writers = [files.enter_context(w(p)) for w, p in ((SrtWriter, args.srt), (JsonlWriter, args.jsonl)) if p]
+        blocks = with_trailing_silence(source, config.vad.endpoint + 0.5)
+        if args.realtime:
+            blocks = PacedSource(blocks)
+        collector = UtteranceCollector(speaking=speak)
+        count = 0
+        for event in build_pipeline(engines, sink=sink, captions=args.realtime).run(blocks):
+            _notice(event, console)
+            record = collector.feed(event)
+            if record is None:
+                continue
+            count += 1
+            say(describe(record))
+            for w in writers:
+                w.write(record)
+    if source.warning:
+        console.print(f"[yellow]warning: {escape(str(args.input))}: {escape(source.warning)}[/yellow]", highlight=False)
+    if count == 0:
+        say(f"[yellow]no speech found in {escape(str(args.input))}[/yellow]")
+    return 0
+
+
+def _notice(event: Event, console: Console) -> None:
+    if isinstance(event, Notice):
+        style = "red" if event.level == "error" else "yellow"
+        console.print(f"[{style}]{escape(event.message)}[/{style}]", highlight=False)
+    elif isinstance(event, StageFailed):
+        console.print(f"[red]{event.stage} failed on utterance {event.utterance_id}: {escape(event.message)}[/red]", highlight=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        return args.func(args, Console())
+    except TranslatorError as e:
+        err.print(f"translator: error: {escape(str(e))}", highlight=False, soft_wrap=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
