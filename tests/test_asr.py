@@ -7,11 +7,9 @@ under a minute on two shared cores.
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -29,14 +27,8 @@ from translator.events import (
     UtteranceEnded,
 )
 from translator.models import resolve_asr
-
-
-def words(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    return jiwer.wer(words(reference), words(hypothesis))
+from translator.scoring import normalise as words
+from translator.scoring import wer
 
 
 def audio(name: str) -> np.ndarray:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import wave
 
-import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -22,16 +21,9 @@ from mtmodels import build_marian
 
 from translator.cli import main
 from translator.models import resolve_asr
+from translator.scoring import wer
 
 DE = SPEECH / "de" / "picovoice_leopard_test_de.wav"
-
-
-def clean(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    return jiwer.wer(clean(reference), clean(hypothesis))
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

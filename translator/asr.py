@@ -216,6 +216,11 @@ class WhisperRecognizer:
         )
 
     @property
+    def model(self):  # noqa: ANN201 - faster_whisper.WhisperModel
+        """The loaded faster-whisper model (the benchmark's stock baseline runs on the same one)."""
+        return self._model
+
+    @property
     def multilingual(self) -> bool:
         """False for English-only (``.en``) models: no detection, no translate task."""
         return bool(self._model.model.is_multilingual)
