@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from rich.console import Console
 from rich.markup import escape
 
-from translator import __version__, cli_models
+from translator import __version__, bench, cli_models
 from translator import config as cfg
 from translator.errors import TranslatorError
 from translator.events import Event, Notice, StageFailed
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c)
     c.set_defaults(func=cmd_config)
     cli_models.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 
