@@ -20,6 +20,7 @@ from translator.errors import LanguageError, ModelError
 from translator.events import (
     SAMPLE_RATE,
     Caption,
+    Discarded,
     SpeechGrowing,
     SpeechPaused,
     SpeechStarted,
@@ -187,10 +188,11 @@ def test_stage_task_can_follow_the_detected_language(base: WhisperRecognizer) ->
     assert "room" in transcript.text.lower() or "hall" in transcript.text.lower()
 
 
-def test_stage_says_nothing_for_silence(tiny: WhisperRecognizer) -> None:
+def test_stage_discards_silence_without_a_transcript(tiny: WhisperRecognizer) -> None:
     stage = RecognizerStage(tiny)
     _, ended = _ended(np.zeros(SAMPLE_RATE, dtype=np.float32))
-    assert list(stage.feed(ended)) == []
+    (event,) = stage.feed(ended)
+    assert isinstance(event, Discarded) and event.utterance_id == ended.utterance_id
 
 
 # --- errors -------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class CountingSegmenter:
     def __init__(self, every: int = 5) -> None:
         self.every, self.n, self.uid = every, 0, 0
         self.flushed = False
+        self.resets = 0
 
     def _ended(self, end: float) -> UtteranceEnded:
         self.uid += 1
@@ -46,6 +47,9 @@ class CountingSegmenter:
     def flush(self, wall=None):
         self.flushed = True
         yield self._ended(0.0)
+
+    def reset(self):
+        self.resets += 1
 
 
 class FakeAsr:
@@ -151,3 +155,15 @@ def test_a_slow_stage_applies_back_pressure():
     run_collect(Pipeline(seg, chain(SlowAsr()), queue_size=2), blocks(40))
     assert seg.n == 40 and len(leads) == 41
     assert max(leads) <= 4, leads  # the source waits instead of queueing everything
+
+
+def test_a_gap_in_the_audio_ends_the_utterance_and_restarts_the_segmenter():
+    def with_gap():
+        yield AudioBlock(np.zeros(1600, np.float32), 0.0, time.monotonic())
+        yield AudioBlock(np.zeros(1600, np.float32), 0.1, time.monotonic())
+        yield AudioBlock(np.zeros(1600, np.float32), 2.0, time.monotonic())  # device was away
+
+    seg = CountingSegmenter(every=1000)
+    events = run_collect(Pipeline(seg, chain()), with_gap())
+    assert seg.resets == 1
+    assert [e.text for e in events if isinstance(e, Translation)] == ["T1", "T2"]  # gap flush + end flush

@@ -31,6 +31,7 @@ from translator.errors import LanguageError, ModelError
 from translator.events import (
     SAMPLE_RATE,
     Caption,
+    Discarded,
     SegmentEvent,
     SpeechGrowing,
     SpeechPaused,
@@ -471,7 +472,7 @@ class RecognizerStage:
         self._caption_language: str | None = None
         self._speculation: tuple[tuple[int, float, int], Recognition | None] | None = None
 
-    def feed(self, event: SegmentEvent) -> Iterator[Caption | Transcript]:
+    def feed(self, event: SegmentEvent) -> Iterator[Caption | Transcript | Discarded]:
         if isinstance(event, SpeechStarted):
             self._discard_speculation()
             self._start(event.utterance_id)
@@ -496,7 +497,9 @@ class RecognizerStage:
                 recognition = self._final(event.audio)
             if event.utterance_id == self._utterance:
                 self._start(None)
-            if recognition is not None:
+            if recognition is None:
+                yield Discarded(event.utterance_id, event.t_end_wall, time.monotonic())
+            else:
                 yield Transcript(
                     utterance_id=event.utterance_id,
                     text=recognition.text,

@@ -130,6 +130,15 @@ class Transcript:
     """With ``task == "translate"``: the words as spoken (same encoder pass, one more decode)."""
 
 
+@dataclass(frozen=True)
+class Discarded:
+    """The recognizer judged an utterance not to be speech (noise, music, a hallucination)."""
+
+    utterance_id: int
+    t_end_wall: float
+    wall: float
+
+
 # --- Translator -> Speaker ----------------------------------------------------------------------
 
 
@@ -206,6 +215,7 @@ Event = (
     | UtteranceEnded
     | Caption
     | Transcript
+    | Discarded
     | Translation
     | SpeechChunk
     | SpeechDone
@@ -223,6 +233,7 @@ __all__ = [
     "SegmentEvent",
     "Caption",
     "Transcript",
+    "Discarded",
     "Translation",
     "SpeechChunk",
     "SpeechDone",

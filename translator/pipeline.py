@@ -20,6 +20,10 @@ from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, SpeechChunk, StageFailed
 
 
+GAP_TOLERANCE = 0.002
+"""Seconds a block may start after the previous one ended before it counts as a gap."""
+
+
 class Stage(Protocol):
     def feed(self, event: Any) -> Iterator[Event]: ...
 
@@ -28,6 +32,8 @@ class Segmenting(Protocol):
     def feed(self, block: AudioBlock) -> Iterator[Event]: ...
 
     def flush(self, wall: float | None = None) -> Iterator[Event]: ...
+
+    def reset(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,15 @@ class Pipeline:
     def _read(self, source: Iterable[AudioBlock], inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:
         """Source thread: audio in, segment events out; a source error ends the run."""
         try:
+            expected: float | None = None
             for block in source:
+                if expected is not None and block.start > expected + GAP_TOLERANCE:
+                    # Audio is missing (a lost device, dropped samples): what was heard before the
+                    # gap is complete, and the segmenter restarts its clock on this block.
+                    for event in self.segmenter.flush(block.wall):
+                        _emit(event, inbox, out)
+                    self.segmenter.reset()
+                expected = block.end
                 for event in self.segmenter.feed(block):
                     _emit(event, inbox, out)
                 if self._stop.is_set():
