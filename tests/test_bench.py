@@ -32,6 +32,7 @@ def test_wer_ignores_case_and_punctuation() -> None:
     assert scoring.wer(reference, "she had your dark suit in greasy wash water all year") == 0.0
     assert scoring.wer(reference, "She had your dog suit in greasy wash water all year!") == pytest.approx(1 / 11)
     assert scoring.wer("one two three", "one two three three") == pytest.approx(1 / 3)
+    assert scoring.wer("one two three", "1. 2, 3!") == 0.0 and scoring.error_rate("numéro un", "numéro 1", "fr") == 0.5
 
 
 def test_cer_for_chinese_removes_the_aishell_word_segmentation() -> None:
@@ -176,3 +177,139 @@ def test_bench_user_errors(tmp_path: Path, capsys) -> None:
     assert code == 78 and "--repeat" in capsys.readouterr().err
     code = main(["bench", "--json", str(tmp_path / "no" / "out.json")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+# --- the latency machinery the bench measures: speculation through MT and TTS -------------------
+
+
+class _FakeRecognizer:
+    """Stands in for WhisperRecognizer: the audio's length as text."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def recognize(self, audio, *, language=None, task=None, prompt=None):  # noqa: ANN001, ANN201, ARG002
+        from translator.asr import Recognition  # noqa: PLC0415
+
+        self.calls += 1
+        return Recognition(f"len {len(audio)}. second sentence. third", "en", 1.0, "transcribe", -0.1, 0.0, 1.0, 0.001, 3, 8.0)
+
+
+class _ScriptedSegmenter:
+    """Emits a scripted list of segment events, one per block, then nothing."""
+
+    def __init__(self, script) -> None:  # noqa: ANN001
+        self.script = list(script)
+
+    def feed(self, block):  # noqa: ANN001, ANN201
+        if self.script:
+            item = self.script.pop(0)
+            if item is not None:
+                yield item(block)
+
+    def flush(self, wall=None):  # noqa: ANN001, ANN201, ARG002
+        return iter(())
+
+
+class _SlowTts:
+    """A sentence every 30 ms, like Piper; counts the sentences it synthesised."""
+
+    def __init__(self) -> None:
+        self.sentences = 0
+
+    def feed(self, t):  # noqa: ANN001, ANN201
+        import time as _time  # noqa: PLC0415
+
+        import numpy as np  # noqa: PLC0415
+
+        from translator.events import SpeechChunk, SpeechDone  # noqa: PLC0415
+
+        for i, sentence in enumerate(t.text.split(". ")):
+            _time.sleep(0.03)
+            self.sentences += 1
+            yield SpeechChunk(t.utterance_id, np.ones(10, np.float32), 16000, i, sentence, t.t_end_wall, _time.monotonic(), "fake")
+        yield SpeechDone(t.utterance_id, t.t_end_wall, _time.monotonic(), "fake")
+
+
+def _speculation_run(script):  # noqa: ANN001, ANN202
+    import time as _time  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from translator.asr import RecognizerStage  # noqa: PLC0415
+    from translator.audio import MemorySink  # noqa: PLC0415
+    from translator.events import AudioBlock, SpeechGrowing, SpeechPaused, Transcript, Translation, UtteranceEnded  # noqa: PLC0415
+    from translator.pipeline import Pipeline, StageSpec  # noqa: PLC0415
+
+    class _Mt:
+        def feed(self, t):  # noqa: ANN001, ANN202
+            yield Translation(t.utterance_id, t.text, "en", t.text, "en", "same", t.start, t.t_end, t.t_end_wall, _time.monotonic(), 0.0)
+
+    recognizer, tts, sink = _FakeRecognizer(), _SlowTts(), MemorySink()
+    stage = RecognizerStage(recognizer, provisional=True)
+    pipeline = Pipeline(_ScriptedSegmenter(script), [
+        StageSpec("asr", stage, (SpeechPaused, UtteranceEnded, SpeechGrowing)),
+        StageSpec("mt", _Mt(), (Transcript,)),
+        StageSpec("tts", tts, (Translation,)),
+    ], sink=sink)
+
+    def blocks():  # noqa: ANN202
+        for i in range(len(script) + 2):
+            _time.sleep(0.15)  # the endpoint comes well after the speculation has finished
+            yield AudioBlock(np.zeros(160, np.float32), i * 0.01, _time.monotonic())
+
+    events = list(pipeline.run(blocks()))
+    return events, stage, tts, sink
+
+
+def test_speculative_translation_and_speech_are_held_until_the_endpoint() -> None:
+    import numpy as np  # noqa: PLC0415
+
+    from translator.events import SpeechChunk, SpeechPaused, Transcript, Translation, UtteranceEnded  # noqa: PLC0415
+    from translator.transcript import UtteranceCollector  # noqa: PLC0415
+
+    audio = np.zeros(1600, np.float32)
+    t_end = {}
+    script = [
+        lambda b: SpeechPaused(1, audio, 0.0, 0.1, t_end.setdefault(1, b.wall), b.wall),
+        None,
+        lambda b: UtteranceEnded(1, audio, 0.0, 0.1, t_end[1], b.wall),
+    ]
+    events, stage, tts, sink = _speculation_run(script)
+    kinds = [type(e).__name__ for e in events]
+    ended = next(e for e in events if isinstance(e, UtteranceEnded))
+    # nothing of the speculation came out before the endpoint, though it was all computed by then
+    assert kinds.index("UtteranceEnded") < kinds.index("Transcript") < kinds.index("Translation") < kinds.index("SpeechChunk")
+    assert tts.sentences == 3 and (stage.speculative_hits, stage.speculative_misses) == (1, 0)
+    first = next(e for e in events if isinstance(e, SpeechChunk))
+    assert ended.wall <= first.wall < ended.wall + 0.1  # released at once: no synthesis left to wait for
+    assert len([e for e in events if isinstance(e, Transcript)]) == 1 and len(sink.chunks) == 3
+    records = []
+    collector = UtteranceCollector()
+    for e in events:
+        if (r := collector.feed(e)) is not None:
+            records.append(r)
+    (record,) = records
+    assert record.speech_to_speech >= record.mt >= record.asr_final >= ended.wall - t_end[1] - 1e-6
+    assert [e.text for e in events if isinstance(e, Translation)] == ["len 1600. second sentence. third"]
+
+
+def test_speculation_is_dropped_when_speech_resumes() -> None:
+    import numpy as np  # noqa: PLC0415
+
+    from translator.events import SpeechChunk, SpeechGrowing, SpeechPaused, Transcript, UtteranceEnded  # noqa: PLC0415
+
+    short, longer = np.zeros(1600, np.float32), np.zeros(3200, np.float32)
+    script = [
+        lambda b: SpeechPaused(1, short, 0.0, 0.1, b.wall, b.wall),
+        lambda b: SpeechGrowing(1, longer, 0.0, 0.2, b.wall),
+        lambda b: SpeechPaused(1, longer, 0.0, 0.2, b.wall, b.wall),
+        None,
+        lambda b: UtteranceEnded(1, longer, 0.0, 0.2, b.wall, b.wall),
+    ]
+    events, stage, _tts, sink = _speculation_run(script)
+    assert (stage.speculative_hits, stage.speculative_misses) == (1, 1)
+    texts = [e.text for e in events if isinstance(e, Transcript)]
+    assert texts == ["len 3200. second sentence. third"]  # the first speculation never shows
+    assert {e.text for e in events if isinstance(e, SpeechChunk)} == {"len 3200", "second sentence", "third"}
+    assert len(sink.chunks) == 3

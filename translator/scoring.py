@@ -2,8 +2,8 @@
 
 One normalisation for the benchmark and the tests, so an error rate means the same thing wherever
 it is printed: lower case, punctuation and symbols removed (apostrophes inside words kept: "don't"),
-single spaces. Numbers are not spelled out ("1" and "one" differ), so a reference written with
-digits is compared with what the model wrote.
+single spaces. In English, number words up to twenty and the tens count as their digits ("one" =
+"1"), since Whisper writes either; other languages are compared as written.
 
 Chinese, Japanese and Korean are scored by characters with every space removed, because their
 references are not segmented the same way as the models' output (the AISHELL line in the corpus is
@@ -47,6 +47,20 @@ def normalise(text: str) -> str:
     return " ".join(w.strip("'") for w in words if w.strip("'"))
 
 
+_ENGLISH_NUMBERS = {
+    word: str(i)
+    for i, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+} | {w: str(10 * i) for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)}
+"""Whisper writes "1" as often as "one": English number words count as their digits."""
+
+
+def _english_numbers(words: list[str]) -> list[str]:
+    return [_ENGLISH_NUMBERS.get(w, w) for w in words]
+
+
 def metric_for(language: str) -> str:
     """``cer`` for languages scored by character, ``wer`` otherwise."""
     return "cer" if language in CHARACTER_LANGUAGES else "wer"
@@ -57,7 +71,7 @@ def units(text: str, language: str = "") -> list[str]:
     plain = normalise(text)
     if metric_for(language) == "cer":
         return [c for c in plain if not c.isspace()]
-    return plain.split()
+    return _english_numbers(plain.split()) if language in ("", "en") else plain.split()
 
 
 @dataclass(frozen=True)
