@@ -37,6 +37,8 @@ class AsrSettings:
     beam_size: int = 1
     window_margin: float = 1.0
     """Seconds of padding after the utterance fed to the encoder; negative = stock 30 s window."""
+    min_window: float = 8.0
+    """Shortest encoder window in seconds (shorter windows make the decoder loop; see asr.py)."""
     temperature_fallback: bool = False
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
