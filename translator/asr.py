@@ -48,6 +48,7 @@ from translator.events import (
     UtteranceEnded,
 )
 from translator.models import check_language, resolve_asr
+from translator.pipeline import Confirm, Provisional, Retract
 
 TASKS = ("transcribe", "translate")
 COMPUTE_TYPES = (
@@ -486,12 +487,26 @@ class RecognizerStage:
     detected on the utterance's first partial, so later partials skip detection. The final
     recognition starts at the short pause (speculation) and is reused when the endpoint confirms
     the same audio. One instance serves one stream from one thread.
+
+    With ``provisional=True`` the speculative transcript is also emitted at the pause, wrapped in
+    :class:`~translator.pipeline.Provisional`, so translation and synthesis run during the endpoint
+    silence too; the endpoint then yields :class:`~translator.pipeline.Confirm` instead of a second
+    transcript, and resumed speech yields :class:`~translator.pipeline.Retract` (the pipeline holds
+    what the speculation produced, then releases or drops it).
     """
 
-    def __init__(self, recognizer: WhisperRecognizer, *, language: str | None = None, task: TaskChoice = "transcribe") -> None:
+    def __init__(
+        self,
+        recognizer: WhisperRecognizer,
+        *,
+        language: str | None = None,
+        task: TaskChoice = "transcribe",
+        provisional: bool = False,
+    ) -> None:
         self.recognizer = recognizer
         self.language = language
         self.task = task
+        self.provisional = provisional
         self.speculative_hits = 0
         self.speculative_misses = 0
         """Speculative recognitions thrown away: speech resumed, or the endpoint brought other audio."""
@@ -500,56 +515,75 @@ class RecognizerStage:
         self._committed: list[str] = []
         self._caption_language: str | None = None
         self._speculation: tuple[tuple[int, float, int], Recognition | None] | None = None
+        self._emitted = False
+        """The speculation's transcript went downstream as Provisional, so it must be decided."""
 
-    def feed(self, event: SegmentEvent) -> Iterator[Caption | Transcript | Discarded]:
+    def feed(self, event: SegmentEvent) -> Iterator[Caption | Transcript | Discarded | Provisional | Confirm | Retract]:
         if isinstance(event, SpeechStarted):
-            self._discard_speculation()
+            yield from self._discard_speculation()
             self._start(event.utterance_id)
         elif isinstance(event, SpeechGrowing):
             if self._speculation is not None and self._speculation[0][0] == event.utterance_id:
-                self._discard_speculation()  # speech resumed after the pause
+                yield from self._discard_speculation()  # speech resumed after the pause
             caption = self._caption(event)
             if caption is not None:
                 yield caption
         elif isinstance(event, SpeechPaused):
-            self._discard_speculation()
+            yield from self._discard_speculation()
             key = (event.utterance_id, event.t_end, len(event.audio))
-            self._speculation = (key, self._final(event.audio))
+            recognition = self._final(event.audio)
+            self._speculation = (key, recognition)
+            if self.provisional and recognition is not None:
+                self._emitted = True
+                yield Provisional(key, self._transcript(event, recognition))
         elif isinstance(event, UtteranceEnded):
             key = (event.utterance_id, event.t_end, len(event.audio))
             if self._speculation is not None and self._speculation[0] == key:
                 self.speculative_hits += 1
                 recognition = self._speculation[1]
                 self._speculation = None
+                if self._emitted:
+                    self._emitted = False
+                    if event.utterance_id == self._utterance:
+                        self._start(None)
+                    yield Confirm(key)  # its transcript is already downstream: let it out
+                    return
             else:
-                self._discard_speculation()
+                yield from self._discard_speculation()
                 recognition = self._final(event.audio)
             if event.utterance_id == self._utterance:
                 self._start(None)
             if recognition is None:
                 yield Discarded(event.utterance_id, event.t_end_wall, time.monotonic())
             else:
-                yield Transcript(
-                    utterance_id=event.utterance_id,
-                    text=recognition.text,
-                    language=recognition.language,
-                    language_probability=recognition.language_probability,
-                    task=recognition.task,
-                    start=event.start,
-                    t_end=event.t_end,
-                    t_end_wall=event.t_end_wall,
-                    wall=time.monotonic(),
-                    compute_seconds=recognition.compute_seconds,
-                    original=recognition.original,
-                )
+                yield self._transcript(event, recognition)
+
+    @staticmethod
+    def _transcript(event: SpeechPaused | UtteranceEnded, recognition: Recognition) -> Transcript:
+        return Transcript(
+            utterance_id=event.utterance_id,
+            text=recognition.text,
+            language=recognition.language,
+            language_probability=recognition.language_probability,
+            task=recognition.task,
+            start=event.start,
+            t_end=event.t_end,
+            t_end_wall=event.t_end_wall,
+            wall=time.monotonic(),
+            compute_seconds=recognition.compute_seconds,
+            original=recognition.original,
+        )
 
     def _final(self, audio: np.ndarray) -> Recognition | None:
         return self.recognizer.recognize(audio, language=self.language, task=self.task)
 
-    def _discard_speculation(self) -> None:
+    def _discard_speculation(self) -> Iterator[Retract]:
         if self._speculation is not None:
             self.speculative_misses += 1
+            if self._emitted:
+                yield Retract(self._speculation[0])
             self._speculation = None
+        self._emitted = False
 
     def _start(self, utterance_id: int | None) -> None:
         self._utterance = utterance_id

@@ -140,7 +140,7 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     config = engines.config
     source, _target, _allowed = _languages(config)
     recognizer_stage = RecognizerStage(
-        engines.recognizer, language=source, task=engines.translator_stage.recognizer_task
+        engines.recognizer, language=source, task=engines.translator_stage.recognizer_task, provisional=True
     )
     stages = [
         StageSpec("asr", recognizer_stage, (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ())),

@@ -4,6 +4,16 @@ Stages only know ``feed(event) -> Iterator[Event]``; this module moves events be
 bounded queues (back-pressure instead of unbounded memory when a stage falls behind) and hands every
 event, in the order it was produced, to whoever iterates :meth:`Pipeline.run`. CTranslate2 and
 onnxruntime release the GIL, so the stages really overlap.
+
+Speculation (DESIGN.md, "Streaming policy"): a stage may emit an event ahead of its confirmation,
+wrapped in :class:`Provisional` (the recognizer does so at a short pause). The stages after it work
+on the inner event at once and their outputs travel wrapped with the same key, but nothing wrapped
+reaches the consumer or the audio sink until the stage that speculated says :class:`Confirm` (the
+endpoint came with no new speech): then everything held is released in order, stamped with the
+release time, and what is still being produced flows straight through. :class:`Retract` (speech
+resumed) drops what was held, and the stages stop working on the speculation at their next output.
+So translation and synthesis run during the endpoint silence, and the first audio can go out the
+moment the endpoint confirms.
 """
 
 from __future__ import annotations
@@ -11,8 +21,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from translator.audio import AudioSink
@@ -45,6 +56,73 @@ class StageSpec:
     accepts: tuple[type, ...]
 
 
+@dataclass(frozen=True, eq=False)
+class Provisional:
+    """An event computed ahead of its confirmation; ``key`` names the speculation."""
+
+    key: Hashable
+    event: Any
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """The speculation ``key`` stands: release what it produced."""
+
+    key: Hashable
+
+
+@dataclass(frozen=True)
+class Retract:
+    """The speculation ``key`` is void: drop what it produced and stop working on it."""
+
+    key: Hashable
+
+
+_PENDING, _CONFIRMED, _RETRACTED = "pending", "confirmed", "retracted"
+_KEEP_DECISIONS = 1024
+"""Decisions remembered per run: speculations are decided within an utterance, so a few suffice."""
+
+
+class _Decisions:
+    """What became of each speculation, in the order a thread learned it (one per thread, plus a
+    shared one the stages read to stop work on a retracted speculation early)."""
+
+    def __init__(self) -> None:
+        self._state: OrderedDict[Hashable, str] = OrderedDict()
+        self._held: dict[Hashable, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def state(self, key: Hashable) -> str:
+        with self._lock:
+            return self._state.get(key, _PENDING)
+
+    def decide(self, decision: Confirm | Retract) -> list[Any]:
+        """Record ``decision``; return what was held for its key (to release, or to drop)."""
+        with self._lock:
+            self._state[decision.key] = _CONFIRMED if isinstance(decision, Confirm) else _RETRACTED
+            while len(self._state) > _KEEP_DECISIONS:
+                old, _ = self._state.popitem(last=False)
+                self._held.pop(old, None)
+            return self._held.pop(decision.key, [])
+
+    def admit(self, item: Provisional) -> Any | None:
+        """The inner event if its speculation is confirmed; None when it is held or dropped."""
+        with self._lock:
+            state = self._state.get(item.key, _PENDING)
+            if state == _PENDING:
+                self._held.setdefault(item.key, []).append(item.event)
+            return item.event if state == _CONFIRMED else None
+
+
+def _released(event: Any) -> Any:
+    """A held event as it goes out: its ``wall`` is when it is released, not when it was made."""
+    wall = getattr(event, "wall", None)
+    if wall is None:
+        return event
+    now = time.monotonic()
+    return replace(event, wall=now) if now > wall else event
+
+
 class _End:
     """Queue sentinel: the upstream stage has finished."""
 
@@ -73,6 +151,8 @@ class Pipeline:
         self.sink = sink
         self.queue_size = queue_size
         self._stop = threading.Event()
+        self._decisions = _Decisions()
+        self._sink_box: queue.Queue[Any] | None = None
 
     def stop(self) -> None:
         """Stop taking audio; the utterance in flight is still finished and delivered."""
@@ -82,6 +162,8 @@ class Pipeline:
         out: queue.Queue[Any] = queue.Queue()
         inboxes: list[queue.Queue[Any]] = [queue.Queue(self.queue_size) for _ in self.stages]
         sink_box: queue.Queue[Any] = queue.Queue(self.queue_size)
+        self._sink_box = sink_box
+        self._decisions = _Decisions()
         first = inboxes[0] if inboxes else sink_box
 
         threads = [threading.Thread(target=self._read, args=(source, first, out), name="source", daemon=True)]
@@ -108,6 +190,7 @@ class Pipeline:
     def _drain(self, out: queue.Queue[Any], workers: int) -> Iterator[Event]:
         finished = 0
         failure: BaseException | None = None
+        decisions = _Decisions()  # in the order this thread sees them, so releases keep the order
         while finished < workers:
             item = out.get()
             if item is _END:
@@ -115,6 +198,15 @@ class Pipeline:
             elif isinstance(item, _Failure):
                 failure = failure or item.error
                 self._stop.set()
+            elif isinstance(item, (Confirm, Retract)):
+                held = decisions.decide(item)
+                if isinstance(item, Confirm):
+                    for event in held:
+                        yield _released(event)
+            elif isinstance(item, Provisional):
+                event = decisions.admit(item)
+                if event is not None:
+                    yield _released(event)
             else:
                 yield item
         if failure is not None:
@@ -155,15 +247,33 @@ class Pipeline:
         """Stage thread: a failure on one utterance is reported and the stage goes on."""
         try:
             while (item := inbox.get()) is not _END:
+                key = None
+                if isinstance(item, Provisional):
+                    key, item = item.key, item.event
+                    if self._decisions.state(key) == _RETRACTED:
+                        continue
                 if not isinstance(item, spec.accepts):
                     continue
                 try:
-                    for event in spec.stage.feed(item):
-                        if isinstance(event, forward):
+                    steps = spec.stage.feed(item)
+                    for event in steps:
+                        if isinstance(event, (Confirm, Retract)):
+                            self._decide(event, out)
+                            continue
+                        if key is not None and self._decisions.state(key) == _RETRACTED:
+                            close = getattr(steps, "close", None)
+                            if close is not None:
+                                close()  # stop synthesising sentences nobody will hear
+                            break
+                        inner = event.event if isinstance(event, Provisional) else event
+                        if key is not None and not isinstance(event, (Provisional, Notice)):
+                            event = Provisional(key, event)
+                        if isinstance(inner, forward):
                             outbox.put(event)
                         out.put(event)
                 except TranslatorError as e:
-                    out.put(StageFailed(spec.name, getattr(item, "utterance_id", 0), str(e), time.monotonic()))
+                    failed = StageFailed(spec.name, getattr(item, "utterance_id", 0), str(e), time.monotonic())
+                    out.put(failed if key is None else Provisional(key, failed))
         except BaseException as e:  # noqa: BLE001 - a bug: handed to the consumer thread
             out.put(_Failure(e))
             _discard_until_end(inbox)
@@ -171,17 +281,34 @@ class Pipeline:
             outbox.put(_END)
             out.put(_END)
 
+    def _decide(self, decision: Confirm | Retract, out: queue.Queue[Any]) -> None:
+        """A stage decided a speculation: tell the stages, the consumer and the sink, in that order."""
+        self._decisions.decide(decision)
+        out.put(decision)
+        if self._sink_box is not None:
+            self._sink_box.put(decision)
+
     def _play(self, inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:
         """Sink thread, so a blocking audio device never stalls synthesis; reports one failure."""
         failed = False
+        decisions = _Decisions()
         while (item := inbox.get()) is not _END:
-            if self.sink is None or failed or not isinstance(item, SpeechChunk):
-                continue
-            try:
-                self.sink.write(item.samples, item.sample_rate)
-            except TranslatorError as e:
-                failed = True
-                out.put(Notice(f"audio output failed, captions go on: {e}", time.monotonic(), "error"))
+            if isinstance(item, (Confirm, Retract)):
+                held = decisions.decide(item)
+                chunks = held if isinstance(item, Confirm) else []
+            elif isinstance(item, Provisional):
+                event = decisions.admit(item)
+                chunks = [] if event is None else [event]
+            else:
+                chunks = [item]
+            for chunk in chunks:
+                if self.sink is None or failed or not isinstance(chunk, SpeechChunk):
+                    continue
+                try:
+                    self.sink.write(chunk.samples, chunk.sample_rate)
+                except TranslatorError as e:
+                    failed = True
+                    out.put(Notice(f"audio output failed, captions go on: {e}", time.monotonic(), "error"))
         out.put(_END)
 
 
