@@ -313,3 +313,33 @@ def test_speculation_is_dropped_when_speech_resumes() -> None:
     assert texts == ["len 3200. second sentence. third"]  # the first speculation never shows
     assert {e.text for e in events if isinstance(e, SpeechChunk)} == {"len 3200", "second sentence", "third"}
     assert len(sink.chunks) == 3
+
+
+def test_stale_caption_snapshots_are_skipped_not_queued() -> None:
+    """A recognizer slower than the snapshots skips those already superseded by newer audio."""
+    import time as _time  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from translator.events import AudioBlock, SpeechGrowing, Transcript, UtteranceEnded  # noqa: PLC0415
+    from translator.pipeline import Pipeline, StageSpec  # noqa: PLC0415
+
+    seen: list[str] = []
+
+    class SlowAsr:
+        def feed(self, e):  # noqa: ANN001, ANN202
+            seen.append(type(e).__name__)
+            _time.sleep(0.05)
+            if isinstance(e, UtteranceEnded):
+                yield Transcript(1, "done", "en", 1.0, "transcribe", 0.0, 1.0, e.t_end_wall, _time.monotonic(), 0.05)
+
+    audio = np.zeros(160, np.float32)
+    script = [(lambda b, i=i: SpeechGrowing(1, audio, 0.0, 0.1 * i, b.wall)) for i in range(1, 20)]
+    script.append(lambda b: UtteranceEnded(1, audio, 0.0, 2.0, b.wall, b.wall))
+    pipeline = Pipeline(_ScriptedSegmenter(script), [
+        StageSpec("asr", SlowAsr(), (SpeechGrowing, UtteranceEnded), superseded=(SpeechGrowing,)),
+    ])
+    blocks = (AudioBlock(audio, i * 0.01, _time.monotonic()) for i in range(len(script)))
+    events = list(pipeline.run(blocks))
+    assert seen[-1] == "UtteranceEnded" and [e.text for e in events if isinstance(e, Transcript)] == ["done"]
+    assert seen.count("SpeechGrowing") < 19 and pipeline.superseded == 19 - seen.count("SpeechGrowing")

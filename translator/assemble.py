@@ -143,7 +143,8 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
         engines.recognizer, language=source, task=engines.translator_stage.recognizer_task, provisional=True
     )
     stages = [
-        StageSpec("asr", recognizer_stage, (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ())),
+        StageSpec("asr", recognizer_stage, (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
+                  superseded=(SpeechGrowing,)),
         StageSpec("mt", engines.translator_stage, (Transcript,)),
     ]
     if engines.speaker_stage is not None:

@@ -100,6 +100,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"seconds of near-silence for the idle CPU figure, 0 to skip (default: {IDLE_SECONDS:g})")
     b.add_argument("--baseline", choices=("both", "greedy", "none"), default="both",
                    help="stock transcribe() baseline: beam 1 and beam 5 (both), beam 1 only, or none (default: both)")
+    b.add_argument("--block-ms", metavar="MS", type=float, default=None,
+                   help="audio block size in ms, as a microphone would deliver it (default: the file reader's, 256)")
     b.add_argument("--quiet", action="store_true", help="print only the summary")
     cli._common(b)  # noqa: SLF001 - the same settings flags as every command
     b.set_defaults(func=cmd_bench)
@@ -250,6 +252,7 @@ class ClipRun:
     speculative_hits: int
     speculative_misses: int
     tts_seconds: float
+    captions_skipped: int
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -263,17 +266,26 @@ def trailing_silence(endpoint: float) -> float:
     return max(1.0, endpoint + 0.5)
 
 
-def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int) -> ClipRun:
+def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int, block_seconds: float | None = None) -> ClipRun:
     from translator.assemble import build_pipeline  # noqa: PLC0415 - heavy imports
-    from translator.audio import MemorySink, PacedSource, open_file_source, with_trailing_silence  # noqa: PLC0415
+    from translator.audio import (  # noqa: PLC0415
+        DEFAULT_BLOCK_SECONDS,
+        MemorySink,
+        PacedSource,
+        open_file_source,
+        with_trailing_silence,
+    )
     from translator.transcript import UtteranceCollector  # noqa: PLC0415
 
-    source = open_file_source(clip.path)
+    block_seconds = block_seconds or DEFAULT_BLOCK_SECONDS
+    source = open_file_source(clip.path, block_seconds=block_seconds)
     speaking = engines.speaker_stage is not None
     pipeline = build_pipeline(engines, sink=MemorySink() if speaking else None, captions=True)
     log = SpanLog()
     recognizer = instrument(pipeline, log)
-    clock = Clock(PacedSource(with_trailing_silence(source, trailing_silence(engines.config.vad.endpoint))))
+    clock = Clock(PacedSource(with_trailing_silence(
+        source, trailing_silence(engines.config.vad.endpoint), block_seconds=block_seconds
+    )))
     collector = UtteranceCollector(speaking=speaking)
     records, events, failures = [], [], []
     for event in pipeline.run(clock):
@@ -286,8 +298,18 @@ def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int) -> ClipRun:
     tts_seconds = sum(len(e.samples) / e.sample_rate for e in events if isinstance(e, SpeechChunk))
     return ClipRun(
         clip, repeat, records, log, clock.t0 or 0.0, clock.audio_seconds, events,
-        getattr(recognizer, "speculative_hits", 0), getattr(recognizer, "speculative_misses", 0), tts_seconds, failures,
+        getattr(recognizer, "speculative_hits", 0), getattr(recognizer, "speculative_misses", 0), tts_seconds,
+        getattr(pipeline, "superseded", 0), failures,
     )
+
+
+def from_voice_end(run: ClipRun, record: Any) -> float | None:
+    """speech_to_speech counted from when the last voiced sample was spoken (the audio clock), not
+    from when its block reached the pipeline: adds the wait for the block to fill."""
+    if record.speech_to_speech is None:
+        return None
+    ended = next(e for e in run.events if isinstance(e, UtteranceEnded) and e.utterance_id == record.utterance_id)
+    return round(ended.t_end_wall + record.speech_to_speech - (run.t0 + ended.t_end), 4)
 
 
 def utterance_timeline(run: ClipRun, uid: int) -> dict[str, Any]:
@@ -454,6 +476,7 @@ def summarise(runs: Sequence[ClipRun], clips: Sequence[scoring.ManifestClip], mo
         "asr_final": stats([r.asr_final for r in records]),
         "mt": stats([r.mt for r in records]),
         "speech_to_speech": stats([r.speech_to_speech for r in records]),
+        "speech_to_speech_from_voice_end": stats([from_voice_end(run, r) for run in runs for r in run.records]),
     }
     audio = sum(run.clip.seconds for run in runs)
     fed = sum(run.audio_seconds for run in runs)
@@ -482,6 +505,8 @@ def summarise(runs: Sequence[ClipRun], clips: Sequence[scoring.ManifestClip], mo
         "utterances_per_run": utterances,
         "speculative_hits": sum(run.speculative_hits for run in runs),
         "speculative_misses": sum(run.speculative_misses for run in runs),
+        "captions_skipped": sum(run.captions_skipped for run in runs),
+        "captions": sum(sum(isinstance(e, Caption) for e in run.events) for run in runs),
         "failures": [f for run in runs for f in run.failures],
         "targets": targets_for(model),
     }
@@ -528,6 +553,7 @@ def clip_report(run: ClipRun) -> dict[str, Any]:
         "utterances": [
             {
                 **dataclasses.asdict(r),
+                "speech_to_speech_from_voice_end": from_voice_end(run, r),
                 "timeline": utterance_timeline(run, r.utterance_id),
             }
             for r in sorted(run.records, key=lambda r: r.utterance_id)
@@ -639,7 +665,7 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
     for col in ("figure", "median", "p95", "n", "target"):
         t.add_column(col, justify="left" if col == "figure" else "right")
     lat = summary["latency"]
-    for name in ("caption_lag", "asr_final", "mt", "speech_to_speech"):
+    for name in ("caption_lag", "asr_final", "mt", "speech_to_speech", "speech_to_speech_from_voice_end"):
         s = lat[name]
         target = ""
         if name == "speech_to_speech" and targets["speech_to_speech_median"] is not None:
@@ -679,6 +705,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")
+    if args.block_ms is not None and not 1 <= args.block_ms <= 2000:
+        raise ConfigError(f"--block-ms: give 1 to 2000 ms, got {args.block_ms:g}")
     if args.idle < 0:
         raise ConfigError(f"--idle: must be 0 (skip) or more seconds, got {args.idle}")
     config = cli.settings(args)
@@ -712,7 +740,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     runs: list[ClipRun] = []
     for repeat in range(args.repeat):
         for clip in clips:
-            run = run_clip(engines, clip, repeat)
+            run = run_clip(engines, clip, repeat, None if args.block_ms is None else args.block_ms / 1000)
             runs.append(run)
             if not args.quiet:
                 s2s = [r.speech_to_speech for r in run.records if r.speech_to_speech is not None]
@@ -729,7 +757,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     report: dict[str, Any] = {
         "machine": info,
         "config": dataclasses.asdict(config),
-        "command": {"clips": [c.file for c in clips], "repeat": args.repeat, "corpus": str(speech_dir)},
+        "command": {"clips": [c.file for c in clips], "repeat": args.repeat, "corpus": str(speech_dir),
+                    "block_ms": args.block_ms or 256.0},
         "load_seconds": round(load_seconds, 3),
         "rss_after_load_mb": rss_after_load,
         "peak_rss_mb": peak,

@@ -54,6 +54,10 @@ class StageSpec:
     name: str
     stage: Stage
     accepts: tuple[type, ...]
+    superseded: tuple[type, ...] = ()
+    """Event types not worth handling once a later event of the same utterance is waiting behind
+    them (a caption snapshot when newer audio or the pause has arrived): skipped, so a stage that
+    falls behind catches up instead of delaying the final result."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,6 +157,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._decisions = _Decisions()
         self._sink_box: queue.Queue[Any] | None = None
+        self.superseded = 0
+        """Events skipped because a later one of the same utterance was already waiting."""
 
     def stop(self) -> None:
         """Stop taking audio; the utterance in flight is still finished and delivered."""
@@ -247,6 +253,9 @@ class Pipeline:
         """Stage thread: a failure on one utterance is reported and the stage goes on."""
         try:
             while (item := inbox.get()) is not _END:
+                if spec.superseded and isinstance(item, spec.superseded) and _newer_waiting(inbox, item):
+                    self.superseded += 1
+                    continue
                 key = None
                 if isinstance(item, Provisional):
                     key, item = item.key, item.event
@@ -315,6 +324,13 @@ class Pipeline:
 def _emit(event: Event, inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:
     out.put(event)
     inbox.put(event)
+
+
+def _newer_waiting(inbox: queue.Queue[Any], item: Any) -> bool:
+    """Whether a later event of ``item``'s utterance is already queued behind it."""
+    uid = getattr(item, "utterance_id", None)
+    with inbox.mutex:
+        return any(getattr(getattr(e, "event", e), "utterance_id", None) == uid for e in inbox.queue)
 
 
 def _discard_until_end(inbox: queue.Queue[Any]) -> None:
