@@ -1,0 +1,342 @@
+"""Live audio devices through the real sounddevice/PortAudio path, against a private PulseAudio server.
+
+PortAudio reaches the server through ALSA's ``pulse`` plugin; the ``pulse`` fixture (tests/pulse.py)
+points this process at it (PULSE_SERVER, PULSE_SOURCE=mic, PULSE_SINK=out) and re-scans PortAudio.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from conftest import SPEECH
+from pulse import PulseServer, pulse  # noqa: F401 (the fixture)
+
+from translator import devices
+from translator.devices import DeviceInfo, MicrophoneSource, SpeakerSink, find_device, list_devices
+from translator.errors import DeviceError
+from translator.events import SAMPLE_RATE, AudioBlock
+
+CLIP = SPEECH / "en" / "LDC93S1.wav"
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    x, rate = sf.read(CLIP, dtype="float32")
+    assert rate == SAMPLE_RATE and x.ndim == 1
+    return x
+
+
+@pytest.fixture(autouse=True)
+def _close_captures():  # noqa: ANN202
+    """A failed test still closes its microphone."""
+    yield
+    while Capture.live:
+        Capture.live.pop().mic.close()
+
+
+def align(y: np.ndarray, x: np.ndarray) -> tuple[int, float]:
+    """Where ``x`` starts in ``y`` (may be negative or past the end: y is zero-padded) and the
+    correlation coefficient of the overlap."""
+    pad = np.concatenate([np.zeros(len(x), np.float32), y, np.zeros(len(x), np.float32)])
+    n = 1 << (len(pad) + len(x)).bit_length()
+    c = np.fft.irfft(np.fft.rfft(pad, n) * np.conj(np.fft.rfft(x, n)), n)[: len(pad) - len(x) + 1]
+    k = int(np.argmax(np.abs(c)))
+    seg = pad[k : k + len(x)]
+    corr = float(np.corrcoef(seg, x)[0, 1]) if seg.std() > 0 else 0.0
+    return k - len(x), corr
+
+
+class Capture:
+    """Iterates a MicrophoneSource on a thread, keeping blocks and status messages."""
+
+    live: list[Capture] = []
+
+    def __init__(self, **kwargs: object) -> None:
+        Capture.live.append(self)
+        self.blocks: list[AudioBlock] = []
+        self.statuses: list[tuple[float, str]] = []
+        self.error: BaseException | None = None
+        self.mic = MicrophoneSource(on_status=lambda m: self.statuses.append((time.monotonic(), m)), **kwargs)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for block in self.mic:
+                self.blocks.append(block)
+        except BaseException as e:  # noqa: BLE001 - checked by the test
+            self.error = e
+
+    def wait_for(self, predicate, timeout: float) -> bool:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    def stop(self) -> float:
+        """Close the source; returns how long iteration took to end."""
+        t = time.monotonic()
+        self.mic.close()
+        self.thread.join(5)
+        assert not self.thread.is_alive(), "iteration did not end after close()"
+        return time.monotonic() - t
+
+    @property
+    def audio(self) -> np.ndarray:
+        return np.concatenate([b.samples for b in self.blocks]) if self.blocks else np.zeros(0, np.float32)
+
+
+# --- finding devices ----------------------------------------------------------------------------
+
+
+def test_list_devices_shows_the_pulse_devices(pulse: PulseServer) -> None:
+    found = list_devices()
+    names = [d.name for d in found]
+    assert "pulse" in names and "default" in names, names
+    d = next(d for d in found if d.name == "pulse")
+    assert d.host_api == "ALSA"
+    assert d.max_input_channels > 0 and d.max_output_channels > 0 and d.default_samplerate > 0
+    assert found[d.index] == d
+    assert "pulse (ALSA" in d.describe()
+
+
+def test_find_device_by_name_part_and_default(pulse: PulseServer) -> None:
+    import sounddevice as sd
+
+    assert find_device("default", "input").name == "default"
+    assert find_device("PUL", "output").name == "pulse"  # case-insensitive part of a name
+    assert find_device("", "input").index == sd.default.device[0]
+    assert find_device("", "output").index == sd.default.device[1]
+    with pytest.raises(DeviceError) as e:
+        find_device("usb headset", "input")
+    msg = str(e.value)
+    assert "'usb headset'" in msg and "'pulse'" in msg and "'default'" in msg and "\n" not in msg
+    with pytest.raises(DeviceError, match=r"ambiguous.*'pulse'.*'default'"):
+        find_device("u", "output")  # in both "pulse" and "default"
+
+
+def test_missing_device_names_the_available_ones(pulse: PulseServer) -> None:
+    with pytest.raises(DeviceError, match=r"no audio input device matches 'Jabra'.*'pulse', 'default'"):
+        MicrophoneSource("Jabra")
+    with pytest.raises(DeviceError, match=r"no audio output device matches 'HDMI'.*'pulse', 'default'"):
+        SpeakerSink("HDMI")
+
+
+def _fake(monkeypatch: pytest.MonkeyPatch, infos: list[DeviceInfo], default: int) -> None:
+    monkeypatch.setattr(devices, "list_devices", lambda: infos)
+    monkeypatch.setattr(devices, "_default_index", lambda kind: default)
+
+
+def test_find_device_rules_without_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    mme = DeviceInfo(0, "Headset (Jabra Evolve)", "MME", 1, 0, 44100)
+    wasapi = DeviceInfo(1, "Headset (Jabra Evolve)", "Windows WASAPI", 1, 0, 48000)
+    usb = DeviceInfo(2, "USB PnP Sound Device", "ALSA", 1, 2, 48000)
+    usb2 = DeviceInfo(3, "USB Audio CODEC", "ALSA", 2, 2, 44100)
+    spk = DeviceInfo(4, "Speakers", "ALSA", 0, 2, 48000)
+    _fake(monkeypatch, [mme, wasapi, usb, usb2, spk], default=1)
+    # one device under two host APIs: the default one wins, whether matched exactly or in part
+    assert find_device("Headset (Jabra Evolve)", "input") == wasapi
+    assert find_device("jabra", "input") == wasapi
+    assert find_device("", "input") == wasapi
+    assert find_device("pnp", "input") == usb
+    assert find_device("3", "input") == usb2  # digits that name nothing: an index
+    assert find_device("speak", "output") == spk
+    with pytest.raises(DeviceError, match=r"'USB PnP Sound Device', 'USB Audio CODEC'; give more of the name"):
+        find_device("usb", "input")
+    with pytest.raises(DeviceError, match=r"no audio input device matches 'speak'"):
+        find_device("speak", "input")  # an output only
+    _fake(monkeypatch, [spk], default=-1)
+    with pytest.raises(DeviceError, match="no audio input device found; connect a microphone"):
+        find_device("", "input")
+    with pytest.raises(DeviceError, match=r"no default audio output device; choose one of the outputs there are: 'Speakers'"):
+        find_device("", "output")
+    with pytest.raises(ValueError):
+        find_device("x", "both")  # type: ignore[arg-type]
+
+
+# --- microphone ---------------------------------------------------------------------------------
+
+
+def _check_clock(blocks: list[AudioBlock]) -> None:
+    """Audio time runs with the wall clock: a block's end matches when it arrived, through to the
+    last block (medians, so a callback the scheduler delayed on a busy machine does not count)."""
+    offset = np.array([b.wall - b.end for b in blocks])
+    drift = offset - np.median(offset)
+    assert np.median(np.abs(drift)) < 0.1, f"audio clock off the wall clock by {np.median(np.abs(drift)):.3f} s"
+    assert abs(np.median(drift[-5:])) < 0.25, f"audio clock drifted by {np.median(drift[-5:]):.3f} s"
+
+
+def test_microphone_captures_the_fed_clip(pulse: PulseServer, clip: np.ndarray) -> None:
+    cap = Capture()
+    mic = cap.mic
+    assert mic.rate == 44100 and mic.channels == 1  # the device's own rate, resampled to 16 kHz
+    assert cap.wait_for(lambda: len(cap.blocks) >= 2, 3), cap.statuses
+    pulse.feed(clip).wait(10)
+    time.sleep(0.4)
+    took = cap.stop()
+    assert took < 1.0
+    assert cap.error is None
+    blocks = cap.blocks
+    size = round(0.128 * SAMPLE_RATE)
+    assert all(len(b.samples) == size for b in blocks[:-1]) and 0 < len(blocks[-1].samples) <= size
+    assert all(b.samples.dtype == np.float32 for b in blocks)
+    assert blocks[0].start == 0.0
+    assert all(abs(b.start - a.end) < 1e-9 for a, b in zip(blocks, blocks[1:]))  # contiguous
+    _check_clock(blocks)
+    k, corr = align(cap.audio, clip)
+    assert corr > 0.9, (corr, pulse.dropped_seconds, mic.overruns)
+    assert 0 <= k and k + len(clip) <= len(cap.audio)
+    assert mic.overruns == 0 and mic.losses == 0
+    assert cap.statuses and "listening on 'default' at 44100 Hz" in cap.statuses[0][1]
+
+
+def test_microphone_at_16k_is_bit_exact_and_mutes(pulse: PulseServer, clip: np.ndarray) -> None:
+    cap = Capture(samplerate=16000)
+    part = clip[: SAMPLE_RATE]
+    assert cap.wait_for(lambda: len(cap.blocks) >= 1, 3), cap.statuses
+    pulse.feed(part).wait(5)
+    time.sleep(0.3)
+    cap.mic.muted.set()  # the self-listening guard: input zeroed while set
+    n_before = len(cap.blocks)
+    pulse.feed(part).wait(5)
+    time.sleep(0.3)
+    cap.mic.muted.clear()
+    cap.mic.mute_until(time.monotonic() + 0.6)
+    pulse.feed(part).wait(5)
+    time.sleep(0.3)
+    cap.stop()
+    y = cap.audio
+    k, corr = align(y, part)
+    expected = np.round(part * 32768) / 32768
+    assert np.array_equal(y[k : k + len(part)], expected)  # a pipe source delivers bit-exact samples
+    muted = np.concatenate([b.samples for b in cap.blocks[n_before + 3 : n_before + 6]])
+    assert not muted.any()
+    assert np.abs(y[k + len(part) :]).max() > 0.05  # the tail after mute_until is heard again
+    assert np.abs(y[-len(part) // 3 :]).max() > 0.01
+
+
+def test_microphone_survives_the_source_being_unplugged(pulse: PulseServer, clip: np.ndarray) -> None:
+    cap = Capture()
+    assert cap.wait_for(lambda: len(cap.blocks) >= 2, 3), cap.statuses
+    pulse.remove_source()
+    unplugged = time.monotonic()
+    assert cap.wait_for(lambda: any("lost" in m for _, m in cap.statuses), 3), cap.statuses
+    time.sleep(1.0)
+    pulse.add_source()
+    assert cap.wait_for(lambda: any("back after" in m for _, m in cap.statuses), 8), cap.statuses
+    pulse.feed(clip).wait(10)
+    time.sleep(0.4)
+    cap.stop()
+    assert cap.error is None
+    lost = next(m for _, m in cap.statuses if "lost" in m)
+    assert lost == "input device 'default' lost (the audio stream stopped); retrying"
+    assert cap.mic.losses == 1
+    blocks = cap.blocks
+    gaps = [(a, b) for a, b in zip(blocks, blocks[1:]) if b.start - a.end > 1e-9]
+    assert len(gaps) == 1, [(a.end, b.start) for a, b in gaps]
+    before, after = gaps[0]
+    away = after.start - before.end
+    assert 1.0 < away < 6.0 and abs(away - cap.mic.lost_seconds) < 1e-6
+    assert abs(before.wall - unplugged) < 0.3  # the last block came right before the unplug
+    _check_clock(blocks)  # the gap kept the audio clock on the wall clock
+    resumed = np.concatenate([b.samples for b in blocks[blocks.index(after) :]])
+    assert align(resumed, clip)[1] > 0.9
+
+
+def test_microphone_without_retry_raises_when_lost(pulse: PulseServer) -> None:
+    cap = Capture(retry=False)
+    assert cap.wait_for(lambda: len(cap.blocks) >= 1, 3)
+    pulse.remove_source()
+    cap.thread.join(3)
+    assert isinstance(cap.error, DeviceError)
+    assert str(cap.error) == "audio input 'default' was lost (the audio stream stopped); reconnect it and start again"
+
+
+def test_microphone_that_stops_delivering_is_retried(tmp_path, clip: np.ndarray) -> None:  # noqa: ANN001
+    # An unclocked pipe source: no callbacks at all while nothing is fed, like a hung device.
+    with PulseServer(tmp_path, idle_silence=False) as server:
+        server.activate()
+        cap = Capture(stall_timeout=0.5)
+        try:
+            assert cap.wait_for(lambda: any("no audio for 0.5 s" in m for _, m in cap.statuses), 3), cap.statuses
+            server.idle_silence = True
+            assert cap.wait_for(lambda: any("back after" in m for _, m in cap.statuses), 5), cap.statuses
+            server.feed(clip[: SAMPLE_RATE]).wait(5)
+            time.sleep(0.3)
+        finally:
+            assert cap.stop() < 1.0
+        assert cap.error is None and cap.blocks[0].start == 0.0  # nothing before the stall: no gap
+        assert align(cap.audio, clip[: SAMPLE_RATE])[1] > 0.9
+
+
+# --- speaker ------------------------------------------------------------------------------------
+
+
+def test_speaker_plays_to_the_null_sink(pulse: PulseServer, clip: np.ndarray) -> None:
+    piper_rate = 22050
+    x = soxr.resample(clip, SAMPLE_RATE, piper_rate).astype(np.float32)
+    sink = SpeakerSink()
+    try:
+        assert sink.rate == 44100
+        assert not sink.speaking
+        with pulse.record_sink() as rec:
+            t0 = time.monotonic()
+            sink.write(x[: len(x) // 2], piper_rate)  # two sentences, in a row
+            sink.write(x[len(x) // 2 :], piper_rate)
+            wrote = time.monotonic() - t0
+            assert sink.speaking
+            predicted_end = sink.busy_until
+            assert sink.drain(10)
+            assert not sink.speaking
+    finally:
+        sink.close()
+    assert wrote < 0.05  # write queues and returns
+    k, corr = align(rec.samples, clip)
+    assert corr > 0.9, corr
+    span = rec.voiced_span()
+    assert span is not None
+    clip_voiced = np.flatnonzero(np.abs(clip) > 1e-3)
+    assert abs((span[1] - span[0]) - (clip_voiced[-1] - clip_voiced[0]) / SAMPLE_RATE) < 0.1
+    heard_at = rec.started + k / SAMPLE_RATE
+    assert heard_at - t0 >= 0.15 - 0.02  # the lead-in of silence came first
+    assert abs(heard_at + len(clip) / SAMPLE_RATE - predicted_end) < 0.15  # busy_until was right
+
+
+def test_speaker_failure_raises_once_then_recovers(pulse: PulseServer, clip: np.ndarray) -> None:
+    statuses: list[str] = []
+    sink = SpeakerSink(on_status=statuses.append)
+    try:
+        pulse.remove_sink()
+        assert _wait(lambda: sink.error is not None, 3), statuses
+        with pytest.raises(DeviceError, match=r"audio output 'default' failed \(the audio stream stopped\)"):
+            sink.write(clip, SAMPLE_RATE)
+        for _ in range(3):
+            sink.write(clip, SAMPLE_RATE)  # no more errors: dropped
+        assert not sink.speaking and not sink.drain(0.1)
+        pulse.add_sink()
+        time.sleep(0.6)  # past the first backoff step
+        sink.write(clip[:100], SAMPLE_RATE)  # asks the playback thread to reopen the device
+        assert _wait(lambda: sink.error is None, 5), statuses
+        assert statuses[-1] == "audio output 'default' is back"
+        with pulse.record_sink() as rec:
+            sink.write(clip, SAMPLE_RATE)
+            assert sink.drain(10)
+        assert align(rec.samples, clip)[1] > 0.9
+    finally:
+        sink.close()
+
+
+def _wait(predicate, timeout: float) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
