@@ -57,6 +57,11 @@ from translator.events import (
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 """``../shared/corpus`` beside the project checkout."""
 
+LIVE_BLOCK_SECONDS = 0.128
+"""Block size the live microphone delivers (``translator.devices``: four 32 ms VAD frames). Latency
+depends on it: the endpoint is seen when the block holding it arrives, so the bench feeds blocks
+of this size rather than the file reader's 256 ms."""
+
 IDLE_SECONDS = 10.0
 IDLE_NOISE_DBFS = -80.0
 """Level of the noise added to digital silence for the idle figure: a quiet room through a muted
@@ -101,7 +106,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--baseline", choices=("both", "greedy", "none"), default="both",
                    help="stock transcribe() baseline: beam 1 and beam 5 (both), beam 1 only, or none (default: both)")
     b.add_argument("--block-ms", metavar="MS", type=float, default=None,
-                   help="audio block size in ms, as a microphone would deliver it (default: the file reader's, 256)")
+                   help=f"audio block size in ms (default: {LIVE_BLOCK_SECONDS * 1000:g}, as the live microphone delivers it)")
     b.add_argument("--quiet", action="store_true", help="print only the summary")
     cli._common(b)  # noqa: SLF001 - the same settings flags as every command
     b.set_defaults(func=cmd_bench)
@@ -261,6 +266,15 @@ class ClipRun:
         return joiner.join(r.source_text.strip() for r in sorted(self.records, key=lambda r: r.utterance_id))
 
 
+def live_block_seconds() -> float:
+    """The microphone's block size when the live audio module is there, else the same figure."""
+    try:
+        from translator.devices import DEFAULT_BLOCK_SECONDS  # noqa: PLC0415
+    except Exception:  # noqa: BLE001 - ImportError, or OSError when PortAudio is missing
+        return LIVE_BLOCK_SECONDS
+    return float(DEFAULT_BLOCK_SECONDS)
+
+
 def trailing_silence(endpoint: float) -> float:
     """Silence after each clip: the endpoint must be reached as it would be live."""
     return max(1.0, endpoint + 0.5)
@@ -269,7 +283,6 @@ def trailing_silence(endpoint: float) -> float:
 def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int, block_seconds: float | None = None) -> ClipRun:
     from translator.assemble import build_pipeline  # noqa: PLC0415 - heavy imports
     from translator.audio import (  # noqa: PLC0415
-        DEFAULT_BLOCK_SECONDS,
         MemorySink,
         PacedSource,
         open_file_source,
@@ -277,7 +290,7 @@ def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int, block_second
     )
     from translator.transcript import UtteranceCollector  # noqa: PLC0415
 
-    block_seconds = block_seconds or DEFAULT_BLOCK_SECONDS
+    block_seconds = block_seconds or live_block_seconds()
     source = open_file_source(clip.path, block_seconds=block_seconds)
     speaking = engines.speaker_stage is not None
     pipeline = build_pipeline(engines, sink=MemorySink() if speaking else None, captions=True)
@@ -371,10 +384,10 @@ def current_rss_mb() -> float | None:
 def idle_cpu(engines: Any, seconds: float) -> dict[str, Any]:
     """Process CPU time over wall time while near-silence goes through the paced pipeline."""
     from translator.assemble import build_pipeline  # noqa: PLC0415
-    from translator.audio import DEFAULT_BLOCK_SECONDS, MemorySink, PacedSource  # noqa: PLC0415
+    from translator.audio import MemorySink, PacedSource  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
-    size = round(DEFAULT_BLOCK_SECONDS * SAMPLE_RATE)
+    size = round(live_block_seconds() * SAMPLE_RATE)
     amplitude = 10 ** (IDLE_NOISE_DBFS / 20)
 
     def blocks() -> Iterator[AudioBlock]:
@@ -758,7 +771,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         "machine": info,
         "config": dataclasses.asdict(config),
         "command": {"clips": [c.file for c in clips], "repeat": args.repeat, "corpus": str(speech_dir),
-                    "block_ms": args.block_ms or 256.0},
+                    "block_ms": args.block_ms or round(live_block_seconds() * 1000, 3)},
         "load_seconds": round(load_seconds, 3),
         "rss_after_load_mb": rss_after_load,
         "peak_rss_mb": peak,
