@@ -49,8 +49,12 @@ class AsrSettings:
 class VadSettings:
     threshold: float = 0.5
     pre_roll: float = 0.2
-    pause: float = 0.2
-    endpoint: float = 0.5
+    pause: float = 0.1
+    """Silence that starts speculation (recognition, translation and speech at once); a wasted
+    speculation only costs compute."""
+    endpoint: float = 0.4
+    """Silence that ends an utterance: on the corpus 0.4 s splits no more than 0.5 s (28 utterances
+    for 18 sentences; 0.3 s: 29, 0.6 s: 27, 0.8 s: 23)."""
     max_utterance: float = 15.0
     partial_interval: float = 0.5
 
