@@ -270,11 +270,14 @@ class WhisperRecognizer:
         language: str | None = None,
         task: TaskChoice | None = None,
         prompt: str | None = None,
+        retry: bool = True,
     ) -> Recognition | None:
         """Text of one utterance (16 kHz mono float32), or None for silence, noise or a hallucination.
 
         ``language``/``task`` default to the config's; ``task`` may be a function of the language,
         applied once the language is known. ``prompt`` is earlier text that conditions the decoder.
+        ``retry`` False takes a looping short-window decode as it is instead of redoing it on
+        longer windows: for partial captions, which the next snapshot replaces anyway.
         """
         started = time.perf_counter()
         audio = np.asarray(audio, dtype=np.float32)
@@ -305,7 +308,7 @@ class WhisperRecognizer:
             decoded = self._decode(encoded, seconds, len(chunk), language, resolved_task, prompt)
             # A loop is retried on twice the window, then on the stock window: the longer short
             # window fixes every loop seen on the corpus at a third of the stock window's cost.
-            for longer in (2 * seconds, None):
+            for longer in (2 * seconds, None) if retry else ():
                 if seconds >= STOCK_WINDOW or not self._looped(decoded, len(chunk), language):
                     break
                 if longer is not None and longer >= STOCK_WINDOW:
@@ -602,7 +605,9 @@ class RecognizerStage:
     def _caption(self, event: SpeechGrowing) -> Caption | None:
         if event.utterance_id != self._utterance:
             self._start(event.utterance_id)
-        recognition = self.recognizer.recognize(event.audio, language=self._caption_language, task="transcribe")
+        recognition = self.recognizer.recognize(
+            event.audio, language=self._caption_language, task="transcribe", retry=False
+        )
         if recognition is None:
             self._previous = []
             return None

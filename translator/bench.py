@@ -46,6 +46,7 @@ from translator.events import (
     Caption,
     Event,
     SpeechChunk,
+    SpeechGrowing,
     SpeechPaused,
     SpeechStarted,
     StageFailed,
@@ -275,6 +276,17 @@ def live_block_seconds() -> float:
     return float(DEFAULT_BLOCK_SECONDS)
 
 
+_NO_AUDIO = np.zeros(0, np.float32)
+
+
+def _light(event: Event) -> Event:
+    """The event without its audio snapshot (the timeline needs times only), so the bench itself
+    does not hold every caption's copy of the utterance and inflate the peak RSS it reports."""
+    if isinstance(event, (SpeechGrowing, SpeechPaused, UtteranceEnded)):
+        return dataclasses.replace(event, audio=_NO_AUDIO)
+    return event
+
+
 def trailing_silence(endpoint: float) -> float:
     """Silence after each clip: the endpoint must be reached as it would be live."""
     return max(1.0, endpoint + 0.5)
@@ -302,7 +314,7 @@ def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int, block_second
     collector = UtteranceCollector(speaking=speaking)
     records, events, failures = [], [], []
     for event in pipeline.run(clock):
-        events.append(event)
+        events.append(_light(event))
         if isinstance(event, StageFailed):
             failures.append(f"{event.stage}: {event.message}")
         record = collector.feed(event)
