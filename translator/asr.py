@@ -471,11 +471,16 @@ def _repeats(text: str, language: str) -> bool:
         for i in range(n - 2 * size + 1):
             if units[i : i + size] == units[i + size : i + 2 * size]:
                 return True
-    opening = units[:3] if language not in _NO_SPACE_LANGUAGES else units[:4]
-    if n >= 2 * len(opening) >= 6:
-        for i in range(len(opening), n - len(opening) + 1):
-            if units[i : i + len(opening)] == opening:
-                return True
+    # Starting over: from some point on, the text is (all but its last unit or two) a copy of its
+    # opening. A phrase that merely comes back ("the opposite of ... the opposite is") is not that.
+    least = 4 if language in _NO_SPACE_LANGUAGES else 3
+    for i in range(least, n - least + 1):
+        tail = units[i:]
+        same = 0
+        while same < len(tail) and tail[same] == units[same]:
+            same += 1
+        if same >= least and same >= 0.8 * len(tail):
+            return True
     return False
 
 
