@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from translator import __version__, bench, cli_models
 from translator import config as cfg
+from translator import service
 from translator.errors import TranslatorError
 from translator.events import Event, Notice, StageFailed
 from translator.transcript import JsonlWriter, SrtWriter, UtteranceCollector, UtteranceRecord
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config)
     cli_models.add_parser(sub)
     bench.add_parser(sub)
+    service.add_parser(sub)
     return parser
 
 
