@@ -309,7 +309,7 @@ class WhisperRecognizer:
             # A loop is retried on twice the window, then on the stock window: the longer short
             # window fixes every loop seen on the corpus at a third of the stock window's cost.
             for longer in (2 * seconds, None) if retry else ():
-                if seconds >= STOCK_WINDOW or not self._looped(decoded, len(chunk), language):
+                if seconds >= STOCK_WINDOW or not self._looped(decoded, len(chunk), language, resolved_task):
                     break
                 if longer is not None and longer >= STOCK_WINDOW:
                     continue
@@ -424,13 +424,15 @@ class WhisperRecognizer:
     def _token_cap(samples: int) -> int:
         return 10 + math.ceil(TOKENS_PER_SECOND * samples / SAMPLE_RATE)
 
-    def _looped(self, decoded: _Decoded, samples: int, language: str = "") -> bool:
+    def _looped(self, decoded: _Decoded, samples: int, language: str = "", task: str = "transcribe") -> bool:
         """A short-window decode that ran into the token cap or repeats itself, over what the model
-        takes for speech (a loop over noise is dropped by the guards, not worth a second run)."""
+        takes for speech (a loop over noise is dropped by the guards, not worth a second run).
+        Whisper's translate-task English repeats phrases of its own ("at the corner of the corner
+        of the song"), so there only the token cap and the compression ratio count."""
         return (
             decoded.tokens >= self._token_cap(samples)
             or decoded.compression_ratio > self.config.compression_ratio_threshold
-            or _repeats(decoded.text, language)
+            or (task == "transcribe" and _repeats(decoded.text, language))
         ) and decoded.no_speech_prob <= self.config.no_speech_threshold and bool(_normalise(decoded.text))
 
     def _plausible(self, d: _Decoded) -> bool:
