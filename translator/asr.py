@@ -10,15 +10,19 @@ but below about 8 s of window the decoder loops on short clips ("... all year. S
 suit ...", "1, 2, 3, 3, 1, 2, 3 ...") whatever the margin (0-2 s); from 8 s on, the word error rate
 equals or beats the stock window's on every clip tried (tiny.en: 5 English; base: 19 in 10
 languages, a word or two differing on some) with the encoder 4-6x faster. Hence ``min_window``
-(8 s), and a decode that still loops is redone on twice the window, then on the stock window.
+(8 s; see below for English-only models), and a decode that still loops is redone on twice the
+window, then on the stock window.
 
 Re-measured on the benchmark's own utterances (cut by the VAD, 0.5 s endpoint; tiny.en, the 5
 English clips, 11 utterances): with no minimum (utterance + 1 s), 4 s and 6 s windows, 8, 8 and 6
 utterances loop (WER 114%, 125%, 68% where the stock window gives 8.7%); at 8 s, 3 still do ("1. 2
 2", a sentence said twice then cut), which neither the token cap nor the compression ratio caught.
 :func:`_repeats` catches those; retried on a 16 s window (none loops there), they bring the WER to
-the stock window's (8.7%), at a third of the stock window's cost. Multilingual base (28 utterances, 10 languages) loops less: none at 6 or 8 s, 6 at 4 s;
-its WER/CER at 8 s is within noise of the stock window's. So the minimum stays 8 s.
+the stock window's (8.7%), at a third of the stock window's cost. Multilingual base (28
+utterances, 10 languages) loops less: none at 6 or 8 s, 6 at 4 s; its WER/CER at 8 s is within
+noise of the stock window's. tiny.en loops on none at 12 s, which costs less than a looping 8 s
+decode and its retry (mean 230 vs 272 ms per utterance). So the minimum is 12 s for English-only
+models and 8 s for multilingual ones.
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ speech (a distant talker is around -40 dBFS), so noise is left to the model's ow
 STOCK_WINDOW = 30.0
 """Seconds of audio Whisper's encoder was trained on; longer audio is cut into windows this long."""
 
+MIN_WINDOW_ENGLISH_ONLY = 12.0
+MIN_WINDOW_MULTILINGUAL = 8.0
+"""Default shortest encoder windows, measured on the corpus (module docstring)."""
+
 TOKENS_PER_SECOND = 12
 """Decode cap per second of audio, about twice the densest speech in the corpus (Korean, Chinese),
 so a decode that reaches it is a loop, and a loop costs a bounded time before the stock retry."""
@@ -104,8 +112,10 @@ class RecognizerConfig:
     """1 is greedy: the latency budget has no room for a beam."""
     window_margin: float | None = 1.0
     """Seconds of silence after the utterance in the encoder window; None = stock 30 s window."""
-    min_window: float = 8.0
-    """Shortest encoder window in seconds; shorter windows make the decoder loop (module docstring)."""
+    min_window: float | None = None
+    """Shortest encoder window in seconds; shorter windows make the decoder loop (module docstring).
+    None: by model, 12 s for English-only models (tiny.en loops on 3 of 11 utterances at 8 s, none
+    at 12 s), 8 s for multilingual ones (base: none of 28 at 8 s)."""
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
@@ -127,7 +137,7 @@ class RecognizerConfig:
             raise ValueError(f"beam_size: must be at least 1, got {self.beam_size}")
         if self.window_margin is not None and not 0 <= self.window_margin <= STOCK_WINDOW:
             raise ValueError(f"window_margin: must be between 0 and {STOCK_WINDOW:g} s (or None), got {self.window_margin}")
-        if not 0 <= self.min_window <= STOCK_WINDOW:
+        if self.min_window is not None and not 0 <= self.min_window <= STOCK_WINDOW:
             raise ValueError(f"min_window: must be between 0 and {STOCK_WINDOW:g} s, got {self.min_window}")
         if not 0 <= self.no_speech_threshold <= 1:
             raise ValueError(f"no_speech_threshold: must be a probability, got {self.no_speech_threshold}")
@@ -229,6 +239,13 @@ class WhisperRecognizer:
     def model(self):  # noqa: ANN201 - faster_whisper.WhisperModel
         """The loaded faster-whisper model (the benchmark's stock baseline runs on the same one)."""
         return self._model
+
+    @property
+    def min_window(self) -> float:
+        """The shortest encoder window in use (the config's, or the model's default)."""
+        if self.config.min_window is not None:
+            return self.config.min_window
+        return MIN_WINDOW_MULTILINGUAL if self.multilingual else MIN_WINDOW_ENGLISH_ONLY
 
     @property
     def multilingual(self) -> bool:
@@ -350,7 +367,7 @@ class WhisperRecognizer:
         if margin is None:
             features = pad_or_trim(extract(chunk)[:, : len(chunk) // extract.hop_length])
         else:
-            shortest = self.config.min_window if min_window is None else min_window
+            shortest = self.min_window if min_window is None else min_window
             wanted = max(len(chunk) + int(margin * SAMPLE_RATE), int(shortest * SAMPLE_RATE))
             wanted = min(wanted, frames_total * extract.hop_length)
             features = extract(chunk, padding=wanted - len(chunk))[:, : wanted // extract.hop_length]

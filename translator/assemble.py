@@ -91,7 +91,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True) ->
             language=source,
             beam_size=a.beam_size,
             window_margin=a.window_margin if a.window_margin >= 0 else None,
-            min_window=a.min_window,
+            min_window=a.min_window or None,
             no_speech_threshold=a.no_speech_threshold,
             log_prob_threshold=a.log_prob_threshold,
             compression_ratio_threshold=a.compression_ratio_threshold,

@@ -37,8 +37,9 @@ class AsrSettings:
     beam_size: int = 1
     window_margin: float = 1.0
     """Seconds of padding after the utterance fed to the encoder; negative = stock 30 s window."""
-    min_window: float = 8.0
-    """Shortest encoder window in seconds (shorter windows make the decoder loop; see asr.py)."""
+    min_window: float = 0.0
+    """Shortest encoder window in seconds (shorter windows make the decoder loop; see asr.py);
+    0 = by model: 12 s for English-only models, 8 s for multilingual ones."""
     temperature_fallback: bool = False
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
