@@ -52,6 +52,7 @@ import os
 import pwd
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -676,6 +677,7 @@ class Service:
         """Why there is no session (no microphone yet), shown in STATUS."""
         self.no_speaker: str | None = None
         self.transcript_problem: str | None = None
+        self.reload_problem: str | None = None
         self.problem: str | None = None
         self.count = 0
         self.last: str = ""
@@ -736,6 +738,8 @@ class Service:
             parts.append(self.last)
         if self.transcript_problem:
             parts.append(self.transcript_problem)
+        if self.reload_problem:
+            parts.append(f"last reload refused: {self.reload_problem}")
         if self.problem:
             parts.append(f"UNHEALTHY: {self.problem}; watchdog withheld")
         return _one_line("; ".join(parts), 500)
@@ -890,6 +894,7 @@ class Service:
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.args.stop_timeout
         self.notifier.send("STOPPING=1", "STATUS=stopping: finishing the utterance in flight")
+        self.last_status = "stopping: finishing the utterance in flight"
         log.info("stopping: finishing the utterance in flight")
         if self.running is not None:
             self.running.stop()
@@ -902,12 +907,12 @@ class Service:
             return
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading configuration")
+        self.last_status = "reloading configuration"
         log.info("reloading configuration from %s", self.args.config)
         try:
             config = read_config(self.args.config, self.args.overrides)
         except ConfigError as e:
-            log.error("reload failed, keeping the previous settings: %s", _one_line(str(e)))
-            self.notifier.send("READY=1")
+            self._reload_refused(str(e))
             return
         previous = self.engines
         self.loader_is_reload = True
@@ -925,8 +930,7 @@ class Service:
             if not reload:
                 log.error("%s", _one_line(str(e), 1000))
                 return EX_CONFIG if isinstance(e, (ConfigError, LanguageError, ModelError)) else e.exit_code
-            log.error("reload failed, keeping the previous settings: %s", _one_line(str(e)))
-            self.notifier.send("READY=1")
+            self._reload_refused(str(e))
             return None
         if not reload:
             self.engines = task.result
@@ -937,6 +941,7 @@ class Service:
                 log.warning("%s", _one_line(notice.message))
             return None
         config, engines, how = task.result
+        self.reload_problem = None
         log.info("new configuration loaded (%s); switching after the utterance in flight", how)
         for notice in engines.notices:
             log.warning("%s", _one_line(notice.message))
@@ -944,6 +949,12 @@ class Service:
         if self.running is not None:
             self.running.stop()
         return None
+
+    def _reload_refused(self, message: str) -> None:
+        log.error("reload failed, keeping the previous settings: %s", _one_line(message))
+        self.reload_problem = _one_line(message, 200)
+        self.notifier.send("READY=1", f"STATUS={self.status_text()}")
+        self.last_status = self.status_text()
 
     def _swap(self, now: float) -> None:
         assert self.pending is not None
@@ -1062,6 +1073,10 @@ def cmd_serve(args: argparse.Namespace, console: Any = None) -> int:
         except ConfigError as e:
             log.error("%s", _one_line(str(e), 1000))
             return EX_CONFIG
+        except Exception:  # a bug: the traceback goes to the journal line by line, at its priority
+            log.critical("crashed; systemd will restart the service", exc_info=True)
+            handler.flush()
+            os._exit(1)  # without waiting for pipeline threads or PortAudio to let go
     finally:
         handler.flush()
 
@@ -1101,13 +1116,13 @@ class Installer:
         self.dry_run = dry_run
 
     def say(self, text: str) -> None:
-        self.console.print(("[dry-run] would " if self.dry_run else "") + text, highlight=False, markup=False)
+        self.console.print(("[dry-run] would " if self.dry_run else "") + text, highlight=False, markup=False, soft_wrap=True)
 
     def note(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def run(self, argv: list[str]) -> None:
-        self.say("run: " + " ".join(argv))
+        self.say("run: " + shlex.join(argv))
         if not self.dry_run:
             result = subprocess.run(argv, capture_output=True, text=True)
             if result.returncode:
