@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def test_unit_security_exposure_is_ok(tmp_path: Path) -> None:
 def test_example_config_is_every_setting_at_its_default() -> None:
     assert cfg.load(EXAMPLE) == cfg.Config()
     text = EXAMPLE.read_text()
+    uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", text)  # the commented-out defaults, switched on
+    assert cfg.merge(cfg.Config(), tomllib.loads(uncommented), "example") == cfg.Config(), "a default changed"
     config = cfg.Config()
     for section in cfg.dataclasses.fields(config):
         for f in cfg.dataclasses.fields(getattr(config, section.name)):
