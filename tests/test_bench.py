@@ -119,7 +119,7 @@ def test_bench_report_has_every_figure(bench_run) -> None:
     assert r["idle"]["utterances"] == 0 and 0 <= r["idle"]["percent_of_one_core"] < 100
 
     s = r["summary"]
-    for name in ("caption_lag", "asr_final", "mt", "speech_to_speech"):
+    for name in ("caption_lag", "asr_final", "mt", "speech_to_speech", "speech_to_speech_from_voice_end"):
         figure = s["latency"][name]
         assert figure["n"] >= 1, name
         assert _positive(figure["median"]) and _positive(figure["p95"]) and figure["p95"] >= figure["min"], name
@@ -130,6 +130,8 @@ def test_bench_report_has_every_figure(bench_run) -> None:
     assert _positive(s["rtf"]["asr"]) and _positive(s["rtf"]["tts"])
     assert s["utterances"] >= 2 and s["reference_sentences"] == 2
     assert s["speculative_hits"] + s["speculative_misses"] >= 1
+    assert s["captions"] >= 1 and 0 <= s["captions_skipped"]
+    assert r["command"]["block_ms"] == pytest.approx(128)
     assert s["failures"] == []
     assert set(s["targets"]) >= {"speech_to_speech_median", "peak_rss_mb", "idle_cpu_percent"}
 
@@ -153,6 +155,8 @@ def test_bench_reports_each_utterance(bench_run) -> None:
             for key in ("asr_final", "mt", "speech_to_speech"):
                 assert _positive(u[key]), (c["file"], key)
             assert u["speech_to_speech"] >= u["mt"] >= u["asr_final"] - 1e-3
+            # counted from the spoken end of speech, the wait for the 128 ms block is added
+            assert u["speech_to_speech"] - 0.01 <= u["speech_to_speech_from_voice_end"] <= u["speech_to_speech"] + 0.2
             assert all(_positive(x) for x in u["caption_lags"])
             tl = u["timeline"]
             assert tl["speech"][0] < tl["speech"][1] <= 0.3 and tl["endpoint"] > 0
