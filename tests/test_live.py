@@ -1,0 +1,473 @@
+"""``translator run`` (the live terminal app) and ``translator devices`` on real PortAudio.
+
+Each app runs as a subprocess (``python -m translator.cli run``) pointed at the private PulseAudio
+server of tests/pulse.py (``env={**os.environ, **pa.env}``): the test speaks corpus recordings into
+the virtual microphone, records the null sink's monitor, and reads the ``--transcript`` file, the
+``--plain`` output, or (for the TUI) a tmux pane.
+
+Figures (caption update rate and lag, speech-to-speech) are printed with ``-s``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SPEECH, clip
+from mtmodels import build_marian
+from pulse import PulseServer, have_pulseaudio
+
+from translator import scoring, ui
+from translator.events import Caption, SpeechChunk, Transcript
+from translator.transcript import UtteranceRecord
+
+REPO = Path(__file__).resolve().parents[1]
+EN = "en/LDC93S1.wav"  # "She had your dark suit in greasy wash water all year." (2.9 s)
+ES = "es/picovoice_leopard_test_es.wav"
+SHORT = "en/uberi_english.wav"  # "one two three"
+
+needs_pulse = pytest.mark.skipif(not have_pulseaudio(), reason="pulseaudio/pactl/parec not installed")
+
+
+def _audio(name: str, seconds: float | None = None) -> np.ndarray:
+    from translator.audio import open_file_source
+
+    x = np.concatenate([b.samples for b in open_file_source(SPEECH / name)])
+    return x if seconds is None else x[: round(seconds * 16000)]
+
+
+@pytest.fixture(scope="module")
+def en() -> np.ndarray:
+    return _audio(EN)
+
+
+@pytest.fixture
+def pa(tmp_path: Path) -> Iterator[PulseServer]:
+    """The private PulseAudio server for the app subprocesses (this process is not pointed at it)."""
+    with PulseServer(tmp_path) as server:
+        yield server
+
+
+class App:
+    """``translator run ... --plain`` as a subprocess: its stdout lines with the time each arrived."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.t0 = time.monotonic()
+        self.lines: list[tuple[float, str]] = []
+        self.err: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, "-m", "translator.cli", "run", *args], env=env, cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self._threads = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+                         threading.Thread(target=self._read, args=(self.proc.stderr, None), daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, stream, into) -> None:  # noqa: ANN001
+        for line in stream:
+            if into is None:
+                self.err.append(line.rstrip("\n"))
+            else:
+                into.append((time.monotonic(), line.rstrip("\n")))
+
+    def log(self) -> str:
+        return "\n".join(line for _, line in self.lines) + ("\nstderr:\n" + "\n".join(self.err[-20:]) if self.err else "")
+
+    def wait(self, what: str, found: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not found():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; output:\n{self.log()[-5000:]}")
+            if self.proc.poll() is not None:
+                time.sleep(0.3)
+                if not found():
+                    raise AssertionError(f"run exited ({self.proc.returncode}) waiting for {what}; output:\n{self.log()[-5000:]}")
+            time.sleep(0.05)
+
+    def hits(self, pattern: str, after: float = 0.0) -> list[tuple[float, str]]:
+        return [(t, line) for t, line in list(self.lines) if t >= after and re.search(pattern, line)]
+
+    def wait_line(self, pattern: str, timeout: float = 60, count: int = 1, after: float = 0.0) -> float:
+        self.wait(f"line {pattern!r} x{count}", lambda: len(self.hits(pattern, after)) >= count, timeout)
+        return self.hits(pattern, after)[count - 1][0]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for t in self._threads:
+            t.join(5)
+
+
+def records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    text = path.read_text()
+    assert not text or text.endswith("\n"), f"torn last line: {text[-200:]!r}"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def wait_records(app: App, path: Path, n: int, timeout: float = 60) -> list[dict]:
+    app.wait(f"{n} transcript record(s)", lambda: len(records(path)) >= n, timeout)
+    return records(path)
+
+
+def wait_record(app: App, path: Path, match: Callable[[dict], object], timeout: float = 60) -> dict:
+    """The first transcript record ``match`` accepts (waiting for it)."""
+    app.wait("a matching transcript record", lambda: any(match(r) for r in records(path)), timeout)
+    return next(r for r in records(path) if match(r))
+
+
+def figures(recs: list[dict], label: str) -> None:
+    """Print the caption update rate and lag, and speech-to-speech (run pytest with -s to see them)."""
+    lags = [x for r in recs for x in r["caption_lags"]]
+    speech = sum(r["end"] - r["start"] for r in recs)
+    s2s = [r["speech_to_speech"] for r in recs if r["speech_to_speech"] is not None]
+    line = f"\n[{label}] {len(recs)} utterance(s), {speech:.1f} s of speech, {len(lags)} captions"
+    if speech > 0:
+        line += f" ({len(lags) / speech:.2f}/s)"
+    if lags:
+        line += f"; caption lag median {statistics.median(lags):.2f} s, max {max(lags):.2f} s"
+    if s2s:
+        line += f"; speech_to_speech {', '.join(f'{x:.2f}' for x in s2s)} s"
+    print(line)
+
+
+def run_args(transcript: Path, *extra: str) -> list[str]:
+    return ["--plain", "--transcript", str(transcript), *extra]
+
+
+# --- pieces (no audio) --------------------------------------------------------------------------
+
+
+def test_push_to_talk_counts_auto_repeat_as_held() -> None:
+    ptt = ui.PushToTalk(hold=0.6, first_hold=0.8)
+    assert not ptt.held(100.0)
+    ptt.press(100.0)  # the press; the keyboard waits up to 660 ms before repeating
+    assert ptt.held(100.7) and not ptt.held(100.85)
+    for k in range(1, 20):  # auto-repeat every 33 ms
+        ptt.press(100.66 + k * 0.033)
+    last = 100.66 + 19 * 0.033
+    assert ptt.held(last + 0.55) and not ptt.held(last + 0.65)  # released: off within 0.6 s
+    ptt.press(last + 2.0)  # a new press gets the long first window again
+    assert ptt.held(last + 2.75)
+
+
+def test_mode_is_plain_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
+    with open(tmp_path / "out", "w") as f:
+        assert ui.choose_mode(False, False, f) == "plain"
+        assert ui.choose_mode(False, True, f) == "jsonl"
+    r = subprocess.run([sys.executable, "-m", "translator.cli", "run", "--plain", "--jsonl"], capture_output=True, text=True)
+    assert r.returncode == 2 and "not allowed with" in r.stderr
+
+
+def test_plain_lines_one_per_event() -> None:
+    import io
+
+    out = io.StringIO()
+    r = ui.PlainRenderer(out)
+    r.event(Caption(1, "She had", "your dog", 1.0, 0.0, 0.3))
+    r.event(Caption(1, "She had", "your dog", 1.5, 0.0, 0.8))  # unchanged text: no line
+    r.event(Transcript(1, "She had your dark suit.", "en", 0.9, "transcribe", 0.0, 2.0, 0.0, 0.4, 0.3))
+    r.event(SpeechChunk(1, np.zeros(10, np.float32), 22050, 0, "x", 0.0, 0.6, "en_US-joe-medium"))
+    r.record(UtteranceRecord(1, 0.0, 2.0, "en", "She had your dark suit.", "es", "x", "opus-mt-en-es", "v", 0.4, 0.45,
+                             0.6, (0.3, 0.5), 0.3, 0.05, 1.0, False))
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == [
+        "#1 caption: She had your dog  (stable: She had)",
+        "#1 heard (en): She had your dark suit.",
+        "#1 speaking (en_US-joe-medium)",
+        "#1 done (en → es): asr 400 ms · mt 450 ms · speech 600 ms · caption lag 0.40 s (2 captions)",
+    ], lines
+
+
+# --- devices ------------------------------------------------------------------------------------
+
+
+@needs_pulse
+def test_devices_lists_inputs_and_outputs_with_the_defaults(pa: PulseServer) -> None:
+    r = subprocess.run([sys.executable, "-m", "translator.cli", "devices"], env={**os.environ, **pa.env},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.index("inputs:") < out.index("outputs:")
+    inputs, outputs = out.split("outputs:")
+    for part in (inputs, outputs):
+        assert re.search(r"(?m)^  \* default ", part) and re.search(r"(?m)^    pulse ", part), out
+
+
+@needs_pulse
+def test_no_input_device_is_one_line_listing_the_devices_exit_2(tmp_path: Path, pa: PulseServer) -> None:
+    dead = {**os.environ, **pa.env, "PULSE_SERVER": f"unix:{tmp_path}/nothing-here"}
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "translator.cli", "run", "--plain"], env=dead, capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "no audio input device found" in lines[0] and "sound server" in lines[0], lines
+    assert time.monotonic() - t0 < 30, "models were loaded before the device check"
+
+    r = subprocess.run([sys.executable, "-m", "translator.cli", "run", "--input", "usb headset"], env={**os.environ, **pa.env},
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "'usb headset'" in lines[0] and "'pulse'" in lines[0] and "'default'" in lines[0], lines
+
+
+# --- live runs ----------------------------------------------------------------------------------
+
+
+@needs_pulse
+def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Path, pa: PulseServer, en: np.ndarray) -> None:
+    transcript = tmp_path / "t.jsonl"
+    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en"), {**os.environ, **pa.env})
+    try:
+        app.wait_line(r"listening on 'default'", timeout=120)
+        assert app.hits(r"ready: auto → en; microphone 'default'; speaking on 'default'; microphone muted while speaking")
+
+        # 1. the recording is heard, transcribed and spoken
+        with pa.record_sink() as rec:
+            pa.feed(en)
+            recs = wait_records(app, transcript, 1)
+            time.sleep(recs[0]["speech_seconds"] + 1.0)
+        first = recs[0]
+        assert scoring.wer(clip(EN).transcript, first["source_text"]) <= 0.3, first
+        assert first["voice"] == "en_US-joe-medium" and first["speech_to_speech"] is not None, first
+        span = rec.voiced_span()
+        assert span is not None, "nothing was spoken on the output"
+        assert 1.5 <= span[1] - span[0] <= 6.0 and abs((span[1] - span[0]) - first["speech_seconds"]) < 1.0, (span, first)
+        assert float(np.sqrt(np.mean(rec.samples ** 2))) > 1e-3
+        assert app.hits(r"#1 caption: ") and app.hits(r"#1 done \(en → en\): asr \d+ ms · mt \d+ ms · speech \d+ ms")
+        figures(recs, "live tiny.en")
+
+        # 2. the self-listening guard: what the mic hears while we speak is not transcribed
+        pa.feed(en)
+        spoke = app.wait_line(r"#2 speaking", timeout=60)
+        pa.feed(_audio(SHORT, 1.7))  # "one two", well inside the ~3.4 s the guard holds the mic
+        app.wait_line(r"microphone muted while speaking", after=spoke - 0.5, timeout=5)
+        opened = app.wait_line(r"microphone open", after=spoke, timeout=30)
+        time.sleep(2.0)
+        assert not app.hits(r"#3 ", after=spoke), app.log()
+        assert len(records(transcript)) == 2
+
+        # 3. SIGTERM mid-utterance: it is finished and written, exit 0
+        pa.feed(en)
+        app.wait_line(r"#3 speech started", after=opened, timeout=30)
+        time.sleep(1.0)
+        code = app.stop(signal.SIGTERM)
+        assert code == 0, app.log()
+    finally:
+        app.close()
+    recs = records(transcript)
+    assert len(recs) == 3 and recs[2]["source_text"] and recs[2]["utterance_id"] == 3, recs
+    assert app.hits(r"stopping: finishing the utterance in flight")
+
+
+@needs_pulse
+def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path: Path, pa: PulseServer,
+                                                                         en: np.ndarray) -> None:
+    transcript = tmp_path / "t.jsonl"
+    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en", "--full-duplex"), {**os.environ, **pa.env})
+    try:
+        app.wait_line(r"listening on 'default'", timeout=120)
+        assert app.hits(r"full duplex \(no self-listening guard\)")
+        pa.feed(en)
+        spoke = app.wait_line(r"#1 speaking", timeout=60)
+        pa.feed(_audio(SHORT, 1.7))  # heard while speaking: no guard
+        heard = wait_record(app, transcript, lambda r: re.search(r"\b(one|two|1|2)\b", r["source_text"].lower()))
+        first = records(transcript)[0]
+        assert heard["start"] < first["end"] + first["speech_to_speech"] + first["speech_seconds"] + 1.5, (first, heard)
+        assert not app.hits(r"microphone muted", after=spoke)
+
+        # the microphone vanishes (the stream dies) and comes back
+        lost_at = time.monotonic()
+        pa.remove_source()
+        app.wait_line(r"warning: input device 'default' lost .*retrying", after=lost_at, timeout=30)
+        time.sleep(1.5)
+        pa.add_source()
+        back = app.wait_line(r"input device 'default' back after", after=lost_at, timeout=30)
+        before = len(app.hits(r"speech started"))
+        pa.feed(en)
+        again = wait_record(app, transcript, lambda r: r["utterance_id"] > before)
+        assert scoring.wer(clip(EN).transcript, again["source_text"]) <= 0.3, again
+        assert app.hits(r"speech started", after=back)
+        assert app.proc.poll() is None
+        assert app.stop() == 0
+    finally:
+        app.close()
+    figures(records(transcript), "live tiny.en full duplex")
+
+
+@needs_pulse
+def test_conversation_mode_routes_each_language_to_the_other(tmp_path: Path, pa: PulseServer, en: np.ndarray) -> None:
+    """Spanish, then English, into one ``--pair en:es`` run. Full duplex: the virtual microphone does
+    not hear the sink, and with the guard on, the translation of the Spanish clip's first phrase
+    (spoken while the clip goes on) would mute the rest of it, as it would a person talking over it."""
+    model = build_marian(tmp_path / "opus-mt-en-es", "en", "es", eos_bias=0.0)
+    transcript = tmp_path / "t.jsonl"
+    app = App(run_args(transcript, "--pair", "en:es", "--mt-model", str(model.path), "--full-duplex"),
+              {**os.environ, **pa.env})
+    try:
+        app.wait_line(r"listening on 'default'", timeout=150)
+        assert app.hits(r"ready: conversation en ⇄ es")
+        pa.feed(_audio(ES))
+        pa.wait_fed(30)
+        app.wait(
+            "the Spanish clip",
+            lambda: any(r["language"] == "es" for r in records(transcript))
+            and len(app.hits(r"#\d+ (done|not speech)")) == len(app.hits(r"speech ended")) >= 1,
+            timeout=120,
+        )
+        time.sleep(0.5)
+        spanish = len(records(transcript))
+        pa.feed(en)
+        wait_records(app, transcript, spanish + 1, timeout=90)
+        app.wait_line(rf"#\d+ speaking \(espeak-ng:es\)", timeout=30)
+        # Ctrl-C twice: the first starts a graceful stop (which would let the long espeak-ng speech
+        # of the test model's junk Spanish play out), the second exits at once with 130
+        app.proc.send_signal(signal.SIGINT)
+        app.wait_line(r"stopping: finishing the utterance in flight", timeout=10)
+        app.proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        assert app.proc.wait(10) == 130 and time.monotonic() - t0 < 3
+    finally:
+        app.close()
+    recs = records(transcript)
+    rest, last = recs[:-1], recs[-1]
+    assert rest and all(r["language"] == "es" and r["target_language"] == "en" and r["route"] == "whisper-translate"
+                        and r["voice"] == "en_US-joe-medium" for r in rest), rest
+    english = " ".join(r["text"] for r in rest).lower()
+    assert re.search(r"sand|grain|white", english), english
+    assert last["language"] == "en" and last["target_language"] == "es" and last["route"] == "opus-mt-en-es", last
+    assert last["text"] and last["voice"] == "espeak-ng:es", last
+    fallback = app.hits(r"no Piper voice for es installed; speaking with espeak-ng")
+    assert len(fallback) == 1 and fallback[0][1].split(" ", 1)[1].startswith("warning: "), app.log()
+    figures(recs, "conversation base")
+
+
+# --- the TUI ------------------------------------------------------------------------------------
+
+
+class Tmux:
+    """A private tmux server running one command in a 120x40 pane that stays after it exits."""
+
+    def __init__(self, tmp_path: Path, argv: list[str], cwd: Path) -> None:
+        if shutil.which("tmux") is None:
+            pytest.skip("tmux not installed")
+        self.sock = str(tmp_path / "tmux.sock")
+        conf = tmp_path / "tmux.conf"
+        conf.write_text("set -g remain-on-exit on\n")
+        # The exit status through bash, which on Ctrl-C waits for its child and goes on if it exits
+        # normally (dash would die at once); tmux's own #{pane_dead_status} is sometimes never set.
+        self.rc = tmp_path / "rc"
+        script = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(self.rc))}"
+        subprocess.run(["tmux", "-S", self.sock, "-f", str(conf), "new-session", "-d", "-s", "live", "-x", "120", "-y", "40",
+                        "-c", str(cwd), shlex.join(["bash", "-c", script])], check=True, timeout=30)
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True, timeout=10).stdout
+
+    def capture(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "live")
+
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", "live", *keys)
+
+    def exit_status(self) -> int | None:
+        """The command's exit status once it has exited, else None."""
+        text = self.rc.read_text().strip() if self.rc.exists() else ""
+        return int(text) if text else None
+
+    def close(self) -> None:
+        self._tmux("kill-server")
+
+
+@needs_pulse
+def test_tui_under_tmux_shows_captions_and_translation_push_to_talk_and_ctrl_c(tmp_path: Path, pa: PulseServer,
+                                                                               en: np.ndarray) -> None:
+    model = build_marian(tmp_path / "opus-mt-en-es", "en", "es", eos_bias=0.0)
+    transcript = tmp_path / "t.jsonl"
+    # pytest exports COLUMNS=80/LINES=24, which rich would obey: let the 120x40 pane decide
+    argv = ["env", "-u", "COLUMNS", "-u", "LINES", *(f"{k}={v}" for k, v in pa.env.items()), "TERM=xterm-256color",
+            sys.executable, "-m", "translator.cli", "run", "--from", "en", "--to", "es", "--asr", "tiny.en",
+            "--mt-model", str(model.path), "--ptt", "--no-speak", "--transcript", str(transcript)]
+    tmux = Tmux(tmp_path, argv, REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while "microphone off (hold space to talk)" not in (screen := tmux.capture()):
+            assert time.monotonic() < deadline and tmux.exit_status() is None, screen
+            time.sleep(0.2)
+        assert "en → es" in screen and "q/Ctrl-C stop · hold space to talk" in screen, screen
+
+        # push-to-talk: speech without the space bar held is not heard
+        pa.feed(en)
+        pa.wait_fed(10)
+        time.sleep(1.5)
+        assert records(transcript) == [] and "hearing speech" not in tmux.capture()
+
+        # hold space (auto-repeat: a space every 50 ms) while speaking; watch the pane
+        holding = threading.Event()
+        holding.set()
+
+        def hold() -> None:
+            while holding.is_set():
+                tmux.keys("Space")
+                time.sleep(0.05)
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        time.sleep(0.3)
+        pa.feed(en)
+        screens = []
+        try:
+            deadline = time.monotonic() + 60
+            while not records(transcript):
+                assert time.monotonic() < deadline, screens[-1:]
+                screens.append(tmux.capture())
+                time.sleep(0.15)
+        finally:
+            holding.clear()
+            holder.join(5)
+        record = records(transcript)[0]
+        assert scoring.wer(clip(EN).transcript, record["source_text"]) <= 0.3 and record["route"] == "opus-mt-en-es", record
+        assert any(" TALK " in s for s in screens), "the TALK indicator never showed"
+        partial = [s for s in screens if re.search(r"│ (She|she) ", s)]  # the final line starts "│ en She"
+        (tmp_path / "screens.txt").write_text("\n=====\n".join(screens))
+        assert partial, f"no live caption line was seen before the final text: {tmp_path / 'screens.txt'}"
+        time.sleep(0.5)
+        screen = tmux.capture()
+        words = record["source_text"].split()
+        assert re.search(r"en→es\s+" + re.escape(" ".join(words[:4])), screen), screen  # history: source text
+        assert "→ " + record["text"].split()[0] in screen, screen  # and the translation
+        assert re.search(r"last #1 en→es: asr \d+ ms · mt \d+ ms", screen), screen
+
+        tmux.keys("C-c")
+        deadline = time.monotonic() + 60
+        while (code := tmux.exit_status()) is None:
+            assert time.monotonic() < deadline, tmux.capture()
+            time.sleep(0.2)
+        assert code == 0, tmux.capture()
+        assert "stopping: finishing the utterance in flight" in tmux.capture()
+    finally:
+        tmux.close()
+    figures(records(transcript), "TUI tiny.en")
