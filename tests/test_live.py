@@ -201,6 +201,15 @@ def test_plain_lines_one_per_event() -> None:
     ], lines
 
 
+def test_library_stderr_goes_to_a_log_while_the_tui_runs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "state" / "run-stderr.log"
+    with ui.stderr_to_file(log) as used:
+        os.write(2, b"ALSA lib pcm.c:8570:(snd_pcm_recover) underrun occurred\n")  # as libasound writes it
+    os.write(2, b"after\n")
+    assert used == log and "underrun occurred" in log.read_text()
+    assert capfd.readouterr().err == "after\n"
+
+
 # --- devices ------------------------------------------------------------------------------------
 
 
