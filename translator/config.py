@@ -92,6 +92,12 @@ class AudioSettings:
     """Input device name (or part of it); empty = system default."""
     output: str = ""
     lead_in: float = 0.15
+    half_duplex: bool = True
+    """Mute the microphone while speech plays (a loudspeaker); false for a headset."""
+    guard_tail: float = 0.3
+    """Seconds the microphone stays muted after speech output ends."""
+    turn_gap: float = 0.8
+    """Half-duplex: speech output waits until the user has been silent this long."""
 
 
 @dataclass(frozen=True)

@@ -34,17 +34,39 @@ class LiveOptions:
     half_duplex: bool = True
     guard_tail: float = 0.3
     """Seconds the microphone stays muted after speech output ends (room echo, output latency)."""
+    turn_gap: float = 0.8
+    """Half-duplex: speech output waits until the user has been silent this long, so a speaker
+    who pauses between phrases is not muted mid-thought (full duplex does not wait)."""
 
 
 class GuardedSink:
-    """The speaker, muting the microphone for as long as what it was given will be heard."""
+    """The speaker, muting the microphone for as long as what it was given will be heard.
 
-    def __init__(self, speaker: SpeakerSink, microphone: MicrophoneSource, tail: float) -> None:
+    It also takes turns: while ``talking()`` says the user is speaking or paused only briefly,
+    playback waits, up to ``max_hold`` seconds. Otherwise the mute would swallow what they say
+    after a pause between phrases. This runs in the pipeline's sink
+    thread, so synthesis and recognition go on meanwhile.
+    """
+
+    def __init__(
+        self,
+        speaker: SpeakerSink,
+        microphone: MicrophoneSource,
+        tail: float,
+        *,
+        talking: Callable[[], bool] = lambda: False,
+        max_hold: float = 15.0,
+    ) -> None:
         self.speaker = speaker
         self.microphone = microphone
         self.tail = tail
+        self.talking = talking
+        self.max_hold = max_hold
 
     def write(self, samples: np.ndarray, sample_rate: int) -> None:
+        deadline = time.monotonic() + self.max_hold
+        while self.talking() and time.monotonic() < deadline:
+            time.sleep(0.02)
         # Mute before queueing, so not a single block of our own voice is heard unmuted.
         self.microphone.mute_until(time.monotonic() + len(samples) / sample_rate + 1.0)
         try:
@@ -69,12 +91,19 @@ class LiveSession:
         self.on_status = on_status
         self.microphone = MicrophoneSource(options.input, on_status=self._status)
         self.speaker = SpeakerSink(options.output, lead_in=options.lead_in, on_status=self._status) if options.speak else None
-        sink = None
+        self.pipeline = build_pipeline(engines, captions=True)
         if self.speaker is not None:
-            sink = GuardedSink(self.speaker, self.microphone, options.guard_tail) if options.half_duplex else self.speaker
-        self.pipeline = build_pipeline(engines, sink=sink, captions=True)
+            self.pipeline.sink = (
+                GuardedSink(self.speaker, self.microphone, options.guard_tail, talking=self._user_talking)
+                if options.half_duplex
+                else self.speaker
+            )
         self.status = "listening"
         self._pending: set[int] = set()
+
+    def _user_talking(self) -> bool:
+        segmenter = self.pipeline.segmenter
+        return segmenter.in_speech or time.monotonic() - segmenter.last_voiced_wall < self.options.turn_gap
 
     def _status(self, message: str) -> None:
         self.status = message

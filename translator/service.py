@@ -853,7 +853,8 @@ class Service:
                 except DeviceError as e:
                     speak = False
                     self.no_speaker = str(e)
-            options = LiveOptions(input=audio.input, output=audio.output, speak=speak, lead_in=audio.lead_in)
+            options = LiveOptions(input=audio.input, output=audio.output, speak=speak, lead_in=audio.lead_in,
+                                  half_duplex=audio.half_duplex, guard_tail=audio.guard_tail, turn_gap=audio.turn_gap)
             session = LiveSession(self.engines, options, on_status=self.on_device_status)
         except DeviceError as e:
             message = str(e)

@@ -768,7 +768,9 @@ def _run(config: cfg.Config, options: RunOptions, console: Console, stack: conte
         signals.wake()
 
     session = LiveSession(engines, LiveOptions(input=audio.input, output=audio.output, speak=speak,
-                                               lead_in=audio.lead_in, half_duplex=not options.full_duplex),
+                                               lead_in=audio.lead_in,
+                                               half_duplex=audio.half_duplex and not options.full_duplex,
+                                               guard_tail=audio.guard_tail, turn_gap=audio.turn_gap),
                           on_status=on_status)
     mic = session.microphone
     ptt = PushToTalk() if options.ptt else None
@@ -782,7 +784,7 @@ def _run(config: cfg.Config, options: RunOptions, console: Console, stack: conte
         languages=describe_languages(config),
         microphone=f"{mic.info.name}",
         speaker=session.speaker.info.name if session.speaker is not None else None,
-        half_duplex=not options.full_duplex,
+        half_duplex=session.options.half_duplex,
         ptt=options.ptt,
         keys=keyboard is not None,
     )

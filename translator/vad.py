@@ -241,6 +241,8 @@ class Segmenter:
         """RMS of the last frame in dBFS, for a level meter."""
         self.last_prob = 0.0
         """Speech probability of the last frame."""
+        self.last_voiced_wall = 0.0
+        """Wall time of the block that delivered the last voiced frame (turn-taking in live mode)."""
 
     @property
     def in_speech(self) -> bool:
@@ -294,6 +296,8 @@ class Segmenter:
         self.level = max(SILENT_DB, 20 * math.log10(rms)) if rms > 0 else SILENT_DB
         self._frames += 1
         self._voiced = p >= cfg.threshold or (self._voiced and p >= cfg.neg_threshold)
+        if self._voiced:
+            self.last_voiced_wall = wall
 
         utt = self._utt
         if utt is None:

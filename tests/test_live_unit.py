@@ -1,0 +1,72 @@
+"""The self-listening guard's sink with fake devices: mute span, and no talking over the user."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from translator.live import GuardedSink
+
+
+class FakeSpeaker:
+    def __init__(self) -> None:
+        self.writes: list[float] = []
+        self.busy_until = 0.0
+
+    def write(self, samples, sample_rate):
+        self.writes.append(time.monotonic())
+        self.busy_until = time.monotonic() + len(samples) / sample_rate
+
+
+class FakeMicrophone:
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def mute_until(self, wall):
+        self.until = max(self.until, wall)
+
+
+def test_mutes_for_the_speech_plus_the_tail():
+    speaker, mic = FakeSpeaker(), FakeMicrophone()
+    GuardedSink(speaker, mic, 0.3).write(np.zeros(16000, np.float32), 16000)
+    assert mic.until >= speaker.busy_until + 0.3 - 1e-6
+    assert speaker.busy_until - speaker.writes[0] > 0.99
+
+
+def test_waits_while_the_user_is_talking_then_plays():
+    speaker, mic = FakeSpeaker(), FakeMicrophone()
+    talking = threading.Event()
+    talking.set()
+    sink = GuardedSink(speaker, mic, 0.3, talking=talking.is_set)
+    released = time.monotonic() + 0.2
+    threading.Timer(0.2, talking.clear).start()
+    sink.write(np.zeros(1600, np.float32), 16000)
+    assert speaker.writes and speaker.writes[0] >= released - 0.01
+
+
+def test_holds_at_most_max_hold():
+    speaker, mic = FakeSpeaker(), FakeMicrophone()
+    sink = GuardedSink(speaker, mic, 0.3, talking=lambda: True, max_hold=0.1)
+    started = time.monotonic()
+    sink.write(np.zeros(1600, np.float32), 16000)
+    assert len(speaker.writes) == 1 and speaker.writes[0] - started >= 0.1
+
+
+def test_segmenter_remembers_when_it_last_heard_a_voice():
+    """The turn-taking wait reads this: silence leaves it alone, speech moves it to its block's wall."""
+    import soundfile as sf
+    from conftest import SPEECH
+
+    from translator.events import AudioBlock
+    from translator.vad import Segmenter
+
+    speech, _ = sf.read(SPEECH / "en" / "LDC93S1.wav", dtype="float32")
+    seg = Segmenter()
+    for i in range(10):
+        list(seg.feed(AudioBlock(np.zeros(1600, np.float32), i * 0.1, wall=100.0 + i)))
+    assert seg.last_voiced_wall == 0.0
+    list(seg.feed(AudioBlock(speech, 1.0, wall=500.0)))
+    list(seg.feed(AudioBlock(np.zeros(16000, np.float32), 1.0 + len(speech) / 16000, wall=600.0)))
+    assert seg.last_voiced_wall == 500.0
