@@ -57,3 +57,10 @@ def test_overrides_parse_toml_values_or_strings():
         cfg.apply_overrides(c, ["endpoint=0.3"])
     with pytest.raises(ConfigError, match="asr.modle"):
         cfg.apply_overrides(c, ["asr.modle=x"])
+
+
+def test_unknown_language_key_lists_the_toml_names(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[languages]\nform = "de"\n')
+    with pytest.raises(ConfigError, match=r"known keys in \[languages\]: from, to, pair$"):
+        cfg.load(path)

@@ -113,6 +113,7 @@ class Config:
 
 # TOML spells the reserved word ``from``; the dataclass calls it ``source``.
 _ALIASES = {("languages", "from"): "source", ("languages", "to"): "target"}
+_TOML_KEYS = {(s, v): k for (s, k), v in _ALIASES.items()}
 
 
 def _coerce(where: str, value: Any, kind: Any) -> Any:
@@ -158,7 +159,7 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> Config:
         for key, value in values.items():
             name = _ALIASES.get((section, key), key)
             if name not in kinds:
-                known = ", ".join(k for k in kinds)
+                known = ", ".join(_TOML_KEYS.get((section, k), k) for k in kinds)
                 raise ConfigError(f"{origin}: unknown key {section}.{key}; known keys in [{section}]: {known}")
             changes[name] = _coerce(f"{origin}: {section}.{key}", value, kinds[name])
         updates[section] = dataclasses.replace(getattr(config, section), **changes)
@@ -206,13 +207,12 @@ def apply_overrides(config: Config, items: list[str]) -> Config:
 def to_toml(config: Config) -> str:
     """The effective settings as TOML (``translator config``), so users can start from them."""
     lines = []
-    reverse = {(s, v): k for (s, k), v in _ALIASES.items()}
     for section in dataclasses.fields(config):
         lines.append(f"[{section.name}]")
         values = getattr(config, section.name)
         for f in dataclasses.fields(values):
             value = getattr(values, f.name)
-            key = reverse.get((section.name, f.name), f.name)
+            key = _TOML_KEYS.get((section.name, f.name), f.name)
             if isinstance(value, bool):
                 text = "true" if value else "false"
             elif isinstance(value, tuple):
