@@ -129,6 +129,14 @@ def test_missing_device_names_the_available_ones(pulse: PulseServer) -> None:
         SpeakerSink("HDMI")
 
 
+def test_live_session_closes_the_microphone_when_the_output_is_missing(pulse: PulseServer) -> None:
+    from translator.live import LiveOptions, LiveSession
+
+    with pytest.raises(DeviceError, match=r"no audio output device matches 'HDMI'"):
+        LiveSession(None, LiveOptions(output="HDMI"))  # type: ignore[arg-type] (fails before engines are used)
+    assert devices._open_streams == 0  # noqa: SLF001
+
+
 def _fake(monkeypatch: pytest.MonkeyPatch, infos: list[DeviceInfo], default: int) -> None:
     monkeypatch.setattr(devices, "list_devices", lambda: infos)
     monkeypatch.setattr(devices, "_default_index", lambda kind: default)

@@ -90,7 +90,12 @@ class LiveSession:
         self.options = options
         self.on_status = on_status
         self.microphone = MicrophoneSource(options.input, on_status=self._status)
-        self.speaker = SpeakerSink(options.output, lead_in=options.lead_in, on_status=self._status) if options.speak else None
+        try:
+            self.speaker = (SpeakerSink(options.output, lead_in=options.lead_in, on_status=self._status)
+                            if options.speak else None)
+        except BaseException:
+            self.microphone.close()  # its stream is open: do not leave it to the garbage collector
+            raise
         self.pipeline = build_pipeline(engines, captions=True)
         if self.speaker is not None:
             self.pipeline.sink = (
