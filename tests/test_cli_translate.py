@@ -16,7 +16,7 @@ import wave
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SPEECH, clip
+from conftest import SPEECH, clip, small_disk
 from mtmodels import build_marian
 
 from translator.cli import main
@@ -95,6 +95,26 @@ def test_direct_model_route_and_fallback_voice(tmp_path, capsys):
     assert r["route"] == "opus-mt-en-es" and r["target_language"] == "es" and r["text"]
     assert r["voice"].startswith("espeak-ng")
     assert (out + err).count("espeak") == 1
+
+
+def test_full_disk_stops_the_speech_file_once_and_keeps_the_rest(tmp_path, capsys):
+    """The speech WAV is on a 128 KiB disk (about 3 s of speech fit): the run goes on, writes every
+    transcript record, reports the failure in one line and exits 2; the WAV holds what fit."""
+    c = clip("en/jfk.flac")
+    log = tmp_path / "t.jsonl"
+    with small_disk(tmp_path / "disk", "128k") as disk:
+        out_wav = disk / "o.wav"
+        code, out, err = run(capsys, "translate", str(c.path), "--to", "en", "--asr", "tiny.en", "--jsonl", str(log),
+                             "-o", str(out_wav), "--set", "vad.endpoint=0.3", "--set", "vad.pause=0.2")
+        assert code == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"translator: error: {out_wav}: writing speech failed ("), err
+        assert "free some disk space" in lines[0]
+        records = jsonl(log)
+        assert len(records) >= 2 and wer(c.transcript, " ".join(r["text"] for r in records)) <= 0.2
+        written = sf.info(out_wav).duration
+        spoken = sum(r["speech_seconds"] or 0 for r in records)
+        assert 0.5 < written < spoken, (written, spoken)
 
 
 def test_no_speech_in_file(tmp_path, capsys):

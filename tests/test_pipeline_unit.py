@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from translator.errors import ModelError
+from translator.errors import DeviceError, ModelError
 from translator.events import (
     AudioBlock,
+    Notice,
     SpeechChunk,
     SpeechDone,
     StageFailed,
@@ -101,6 +102,23 @@ def test_events_flow_through_every_stage_and_sink():
     records = [r for e in events if (r := collector.feed(e))]
     assert [r.text for r in records] == translations
     assert all(r.speech_to_speech is not None and r.speech_to_speech >= 0 for r in records)
+
+
+def test_each_sink_failure_is_one_notice_and_speech_goes_on_to_a_sink_that_recovers():
+    class FlakySink(ListSink):
+        """Fails on its 2nd and 4th chunks, as a device that is lost, comes back, is lost again."""
+
+        def write(self, samples, sample_rate):
+            super().write(samples, sample_rate)
+            if len(self.chunks) in (2, 4):
+                raise DeviceError(f"output lost #{len(self.chunks)}")
+
+    sink = FlakySink()
+    events = run_collect(Pipeline(CountingSegmenter(), chain(), sink=sink), blocks(20))
+    notices = [(n.message, n.level) for n in events if isinstance(n, Notice)]
+    assert notices == [("output lost #2", "error"), ("output lost #4", "error")]
+    assert len(sink.chunks) == 5  # tried every chunk
+    assert [e.text for e in events if isinstance(e, Translation)] == ["T1", "T2", "T3", "T4", "T5"]
 
 
 def test_a_stage_error_skips_one_utterance_only():

@@ -391,7 +391,12 @@ def with_trailing_silence(
 
 
 class AudioSink(Protocol):
-    """Where synthesised speech goes; chunks may come at any sample rate."""
+    """Where synthesised speech goes; chunks may come at any sample rate.
+
+    ``write`` raises :class:`~translator.errors.TranslatorError` once per failure and then drops
+    what it is given until the sink recovers (a device that comes back) or for good (a file), so
+    the pipeline can report each failure once and keep every other output going.
+    """
 
     def write(self, samples: np.ndarray, sample_rate: int) -> None: ...
 
@@ -403,6 +408,8 @@ class WavSink:
 
     The header is rewritten after every write, so the file on disk is a complete WAV holding all
     audio so far even if the process dies before :meth:`close`. Always WAV, whatever the extension.
+    After a failed write (a full disk) the file keeps what was written before it and later speech
+    is dropped, rather than written after a hole; :attr:`error` holds the failure.
     """
 
     def __init__(self, path: str | Path, sample_rate: int) -> None:
@@ -417,15 +424,21 @@ class WavSink:
         except sf.LibsndfileError as e:
             raise OutputError(f"{self.path}: cannot create output file ({_reason(e.error_string)}); choose another path") from None
         sf._snd.sf_command(self._file._file, _SFC_SET_UPDATE_HEADER_AUTO, sf._ffi.NULL, sf._snd.SF_TRUE)
+        self.error: OutputError | None = None
 
     def write(self, samples: np.ndarray, sample_rate: int) -> None:
+        if self.error is not None:
+            return
         mono = to_mono_float32(samples)
         if sample_rate != self.sample_rate:
             mono = _clipped(resample(mono, sample_rate, self.sample_rate))
         try:
             self._file.write(mono)
-        except sf.LibsndfileError as e:
-            raise OutputError(f"{self.path}: writing audio failed ({_reason(e.error_string)}); check free disk space") from None
+        except (sf.LibsndfileError, OSError) as e:
+            reason = _reason(e.error_string) if isinstance(e, sf.LibsndfileError) else e.strerror
+            self.error = OutputError(f"{self.path}: writing speech failed ({reason}); the file has the speech "
+                                     "before this point; free some disk space and run again")
+            raise self.error from None
 
     def close(self) -> None:
         self._file.close()

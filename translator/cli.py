@@ -138,8 +138,7 @@ def cmd_translate(args: argparse.Namespace, console: Console) -> int:
     source = open_file_source(args.input)  # fails fast on a bad file, before loading models
     speak = bool(args.output) and config.tts.enabled
     engines = load_engines(config, speak=speak)
-    for notice in engines.notices:
-        _notice(notice, console)
+    errors = sum(_notice(notice, console) for notice in engines.notices)
     say: Callable[[str], None] = (lambda _m: None) if args.quiet else (lambda m: console.print(m, highlight=False))
     with ExitStack() as files:
         sink = files.enter_context(WavSink(args.output, 22050)) if speak else None
@@ -150,7 +149,7 @@ def cmd_translate(args: argparse.Namespace, console: Console) -> int:
         collector = UtteranceCollector(speaking=speak)
         count = 0
         for event in build_pipeline(engines, sink=sink, captions=args.realtime).run(blocks):
-            _notice(event, console)
+            errors += _notice(event, console)
             record = collector.feed(event)
             if record is None:
                 continue
@@ -162,7 +161,8 @@ def cmd_translate(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]warning: {escape(str(args.input))}: {escape(source.warning)}[/yellow]", highlight=False)
     if count == 0:
         say(f"[yellow]no speech found in {escape(str(args.input))}[/yellow]")
-    return 0
+    # Everything else was still written; a script must still learn that something is missing.
+    return TranslatorError.exit_code if errors else 0
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -195,12 +195,15 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _notice(event: Event, console: Console) -> None:
-    if isinstance(event, Notice):
-        style = "red" if event.level == "error" else "yellow"
-        console.print(f"[{style}]{escape(event.message)}[/{style}]", highlight=False)
-    elif isinstance(event, StageFailed):
-        console.print(f"[red]{event.stage} failed on utterance {event.utterance_id}: {escape(event.message)}[/red]", highlight=False)
+def _notice(event: Event, console: Console) -> int:
+    """Show a notice or a stage failure (errors on stderr); returns 1 for an error, else 0."""
+    if isinstance(event, Notice) and event.level != "error":
+        console.print(f"[yellow]{escape(event.message)}[/yellow]", highlight=False)
+    elif isinstance(event, (Notice, StageFailed)):
+        where = f"{event.stage} failed on utterance {event.utterance_id}: " if isinstance(event, StageFailed) else ""
+        Console(stderr=True).print(f"translator: error: {where}{escape(event.message)}", highlight=False, soft_wrap=True)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -298,8 +298,8 @@ class Pipeline:
             self._sink_box.put(decision)
 
     def _play(self, inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:
-        """Sink thread, so a blocking audio device never stalls synthesis; reports one failure."""
-        failed = False
+        """Sink thread, so a blocking audio device never stalls synthesis; reports each failure
+        once (the sink raises once per failure, see :class:`~translator.audio.AudioSink`)."""
         decisions = _Decisions()
         while (item := inbox.get()) is not _END:
             if isinstance(item, (Confirm, Retract)):
@@ -311,13 +311,12 @@ class Pipeline:
             else:
                 chunks = [item]
             for chunk in chunks:
-                if self.sink is None or failed or not isinstance(chunk, SpeechChunk):
+                if self.sink is None or not isinstance(chunk, SpeechChunk):
                     continue
                 try:
                     self.sink.write(chunk.samples, chunk.sample_rate)
                 except TranslatorError as e:
-                    failed = True
-                    out.put(Notice(f"audio output failed, captions go on: {e}", time.monotonic(), "error"))
+                    out.put(Notice(str(e), time.monotonic(), "error"))
         out.put(_END)
 
 
