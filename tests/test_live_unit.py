@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from translator.errors import DeviceError
 from translator.live import GuardedSink
 
 
@@ -52,6 +53,26 @@ def test_holds_at_most_max_hold():
     started = time.monotonic()
     sink.write(np.zeros(1600, np.float32), 16000)
     assert len(speaker.writes) == 1 and speaker.writes[0] - started >= 0.1
+
+
+def test_without_the_guard_it_neither_waits_nor_mutes():
+    speaker, mic = FakeSpeaker(), FakeMicrophone()
+    GuardedSink(speaker, mic, 0.3, guard=False, talking=lambda: True).write(np.zeros(1600, np.float32), 16000)
+    assert len(speaker.writes) == 1 and mic.until == 0.0
+
+
+def test_output_failure_is_not_reported_twice():
+    """The speaker has already said so through its status callback; the pipeline must not repeat it."""
+
+    class FailingSpeaker(FakeSpeaker):
+        def write(self, samples, sample_rate):
+            super().write(samples, sample_rate)
+            raise DeviceError("audio output 'default' failed (the audio stream stopped)")
+
+    speaker, mic = FailingSpeaker(), FakeMicrophone()
+    sink = GuardedSink(speaker, mic, 0.3)
+    sink.write(np.zeros(1600, np.float32), 16000)
+    assert len(speaker.writes) == 1 and mic.until >= speaker.busy_until + 0.3 - 1e-6
 
 
 def test_segmenter_remembers_when_it_last_heard_a_voice():

@@ -19,6 +19,7 @@ import numpy as np
 
 from translator.assemble import Engines, build_pipeline
 from translator.devices import MicrophoneSource, SpeakerSink
+from translator.errors import DeviceError
 from translator.events import Discarded, Event, SpeechDone, SpeechStarted, StageFailed, Translation
 
 StatusCallback = Callable[[str], None]
@@ -40,12 +41,16 @@ class LiveOptions:
 
 
 class GuardedSink:
-    """The speaker, muting the microphone for as long as what it was given will be heard.
+    """The speaker as the pipeline's sink, muting the microphone for as long as what it was given
+    will be heard (with ``guard``; a headset needs no guard).
 
     It also takes turns: while ``talking()`` says the user is speaking or paused only briefly,
     playback waits, up to ``max_hold`` seconds. Otherwise the mute would swallow what they say
-    after a pause between phrases. This runs in the pipeline's sink
-    thread, so synthesis and recognition go on meanwhile.
+    after a pause between phrases. This runs in the pipeline's sink thread, so synthesis and
+    recognition go on meanwhile.
+
+    An output failure is not raised to the pipeline: the speaker reported it through its status
+    callback when it happened (and reports when it is back), so it is shown once.
     """
 
     def __init__(
@@ -54,25 +59,31 @@ class GuardedSink:
         microphone: MicrophoneSource,
         tail: float,
         *,
+        guard: bool = True,
         talking: Callable[[], bool] = lambda: False,
         max_hold: float = 15.0,
     ) -> None:
         self.speaker = speaker
         self.microphone = microphone
         self.tail = tail
+        self.guard = guard
         self.talking = talking
         self.max_hold = max_hold
 
     def write(self, samples: np.ndarray, sample_rate: int) -> None:
-        deadline = time.monotonic() + self.max_hold
-        while self.talking() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        # Mute before queueing, so not a single block of our own voice is heard unmuted.
-        self.microphone.mute_until(time.monotonic() + len(samples) / sample_rate + 1.0)
+        if self.guard:
+            deadline = time.monotonic() + self.max_hold
+            while self.talking() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            # Mute before queueing, so not a single block of our own voice is heard unmuted.
+            self.microphone.mute_until(time.monotonic() + len(samples) / sample_rate + 1.0)
         try:
             self.speaker.write(samples, sample_rate)
+        except DeviceError:
+            pass  # already shown through the speaker's status callback
         finally:
-            self.microphone.mute_until(self.speaker.busy_until + self.tail)
+            if self.guard:
+                self.microphone.mute_until(self.speaker.busy_until + self.tail)
 
     def close(self) -> None:
         self.speaker.close()
@@ -98,11 +109,8 @@ class LiveSession:
             raise
         self.pipeline = build_pipeline(engines, captions=True)
         if self.speaker is not None:
-            self.pipeline.sink = (
-                GuardedSink(self.speaker, self.microphone, options.guard_tail, talking=self._user_talking)
-                if options.half_duplex
-                else self.speaker
-            )
+            self.pipeline.sink = GuardedSink(self.speaker, self.microphone, options.guard_tail,
+                                             guard=options.half_duplex, talking=self._user_talking)
         self.status = "listening"
         self._pending: set[int] = set()
 
