@@ -15,6 +15,7 @@ class FakeSpeaker:
     def __init__(self) -> None:
         self.writes: list[float] = []
         self.busy_until = 0.0
+        self.error = None
 
     def write(self, samples, sample_rate):
         self.writes.append(time.monotonic())
@@ -73,6 +74,22 @@ def test_output_failure_is_not_reported_twice():
     sink = GuardedSink(speaker, mic, 0.3)
     sink.write(np.zeros(1600, np.float32), 16000)
     assert len(speaker.writes) == 1 and mic.until >= speaker.busy_until + 0.3 - 1e-6
+
+
+def test_a_failed_output_does_not_mute_the_microphone():
+    class FailedSpeaker(FakeSpeaker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.error = "audio output 'default' failed (the audio stream stopped)"
+
+        def write(self, samples, sample_rate):
+            self.writes.append(time.monotonic())  # dropped: busy_until stays in the past
+
+    speaker, mic = FailedSpeaker(), FakeMicrophone()
+    started = time.monotonic()
+    GuardedSink(speaker, mic, 0.3, talking=lambda: True).write(np.zeros(16000, np.float32), 16000)
+    assert len(speaker.writes) == 1 and speaker.writes[0] - started < 0.1  # no wait for the user either
+    assert mic.until < time.monotonic()
 
 
 def test_segmenter_remembers_when_it_last_heard_a_voice():

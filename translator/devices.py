@@ -659,10 +659,11 @@ class SpeakerSink:
     PortAudio stops it, or it stops asking for audio for ``stall_timeout``) are noticed by the
     playback thread: queued audio is dropped, :attr:`error` and ``on_status`` get the message, and
     the next :meth:`write` raises :class:`DeviceError` once (that chunk is dropped). After that,
-    :meth:`write` never raises for the same failure: it drops its audio and lets the playback
-    thread try to reopen the device (at most every 0.5 .. 5 s, doubling); when that works,
-    ``on_status`` says so, :attr:`error` is cleared, and playback resumes with the next chunk. A
-    new failure after a recovery raises once again.
+    :meth:`write` never raises for the same failure: it drops its audio, while the playback thread
+    tries to reopen the device every 0.5 .. 5 s (doubling), speech or not; when that works,
+    ``on_status`` says so, :attr:`error` is cleared, and the next chunk plays (so the first
+    translation after a headset is plugged back in is heard). Failed retries are not announced
+    again. A new failure after a recovery raises once again.
     """
 
     def __init__(
@@ -794,20 +795,23 @@ class SpeakerSink:
                 self._cond.notify_all()
 
     def _fail(self, reason: str) -> None:
+        """Drop the stream and what is queued; announce the failure (not each failed retry)."""
         self._drop_stream()
         with self._cond:
             self.dropped_seconds += self._queued / self.rate if self.rate else 0.0
             self._queue.clear()
             self._offset = self._queued = 0
             self._heard_until = 0.0
-            if not self._failed:
+            new = not self._failed
+            if new:
                 self._failed = True
                 self._error_pending = True
                 self._delays = _backoff_delays(*self.backoff)
-            self.error = f"audio output {self.info.name!r} failed ({reason})"
+                self.error = f"audio output {self.info.name!r} failed ({reason})"
             self._retry_at = time.monotonic() + next(self._delays)
             self._cond.notify_all()
-        self._set_status(f"{self.error}; speech is not played")
+        if new:
+            self._set_status(f"{self.error}; speech is not played")
 
     def _set_status(self, message: str) -> None:
         self.status = message
@@ -830,13 +834,14 @@ class SpeakerSink:
                 if not idle:
                     self._idle_since = now
                 close_idle = idle and now - self._idle_since >= self.idle_close
+                retry = self._failed and now >= self._retry_at
             if ended:
                 self._fail("the audio stream stopped")
             elif stalled:
                 self._fail(f"it stopped taking audio for {self.stall_timeout:g} s")
             elif close_idle:
                 self._drop_stream()
-            elif want_open and stream is None:
+            elif retry or (want_open and stream is None):
                 self._reopen()
 
     def _reopen(self) -> None:
@@ -884,9 +889,6 @@ class SpeakerSink:
                 raise DeviceError(f"{self.error}; captions go on without speech")
             if self._failed:
                 self.dropped_seconds += len(mono) / sample_rate
-                if time.monotonic() >= self._retry_at:
-                    self._opening = True
-                    self._cond.notify_all()
                 return
             rate = self.rate
         out = np.clip(resample(mono, sample_rate, rate), -1.0, 1.0).astype(np.float32, copy=False)

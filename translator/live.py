@@ -71,7 +71,7 @@ class GuardedSink:
         self.max_hold = max_hold
 
     def write(self, samples: np.ndarray, sample_rate: int) -> None:
-        if self.guard:
+        if self.guard and self.speaker.error is None:  # a failed output makes no sound: nothing to guard
             deadline = time.monotonic() + self.max_hold
             while self.talking() and time.monotonic() < deadline:
                 time.sleep(0.02)
