@@ -83,13 +83,16 @@ class App:
                 into.append((time.monotonic(), line.rstrip("\n")))
 
     def log(self) -> str:
-        return "\n".join(line for _, line in self.lines) + ("\nstderr:\n" + "\n".join(self.err[-20:]) if self.err else "")
+        return "\n".join(line for _, line in self.lines) + ("\nstderr:\n" + "\n".join(self.err[-80:]) if self.err else "")
 
     def wait(self, what: str, found: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not found():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; output:\n{self.log()[-5000:]}")
+                if self.proc.poll() is None:  # the app's thread stacks (faulthandler) go to its stderr
+                    self.proc.send_signal(signal.SIGUSR1)
+                    time.sleep(1.0)
+                raise AssertionError(f"timed out waiting for {what}; output:\n{self.log()[-12000:]}")
             if self.proc.poll() is not None:
                 time.sleep(0.3)
                 if not found():
@@ -325,6 +328,42 @@ def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path
     finally:
         app.close()
     figures(records(transcript), "live tiny.en full duplex")
+
+
+@needs_pulse
+def test_speaker_unplugged_captions_go_on_the_error_is_shown_once_and_speech_comes_back(
+        tmp_path: Path, pa: PulseServer, en: np.ndarray) -> None:
+    transcript = tmp_path / "t.jsonl"
+    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en"), {**os.environ, **pa.env})
+    try:
+        app.wait_line(r"listening on 'default'", timeout=120)
+        pa.remove_sink()
+        pa.feed(en)
+        wait_records(app, transcript, 1)
+        app.wait_line(r"warning: audio output 'default' failed", timeout=30)
+        pa.feed(en)  # not muted by a speaker that makes no sound
+        recs = wait_records(app, transcript, 2)
+        assert all(scoring.wer(clip(EN).transcript, r["source_text"]) <= 0.3 for r in recs), recs
+        assert app.hits(r"#1 caption: ") and app.hits(r"#2 caption: ")
+        assert len(app.hits(r"audio output 'default' failed")) == 1, app.log()
+        assert len(app.hits(r"error")) == 0, app.log()
+
+        # a hang would be diagnosed with `kill -USR1`: every thread's stack, and the run goes on
+        app.proc.send_signal(signal.SIGUSR1)
+        app.wait("the stack dump", lambda: any('File "' in line for line in app.err), timeout=10)
+        assert app.proc.poll() is None and any(re.match(r"(Current thread|Thread) 0x", line) for line in app.err)
+
+        pa.add_sink()
+        back = app.wait_line(r"audio output 'default' is back", timeout=20)
+        with pa.record_sink() as rec:
+            pa.feed(en)
+            third = wait_record(app, transcript, lambda r: r["utterance_id"] >= 3)
+            time.sleep(third["speech_seconds"] + 1.0)
+        assert rec.voiced_span() is not None, "no speech after the output came back"
+        assert app.hits(r"#3 speaking", after=back)
+        assert app.stop() == 0
+    finally:
+        app.close()
 
 
 @needs_pulse

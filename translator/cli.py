@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import signal
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 
 from rich.console import Console
 from rich.markup import escape
@@ -209,6 +211,9 @@ def _notice(event: Event, console: Console) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr (the journal), to see a hang
+        with suppress(OSError, ValueError):  # stderr that is no file (a test's capture): no dump then
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
     err = Console(stderr=True)
     try:
         return args.func(args, Console())
