@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import soxr
@@ -281,6 +281,85 @@ def _backoff_delays(first: float, longest: float) -> Iterator[float]:
         delay = min(delay * 2, longest)
 
 
+# --- what both ends share -----------------------------------------------------------------------
+
+
+class _Device:
+    """A device found by name with one PortAudio stream at a time: callbacks of an older stream are
+    told apart by ``generation`` and ignored, and status changes go to ``on_status``."""
+
+    kind: Kind
+
+    def __init__(self, device: str, on_status: StatusCallback | None, samplerate: int | None,
+                 stall_timeout: float, backoff: tuple[float, float]) -> None:
+        self.query = device
+        self.info = find_device(device, self.kind)
+        self.on_status = on_status
+        self.stall_timeout = stall_timeout
+        self.backoff = backoff
+        self._want_rate = samplerate
+        self.status = "ready"
+        """The latest status message."""
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._stream: Any = None
+        self._stream_ended = False
+        self._last_callback = 0.0
+        self.rate = 0
+        self.channels = 0
+        self.latency = 0.0
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _open_or_fail(self) -> None:
+        """The first open, in the constructor: a device that cannot be used is the user's to fix."""
+        try:
+            self._open()
+        except Exception as e:  # noqa: BLE001 - PortAudioError
+            raise DeviceError(f"audio {self.kind} {self.info.name!r} cannot be opened ({_pa_reason(e)}); "
+                              f"check that it is connected and not in use, or choose another {self.kind}") from None
+
+    def _find_again(self) -> None:
+        """Look the device up again before reopening it (a replugged one may have a new index); when
+        no name was asked for, whatever is the default now. Raises DeviceError when it is not there."""
+        try:
+            self.info = find_device(self.info.name, self.kind)
+        except DeviceError:
+            if self.query.strip():
+                raise
+            self.info = find_device("", self.kind)
+
+    def _detach(self) -> Any:
+        """Forget the current stream (under the lock; late callbacks from it are ignored); returns it."""
+        stream, self._stream = self._stream, None
+        self._generation += 1
+        return stream
+
+    def _on_finished(self, generation: int) -> None:
+        with self._cond:
+            if generation == self._generation:
+                self._stream_ended = True
+                self._cond.notify_all()
+
+    def _set_status(self, message: str) -> None:
+        self.status = message
+        if self.on_status is not None:
+            self.on_status(message)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.name!r}, {self.rate} Hz, {self.channels} ch)"
+
+
 # --- microphone ---------------------------------------------------------------------------------
 
 
@@ -302,7 +381,7 @@ class _Lost(Exception):
     """The input stream broke; the message is the reason."""
 
 
-class MicrophoneSource:
+class MicrophoneSource(_Device):
     """A live input device as 16 kHz mono float32 :class:`AudioBlock` s (see the module docstring).
 
     The device is found (``device`` is a name or part of one; empty for the default) and its stream
@@ -316,6 +395,8 @@ class MicrophoneSource:
     ``on_status`` is called from the iterating thread with each status change; the latest message
     is also in :attr:`status`.
     """
+
+    kind: Kind = "input"
 
     def __init__(
         self,
@@ -331,19 +412,12 @@ class MicrophoneSource:
     ) -> None:
         if block_seconds <= 0:
             raise ValueError(f"block_seconds must be positive, got {block_seconds}")
-        self.query = device
-        self.info = find_device(device, "input")
+        super().__init__(device, on_status, samplerate, stall_timeout, backoff)
         self.block_size = max(1, round(block_seconds * SAMPLE_RATE))
         self.retry = retry
-        self.on_status = on_status
-        self.stall_timeout = stall_timeout
-        self.backoff = backoff
-        self._want_rate = samplerate
         self._max_buffer_seconds = max_buffer_seconds
         self.muted = threading.Event()
         self._mute_until = 0.0
-        self.status = "ready"
-        """The latest status message."""
         self.connected = False
         """True while a stream is open and delivering audio."""
         self.overruns = 0
@@ -352,24 +426,12 @@ class MicrophoneSource:
         """Times the device was lost."""
         self.lost_seconds = 0.0
         """Audio time skipped over because the device was away."""
-        self._cond = threading.Condition()
         self._pieces: deque[_Piece] = deque()
         self._buffered = 0
-        self._generation = 0
-        self._stream_ended = False
-        self._last_callback = 0.0
         self._first_pending = False
         self._closed = False
         self._iterated = False
-        self._stream: Any = None
-        self.rate = 0
-        self.channels = 0
-        self.latency = 0.0
-        try:
-            self._open()
-        except Exception as e:  # noqa: BLE001 - PortAudioError, reported as the user's to fix
-            raise DeviceError(f"audio input {self.info.name!r} cannot be opened ({_pa_reason(e)}); "
-                              "check that it is connected and not in use, or choose another input") from None
+        self._open_or_fail()
 
     # --- stream management ----------------------------------------------------------------------
 
@@ -406,8 +468,7 @@ class MicrophoneSource:
 
     def _drop_stream(self) -> None:
         with self._cond:
-            stream, self._stream = self._stream, None
-            self._generation += 1  # late callbacks from the old stream are ignored
+            stream = self._detach()
             self._pieces.clear()
             self._buffered = 0
             self.connected = False
@@ -445,12 +506,6 @@ class MicrophoneSource:
 
         return callback
 
-    def _on_finished(self, generation: int) -> None:
-        with self._cond:
-            if generation == self._generation:
-                self._stream_ended = True
-                self._cond.notify_all()
-
     def _take(self) -> list[_Piece]:
         """What the callback has delivered; waits up to 0.1 s. Raises _Lost when the stream broke."""
         with self._cond:
@@ -467,11 +522,6 @@ class MicrophoneSource:
                 raise _Lost(f"no audio for {self.stall_timeout:g} s")
             return pieces
 
-    def _set_status(self, message: str) -> None:
-        self.status = message
-        if self.on_status is not None:
-            self.on_status(message)
-
     def _wait(self, seconds: float) -> bool:
         """Sleep unless closed; returns False if closed."""
         with self._cond:
@@ -486,12 +536,7 @@ class MicrophoneSource:
             try:
                 if attempt:
                     rescan_devices()  # a replugged USB device may have a new index: see it
-                try:
-                    self.info = find_device(self.info.name, "input")
-                except DeviceError:
-                    if self.query.strip():
-                        continue
-                    self.info = find_device("", "input")
+                self._find_again()
                 self._open()
                 if self._stream is None:
                     return False  # closed while opening
@@ -521,12 +566,6 @@ class MicrophoneSource:
             self._closed = True
             self._cond.notify_all()
         self._drop_stream()
-
-    def __enter__(self) -> MicrophoneSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[AudioBlock]:
         if self._iterated:
@@ -629,14 +668,11 @@ class MicrophoneSource:
                     count += len(x)
                 yield from emit_full()
 
-    def __repr__(self) -> str:
-        return f"MicrophoneSource({self.info.name!r}, {self.rate} Hz, {self.channels} ch)"
-
 
 # --- speaker ------------------------------------------------------------------------------------
 
 
-class SpeakerSink:
+class SpeakerSink(_Device):
     """Plays speech on an output device without ever blocking the caller.
 
     ``write(samples, sample_rate)`` resamples the chunk to the device's rate (soxr) and queues it;
@@ -666,6 +702,8 @@ class SpeakerSink:
     again. A new failure after a recovery raises once again.
     """
 
+    kind: Kind = "output"
+
     def __init__(
         self,
         device: str = "",
@@ -682,46 +720,28 @@ class SpeakerSink:
     ) -> None:
         if lead_in < 0:
             raise ValueError(f"lead_in must be >= 0, got {lead_in}")
-        self.query = device
-        self.info = find_device(device, "output")
+        super().__init__(device, on_status, samplerate, stall_timeout, backoff)
         self.lead_in = lead_in
         self.lead_in_after = lead_in_after
         self.idle_close = idle_close
-        self.on_status = on_status
-        self.stall_timeout = stall_timeout
-        self.backoff = backoff
-        self._want_rate = samplerate
         self._want_latency = latency
         self._max_queue_seconds = max_queue_seconds
         self.error: str | None = None
         """The current failure, or None while the output works."""
-        self.status = "ready"
         self.underflows = 0
         self.dropped_seconds = 0.0
         """Speech dropped: queued when the output failed, written while failed, or over the queue cap."""
-        self._cond = threading.Condition()
         self._queue: deque[np.ndarray] = deque()
         self._offset = 0  # frames of _queue[0] already played
         self._queued = 0  # frames not yet played
         self._heard_until = 0.0
-        self._last_callback = 0.0
-        self._generation = 0
-        self._stream: Any = None
-        self._stream_ended = False
         self._opening = False
         self._failed = False
         self._error_pending = False
         self._retry_at = 0.0
         self._delays: Iterator[float] = _backoff_delays(*backoff)
         self._closed = False
-        self.rate = 0
-        self.channels = 0
-        self.latency = 0.0
-        try:
-            self._open()
-        except Exception as e:  # noqa: BLE001
-            raise DeviceError(f"audio output {self.info.name!r} cannot be opened ({_pa_reason(e)}); "
-                              "check that it is connected and not in use, or choose another output") from None
+        self._open_or_fail()
         self._idle_since = time.monotonic()
         self._thread = threading.Thread(target=self._manage, name="speaker", daemon=True)
         self._thread.start()
@@ -752,8 +772,7 @@ class SpeakerSink:
 
     def _drop_stream(self) -> None:
         with self._cond:
-            stream, self._stream = self._stream, None
-            self._generation += 1
+            stream = self._detach()
         if stream is not None:
             _close_stream(stream)
 
@@ -788,12 +807,6 @@ class SpeakerSink:
 
         return callback
 
-    def _on_finished(self, generation: int) -> None:
-        with self._cond:
-            if generation == self._generation:
-                self._stream_ended = True
-                self._cond.notify_all()
-
     def _fail(self, reason: str) -> None:
         """Drop the stream and what is queued; announce the failure (not each failed retry)."""
         self._drop_stream()
@@ -812,11 +825,6 @@ class SpeakerSink:
             self._cond.notify_all()
         if new:
             self._set_status(f"{self.error}; speech is not played")
-
-    def _set_status(self, message: str) -> None:
-        self.status = message
-        if self.on_status is not None:
-            self.on_status(message)
 
     def _manage(self) -> None:
         """The playback thread: opens, watches, closes and reopens the stream."""
@@ -849,12 +857,7 @@ class SpeakerSink:
         try:
             if was_failed:
                 rescan_devices()
-            try:
-                self.info = find_device(self.info.name, "output")
-            except DeviceError:
-                if self.query.strip():
-                    raise
-                self.info = find_device("", "output")
+            self._find_again()
             self._open()
         except Exception as e:  # noqa: BLE001
             with self._cond:
@@ -954,15 +957,6 @@ class SpeakerSink:
             self._cond.notify_all()
         self._thread.join(5)
         self._drop_stream()
-
-    def __enter__(self) -> SpeakerSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"SpeakerSink({self.info.name!r}, {self.rate} Hz, {self.channels} ch)"
 
 
 __all__ = [
