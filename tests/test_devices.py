@@ -73,12 +73,7 @@ class Capture:
             self.error = e
 
     def wait_for(self, predicate, timeout: float) -> bool:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return predicate()
+        return _wait(predicate, timeout)
 
     def stop(self) -> float:
         """Close the source; returns how long iteration took to end."""

@@ -10,7 +10,6 @@ Figures (caption update rate and lag, speech-to-speech) are printed with ``-s``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 from conftest import SPEECH, clip
 from mtmodels import build_marian
+from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
 
 from translator import scoring, ui
@@ -61,84 +61,27 @@ def pa(tmp_path: Path) -> Iterator[PulseServer]:
         yield server
 
 
-class App:
-    """``translator run ... --plain`` as a subprocess: its stdout lines with the time each arrived."""
+class App(Watched):
+    """``translator run ... --plain`` as a subprocess: its stdout lines, and its stderr apart."""
+
+    label = "run"
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.t0 = time.monotonic()
-        self.lines: list[tuple[float, str]] = []
-        self.err: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, "-m", "translator.cli", "run", *args], env=env, cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        self._threads = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stderr, None), daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _read(self, stream, into) -> None:  # noqa: ANN001
-        for line in stream:
-            if into is None:
-                self.err.append(line.rstrip("\n"))
-            else:
-                into.append((time.monotonic(), line.rstrip("\n")))
-
-    def log(self) -> str:
-        return "\n".join(line for _, line in self.lines) + ("\nstderr:\n" + "\n".join(self.err[-80:]) if self.err else "")
-
-    def wait(self, what: str, found: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not found():
-            if time.monotonic() > deadline:
-                if self.proc.poll() is None:  # the app's thread stacks (faulthandler) go to its stderr
-                    self.proc.send_signal(signal.SIGUSR1)
-                    time.sleep(1.0)
-                raise AssertionError(f"timed out waiting for {what}; output:\n{self.log()[-12000:]}")
-            if self.proc.poll() is not None:
-                time.sleep(0.3)
-                if not found():
-                    raise AssertionError(f"run exited ({self.proc.returncode}) waiting for {what}; output:\n{self.log()[-5000:]}")
-            time.sleep(0.05)
-
-    def hits(self, pattern: str, after: float = 0.0) -> list[tuple[float, str]]:
-        return [(t, line) for t, line in list(self.lines) if t >= after and re.search(pattern, line)]
-
-    def wait_line(self, pattern: str, timeout: float = 60, count: int = 1, after: float = 0.0) -> float:
-        self.wait(f"line {pattern!r} x{count}", lambda: len(self.hits(pattern, after)) >= count, timeout)
-        return self.hits(pattern, after)[count - 1][0]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        for t in self._threads:
-            t.join(5)
-
-
-def records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    text = path.read_text()
-    assert not text or text.endswith("\n"), f"torn last line: {text[-200:]!r}"
-    return [json.loads(line) for line in text.splitlines()]
+        proc = subprocess.Popen([sys.executable, "-m", "translator.cli", "run", *args], env=env, cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        super().__init__(proc, proc.stdout, proc.stderr)
 
 
 def wait_records(app: App, path: Path, n: int, timeout: float = 60) -> list[dict]:
-    app.wait(f"{n} transcript record(s)", lambda: len(records(path)) >= n, timeout)
-    return records(path)
+    app.wait(f"{n} transcript record(s)", lambda: len(read_jsonl(path)) >= n, timeout)
+    return read_jsonl(path)
 
 
 def wait_record(app: App, path: Path, match: Callable[[dict], object], timeout: float = 60) -> dict:
     """The first transcript record ``match`` accepts (waiting for it)."""
-    app.wait("a matching transcript record", lambda: any(match(r) for r in records(path)), timeout)
-    return next(r for r in records(path) if match(r))
+    app.wait("a matching transcript record", lambda: any(match(r) for r in read_jsonl(path)), timeout)
+    return next(r for r in read_jsonl(path) if match(r))
 
 
 def figures(recs: list[dict], label: str) -> None:
@@ -280,7 +223,7 @@ def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Pa
         opened = app.wait_line(r"microphone open", after=spoke, timeout=30)
         time.sleep(2.0)
         assert not app.hits(r"#3 ", after=spoke), app.log()
-        assert len(records(transcript)) == 2
+        assert len(read_jsonl(transcript)) == 2
 
         # 3. SIGTERM mid-utterance: it is finished and written, exit 0
         pa.feed(en)
@@ -290,7 +233,7 @@ def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Pa
         assert code == 0, app.log()
     finally:
         app.close()
-    recs = records(transcript)
+    recs = read_jsonl(transcript)
     assert len(recs) == 3 and recs[2]["source_text"] and recs[2]["utterance_id"] == 3, recs
     assert app.hits(r"stopping: finishing the utterance in flight")
 
@@ -307,7 +250,7 @@ def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path
         spoke = app.wait_line(r"#1 speaking", timeout=60)
         pa.feed(_audio(SHORT, 1.7))  # heard while speaking: no guard
         heard = wait_record(app, transcript, lambda r: re.search(r"\b(one|two|1|2)\b", r["source_text"].lower()))
-        first = records(transcript)[0]
+        first = read_jsonl(transcript)[0]
         assert heard["start"] < first["end"] + first["speech_to_speech"] + first["speech_seconds"] + 1.5, (first, heard)
         assert not app.hits(r"microphone muted", after=spoke)
 
@@ -327,7 +270,7 @@ def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path
         assert app.stop() == 0
     finally:
         app.close()
-    figures(records(transcript), "live tiny.en full duplex")
+    figures(read_jsonl(transcript), "live tiny.en full duplex")
 
 
 @needs_pulse
@@ -382,12 +325,12 @@ def test_conversation_mode_routes_each_language_to_the_other(tmp_path: Path, pa:
         pa.wait_fed(30)
         app.wait(
             "the Spanish clip",
-            lambda: any(r["language"] == "es" for r in records(transcript))
+            lambda: any(r["language"] == "es" for r in read_jsonl(transcript))
             and len(app.hits(r"#\d+ (done|not speech)")) == len(app.hits(r"speech ended")) >= 1,
             timeout=120,
         )
         time.sleep(0.5)
-        spanish = len(records(transcript))
+        spanish = len(read_jsonl(transcript))
         pa.feed(en)
         wait_records(app, transcript, spanish + 1, timeout=90)
         app.wait_line(rf"#\d+ speaking \(espeak-ng:es\)", timeout=30)
@@ -400,7 +343,7 @@ def test_conversation_mode_routes_each_language_to_the_other(tmp_path: Path, pa:
         assert app.proc.wait(10) == 130 and time.monotonic() - t0 < 3
     finally:
         app.close()
-    recs = records(transcript)
+    recs = read_jsonl(transcript)
     rest, last = recs[:-1], recs[-1]
     assert rest and all(r["language"] == "es" and r["target_language"] == "en" and r["route"] == "whisper-translate"
                         and r["voice"] == "en_US-joe-medium" for r in rest), rest
@@ -471,7 +414,7 @@ def test_tui_under_tmux_shows_captions_and_translation_push_to_talk_and_ctrl_c(t
         pa.feed(en)
         pa.wait_fed(10)
         time.sleep(1.5)
-        assert records(transcript) == [] and "hearing speech" not in tmux.capture()
+        assert read_jsonl(transcript) == [] and "hearing speech" not in tmux.capture()
 
         # hold space (auto-repeat: a space every 50 ms) while speaking; watch the pane
         holding = threading.Event()
@@ -489,14 +432,14 @@ def test_tui_under_tmux_shows_captions_and_translation_push_to_talk_and_ctrl_c(t
         screens = []
         try:
             deadline = time.monotonic() + 60
-            while not records(transcript):
+            while not read_jsonl(transcript):
                 assert time.monotonic() < deadline, screens[-1:]
                 screens.append(tmux.capture())
                 time.sleep(0.15)
         finally:
             holding.clear()
             holder.join(5)
-        record = records(transcript)[0]
+        record = read_jsonl(transcript)[0]
         assert scoring.wer(clip(EN).transcript, record["source_text"]) <= 0.3 and record["route"] == "opus-mt-en-es", record
         assert any(" TALK " in s for s in screens), "the TALK indicator never showed"
         partial = [s for s in screens if re.search(r"│ (She|she) ", s)]  # the final line starts "│ en She"
@@ -518,4 +461,4 @@ def test_tui_under_tmux_shows_captions_and_translation_push_to_talk_and_ctrl_c(t
         assert "stopping: finishing the utterance in flight" in tmux.capture()
     finally:
         tmux.close()
-    figures(records(transcript), "TUI tiny.en")
+    figures(read_jsonl(transcript), "TUI tiny.en")

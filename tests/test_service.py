@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from mtmodels import build_marian
+from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
 from translator import config as cfg
 from translator import service
@@ -206,12 +207,13 @@ def test_invalid_config_exits_78_with_one_line_naming_the_key(tmp_path: Path) ->
     assert r.returncode == service.EX_CONFIG and "languages.to" in r.stderr and "line 2" in r.stderr, r.stderr
 
 
-class Served:
-    """A ``serve`` subprocess: its log lines and notify datagrams, with the time each arrived."""
+class Served(Watched):
+    """A ``serve`` subprocess: its log lines (stderr, as the journal gets them) and notify datagrams,
+    with the time each arrived."""
+
+    label = "serve"
 
     def __init__(self, cmd: list[str], env: dict[str, str], notify: Path | None = None) -> None:
-        self.t0 = time.monotonic()
-        self.lines: list[tuple[float, str]] = []
         self.notes: list[tuple[float, str]] = []
         self.sock = None
         if notify is not None:
@@ -222,18 +224,12 @@ class Served:
         read, write = os.pipe()
         st = os.fstat(write)
         env = {**env, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=write, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=write, stdin=subprocess.DEVNULL)
         os.close(write)
-        self._threads = [threading.Thread(target=self._read_log, args=(read,), daemon=True)]
+        super().__init__(proc, os.fdopen(read, errors="replace"))
         if self.sock is not None:
             self._threads.append(threading.Thread(target=self._read_notify, daemon=True))
-        for t in self._threads:
-            t.start()
-
-    def _read_log(self, fd: int) -> None:
-        with os.fdopen(fd, errors="replace") as f:
-            for line in f:
-                self.lines.append((time.monotonic(), line.rstrip("\n")))
+            self._threads[-1].start()
 
     def _read_notify(self) -> None:
         assert self.sock is not None
@@ -248,33 +244,11 @@ class Served:
                 return
             self.notes.append((time.monotonic(), data.decode()))
 
-    def log(self) -> str:
-        return "\n".join(line for _, line in self.lines)
-
-    def _wait(self, what: str, found: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not found():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; log:\n{self.log()[-4000:]}")
-            if self.proc.poll() is not None and not found():
-                time.sleep(0.3)
-                if not found():
-                    raise AssertionError(f"serve exited ({self.proc.returncode}) waiting for {what}; log:\n{self.log()[-4000:]}")
-            time.sleep(0.05)
-
-    def wait_log(self, pattern: str, timeout: float = 60, count: int = 1) -> float:
-        """Wall time of the ``count``-th log line matching ``pattern``."""
-        def hits() -> list[float]:
-            return [t for t, line in list(self.lines) if re.search(pattern, line)]
-
-        self._wait(f"log line {pattern!r} x{count}", lambda: len(hits()) >= count, timeout)
-        return hits()[count - 1]
-
     def wait_note(self, field: str, timeout: float = 60) -> float:
         def hits() -> list[float]:
             return [t for t, m in list(self.notes) if field in m.split("\n")]
 
-        self._wait(f"notification {field!r}", lambda: bool(hits()), timeout)
+        self.wait(f"notification {field!r}", lambda: bool(hits()), timeout)
         return hits()[0]
 
     def statuses(self) -> list[str]:
@@ -283,35 +257,18 @@ class Served:
     def pings(self, after: float = 0.0, before: float = float("inf")) -> list[float]:
         return [t for t, m in list(self.notes) if "WATCHDOG=1" in m.split("\n") and after <= t <= before]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.close()
-
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        for t in self._threads:
-            t.join(5)
+        super().close()
         if self.sock is not None:
             self.sock.close()
 
 
 def _records(state: Path) -> list[dict]:
-    path = state / service.TRANSCRIPT_NAME
-    if not path.exists():
-        return []
-    text = path.read_text()
-    assert not text or text.endswith("\n"), f"torn last line: {text[-200:]!r}"
-    return [json.loads(line) for line in text.splitlines()]
+    return read_jsonl(state / service.TRANSCRIPT_NAME)
 
 
 def _wait_records(served: Served, state: Path, n: int, timeout: float = 60) -> list[dict]:
-    served._wait(f"{n} transcript record(s)", lambda: len(_records(state)) >= n, timeout)
+    served.wait(f"{n} transcript record(s)", lambda: len(_records(state)) >= n, timeout)
     return _records(state)
 
 
@@ -368,13 +325,13 @@ def test_serve_translates_reloads_on_sighup_and_finishes_the_utterance_on_sigter
         # a reload with a mistake in the file is refused; the service goes on with what it had
         config.write_text(config.read_text() + "[bogus]\nx = 1\n")
         served.proc.send_signal(signal.SIGHUP)
-        served.wait_log(r"<3>reload failed, keeping the previous settings: .*line \d+: unknown section \[bogus\]")
-        served._wait("STATUS saying so", lambda: any("last reload refused" in s for s in served.statuses()), 5)
+        served.wait_line(r"<3>reload failed, keeping the previous settings: .*line \d+: unknown section \[bogus\]")
+        served.wait("STATUS saying so", lambda: any("last reload refused" in s for s in served.statuses()), 5)
 
         # SIGHUP with a new target language: the next utterance is translated into Spanish
         _config(config, to="es", mt=model.path)
         served.proc.send_signal(signal.SIGHUP)
-        served.wait_log(r"reloaded: translating en->es")
+        served.wait_line(r"reloaded: translating en->es")
         assert re.search(r"speech model kept", served.log()), served.log()[-2000:]
         served.wait_note("RELOADING=1")
         pa.feed(clip)
@@ -385,7 +342,7 @@ def test_serve_translates_reloads_on_sighup_and_finishes_the_utterance_on_sigter
         # SIGTERM while the speaker is still talking: that utterance is finished and written
         started = len([1 for _, line in served.lines if "speech started" in line])
         pa.feed(clip)
-        served.wait_log(r"speech started", count=started + 1)
+        served.wait_line(r"speech started", count=started + 1)
         time.sleep(0.8)
         assert served.stop(signal.SIGTERM) == 0, served.log()[-3000:]
         records = _records(state)
@@ -422,7 +379,7 @@ def test_notify_protocol_ready_watchdog_hang_and_stopping(tmp_path: Path, pa: Pu
     served = Served(cmd, env, notify=tmp_path / "notify")
     try:
         ready = served.wait_note("READY=1", timeout=120)
-        loaded = served.wait_log(r"models loaded and warmed up")
+        loaded = served.wait_line(r"models loaded and warmed up")
         assert loaded <= ready, "READY=1 before the models were loaded"
         assert any(s.startswith("listening") or s.startswith("opening") for s in served.statuses()), served.statuses()
         time.sleep(3.0)
@@ -432,8 +389,8 @@ def test_notify_protocol_ready_watchdog_hang_and_stopping(tmp_path: Path, pa: Pu
 
         flag.touch()  # the translation stage now hangs on the next utterance
         pa.feed(clip)
-        unhealthy = served.wait_log(r"pipeline unhealthy: mt stuck", timeout=60)
-        served._wait("STATUS saying so", lambda: any("UNHEALTHY" in s and "mt stuck" in s for s in served.statuses()), 5)
+        unhealthy = served.wait_line(r"pipeline unhealthy: mt stuck", timeout=60)
+        served.wait("STATUS saying so", lambda: any("UNHEALTHY" in s and "mt stuck" in s for s in served.statuses()), 5)
         time.sleep(2.5)
         assert served.proc.poll() is None, "the service must keep running (systemd decides)"
         assert served.pings(after=unhealthy + 0.1) == [], "watchdog pinged while a stage hung"
@@ -452,11 +409,11 @@ def test_sigkill_mid_utterance_leaves_valid_json_lines(tmp_path: Path, pa: Pulse
     config = _config(tmp_path / "config.toml", tts=False)
     served = Served(_serve_cmd(config, state), {**os.environ, **pa.env})
     try:
-        served.wait_log(r"<6>ready", timeout=120)
+        served.wait_line(r"<6>ready", timeout=120)
         pa.feed(clip)
         _wait_records(served, state, 1)
         pa.feed(clip)
-        served.wait_log(r"speech started", count=2)
+        served.wait_line(r"speech started", count=2)
         time.sleep(1.0)
         served.stop(signal.SIGKILL)
     finally:
@@ -469,8 +426,8 @@ def test_sigkill_mid_utterance_leaves_valid_json_lines(tmp_path: Path, pa: Pulse
         f.write(b'{"utterance_id": 9, "text": "cut sho')
     served = Served(_serve_cmd(config, state), {**os.environ, **pa.env})
     try:
-        served.wait_log(r"removed a torn last line", timeout=60)
-        served.wait_log(r"<6>ready", timeout=120)
+        served.wait_line(r"removed a torn last line", timeout=60)
+        served.wait_line(r"<6>ready", timeout=120)
         assert served.stop() == 0
     finally:
         served.close()
@@ -488,11 +445,11 @@ def test_full_disk_is_reported_and_translating_goes_on(tiny_tmpfs: Path, tmp_pat
     try:
         served.wait_note("READY=1", timeout=120)
         pa.feed(clip)
-        served.wait_log(r"<3>.*disk full", timeout=60)
-        served._wait("STATUS saying disk full", lambda: any("disk full" in s for s in served.statuses()), 10)
+        served.wait_line(r"<3>.*disk full", timeout=60)
+        served.wait("STATUS saying disk full", lambda: any("disk full" in s for s in served.statuses()), 10)
         time.sleep(1.0)
         assert served.proc.poll() is None
-        served.wait_log(r"utterance \d+ done", timeout=10)  # the translation itself went out
+        served.wait_line(r"utterance \d+ done", timeout=10)  # the translation itself went out
         filler.unlink()  # space again: the record waiting in memory is written on the way out
         assert served.stop() == 0
     finally:
