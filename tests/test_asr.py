@@ -55,6 +55,16 @@ def base(corpus: Path) -> WhisperRecognizer:
     return WhisperRecognizer(RecognizerConfig(model="base"))
 
 
+def test_reconfigured_shares_the_loaded_model_under_new_languages(base: WhisperRecognizer, tiny: WhisperRecognizer) -> None:
+    """A service reload that changes only languages keeps the speech model loaded."""
+    pair = base.reconfigured(RecognizerConfig(model="base", allowed_languages=("en", "es")))
+    assert pair.model is base.model and base.config.allowed_languages is None
+    result = pair.recognize(audio("es/picovoice_leopard_test_es.wav"))
+    assert result is not None and result.language == "es"
+    with pytest.raises(LanguageError, match="English-only"):
+        tiny.reconfigured(RecognizerConfig(model="tiny.en", language="de"))
+
+
 # --- recognition quality ------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ models and 8 s for multilingual ones.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import math
@@ -234,6 +235,15 @@ class WhisperRecognizer:
             if config.temperature_fallback
             else [0.0]
         )
+
+    def reconfigured(self, config: RecognizerConfig) -> WhisperRecognizer:
+        """This loaded model under other language settings, without loading it again (a service
+        reload that only changes languages). ``config`` must name the same model and decoding
+        settings; only ``language``/``task``/``allowed_languages`` are read per call."""
+        clone = copy.copy(self)
+        clone.config = config
+        clone._check_languages(config.language, config.task, config.allowed_languages)
+        return clone
 
     @property
     def model(self):  # noqa: ANN201 - faster_whisper.WhisperModel

@@ -6,6 +6,7 @@ The file command, the live app, the service and the benchmark all call :func:`lo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,16 +44,9 @@ class Engines:
 
 
 def segmenter_config(config: Config) -> SegmenterConfig:
-    v = config.vad
+    """The ``[vad]`` settings (the same names; the rest of the policy keeps the segmenter's defaults)."""
     try:
-        return SegmenterConfig(
-            threshold=v.threshold,
-            pre_roll=v.pre_roll,
-            pause=v.pause,
-            endpoint=v.endpoint,
-            max_utterance=v.max_utterance,
-            partial_interval=v.partial_interval,
-        )
+        return SegmenterConfig(**dataclasses.asdict(config.vad))
     except ValueError as e:
         raise ConfigError(f"[vad]: {e}") from None
 
@@ -72,34 +66,35 @@ def _languages(config: Config) -> tuple[str | None, str, tuple[str, ...] | None]
     return source, target, None
 
 
-def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True) -> Engines:
+def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
+                 recognizer: WhisperRecognizer | None = None) -> Engines:
     """Load and warm up every model the config needs, failing early (ModelError, LanguageError).
 
     Routes are planned and their models loaded here, so a language pair with no route is an error
-    before any audio is read, and the first utterance is as fast as the hundredth.
+    before any audio is read, and the first utterance is as fast as the hundredth. ``recognizer``
+    is an already loaded (and warm) speech model for the same ``[asr]`` settings to use again.
     """
     enforce_offline()
     t0 = time.monotonic()
     source, target, allowed = _languages(config)
     store = models.store_dir(config.models.dir or None)
     a = config.asr
-    recognizer = WhisperRecognizer(
-        RecognizerConfig(
-            model=a.model,
-            compute_type=a.compute_type,
-            cpu_threads=a.threads,
-            language=source,
-            beam_size=a.beam_size,
-            window_margin=a.window_margin if a.window_margin >= 0 else None,
-            min_window=a.min_window or None,
-            no_speech_threshold=a.no_speech_threshold,
-            log_prob_threshold=a.log_prob_threshold,
-            compression_ratio_threshold=a.compression_ratio_threshold,
-            temperature_fallback=a.temperature_fallback,
-            allowed_languages=allowed,
-        ),
-        store=store,
+    recognizer_config = RecognizerConfig(
+        model=a.model,
+        compute_type=a.compute_type,
+        cpu_threads=a.threads,
+        language=source,
+        beam_size=a.beam_size,
+        window_margin=a.window_margin if a.window_margin >= 0 else None,
+        min_window=a.min_window or None,
+        no_speech_threshold=a.no_speech_threshold,
+        log_prob_threshold=a.log_prob_threshold,
+        compression_ratio_threshold=a.compression_ratio_threshold,
+        temperature_fallback=a.temperature_fallback,
+        allowed_languages=allowed,
     )
+    warm = recognizer is not None
+    recognizer = recognizer.reconfigured(recognizer_config) if warm else WhisperRecognizer(recognizer_config, store=store)
     mt_models = models.installed_mt_models(store=store, extra=tuple(Path(p) for p in config.mt.models))
     whisper = recognizer.multilingual
     translator_stage = TranslatorStage(
@@ -126,7 +121,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True) ->
         speaker_stage = SpeakerStage(voices, lead_in=config.tts.lead_in)
         targets = list(allowed) if allowed else [target]
         notices.extend(speaker_stage.prepare(targets))
-    if warm_up:
+    if warm_up and not warm:
         recognizer.warm_up()
     return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import dataclasses
 import errno
 import grp
@@ -525,33 +524,6 @@ def _model_settings(config: cfg.Config) -> tuple[Any, ...]:
     return (config.languages, config.asr, config.mt, config.tts, config.models)
 
 
-@contextlib.contextmanager
-def _reusing_recognizer(old: Any) -> Iterator[None]:
-    """Make ``load_engines`` hand back the already loaded speech model (with the new language
-    settings) instead of loading and warming it up again.
-
-    Used only when ``[asr]`` and the model store are unchanged, so the model, its compute type and
-    every decoding setting are the same; only ``language``/``allowed_languages`` differ, and those
-    are read per call from ``recognizer.config``. (A ``recognizer=`` parameter on ``load_engines``
-    would make this patch unnecessary.)
-    """
-    from translator import assemble  # noqa: PLC0415
-
-    def factory(config: Any, *, store: Any = None) -> Any:
-        clone = copy.copy(old)
-        clone.config = config
-        clone._check_languages(config.language, config.task, config.allowed_languages)  # noqa: SLF001
-        clone.warm_up = lambda: None  # already warm
-        return clone
-
-    saved = assemble.WhisperRecognizer
-    assemble.WhisperRecognizer = factory  # type: ignore[assignment,misc]
-    try:
-        yield
-    finally:
-        assemble.WhisperRecognizer = saved  # type: ignore[misc]
-
-
 def load_for(config: cfg.Config, previous: Any = None) -> tuple[Any, str]:
     """Engines for ``config``, reusing what ``previous`` (Engines) already holds; and what was done."""
     from translator.assemble import load_engines  # noqa: PLC0415 (heavy)
@@ -561,9 +533,8 @@ def load_for(config: cfg.Config, previous: Any = None) -> tuple[Any, str]:
     if _model_settings(config) == _model_settings(previous.config):
         return dataclasses.replace(previous, config=config), "models unchanged"
     if config.asr == previous.config.asr and config.models == previous.config.models:
-        with _reusing_recognizer(previous.recognizer):
-            engines = load_engines(config, speak=True)
-        return engines, "speech model kept, translation and voices reloaded"
+        return (load_engines(config, speak=True, recognizer=previous.recognizer),
+                "speech model kept, translation and voices reloaded")
     return load_engines(config, speak=True), "all models reloaded"
 
 
