@@ -133,6 +133,8 @@ class PulseServer:
         self._reader_idle = False
         self.dropped_seconds = 0.0
         """Audio the writer could not deliver: the source was absent (unplugged) or nobody recorded it."""
+        self.writer_errors: list[str] = []
+        """Unexpected errors on the FIFO (the writer goes on after them)."""
         self._saved_env: dict[str, str | None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -398,6 +400,12 @@ class PulseServer:
             self._cond.notify_all()
         return item.done
 
+    def writer_state(self) -> str:
+        """For a failure message: is the microphone's writer alive, and what went wrong on the FIFO."""
+        alive = self._writer is not None and self._writer.is_alive()
+        return (f"writer {'alive' if alive else 'DEAD'}, {self.dropped_seconds:.1f} s dropped, "
+                f"errors: {self.writer_errors[-5:] or 'none'}; server log: {self._log_tail()}")
+
     def wait_fed(self, timeout: float | None = None) -> bool:
         """Wait until everything queued with :meth:`feed` has been written."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -414,9 +422,9 @@ class PulseServer:
         try:
             fd = os.open(self.dir / "mic.fifo", os.O_WRONLY | os.O_NONBLOCK)
         except OSError as e:
-            if e.errno in (errno.ENXIO, errno.ENOENT):  # no reader (source unloaded) / FIFO gone
-                return None
-            raise
+            if e.errno not in (errno.ENXIO, errno.ENOENT):  # not just: no reader (source unloaded) / FIFO gone
+                self.writer_errors.append(f"open: {e}")
+            return None
         with contextlib.suppress(OSError):  # a small pipe: no backlog while nobody records
             fcntl.fcntl(fd, _F_SETPIPE_SZ, 4096)
         return fd
@@ -491,7 +499,9 @@ class PulseServer:
                 if fd is not None:
                     try:
                         lost = self._write(fd, chunk, item is None or item.realtime)
-                    except BrokenPipeError:  # the source was unloaded
+                    except OSError as e:  # BrokenPipeError: the source was unloaded
+                        if not isinstance(e, BrokenPipeError):
+                            self.writer_errors.append(f"write: {e}")
                         os.close(fd)
                         fd = None
                 self.dropped_seconds += lost / RATE

@@ -260,7 +260,10 @@ def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path
         app.wait_line(r"warning: input device 'default' lost .*retrying", after=lost_at, timeout=30)
         time.sleep(1.5)
         pa.add_source()
-        back = app.wait_line(r"input device 'default' back after", after=lost_at, timeout=30)
+        try:
+            back = app.wait_line(r"input device 'default' back after", after=lost_at, timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nthe test's microphone: {pa.writer_state()}") from None
         before = len(app.hits(r"speech started"))
         pa.feed(en)
         again = wait_record(app, transcript, lambda r: r["utterance_id"] > before)

@@ -73,6 +73,10 @@ default (~35 ms on ALSA) keeps it from stuttering then, at the cost of ~65 ms mo
 
 _FALLBACK_RATES = (48000, 44100, 32000, 16000)
 
+_SOUND_SERVER_DEVICES = frozenset({"default", "pulse", "pipewire", "jack"})
+"""ALSA devices that lead to a sound server: they stay listed whatever hardware comes and goes, so
+re-scanning is no use before reopening them (and Pa_Terminate is best not called for nothing)."""
+
 # PortAudio is not safe to open/close streams from several threads at once, and re-scanning
 # devices (Pa_Terminate + Pa_Initialize) would kill open streams: one lock for all of it, and a
 # count of the streams this module has open.
@@ -320,6 +324,11 @@ class _Device:
             raise DeviceError(f"audio {self.kind} {self.info.name!r} cannot be opened ({_pa_reason(e)}); "
                               f"check that it is connected and not in use, or choose another {self.kind}") from None
 
+    def _rescan_if_useful(self) -> None:
+        """Before reopening hardware that went away: re-scan, so a replug with a new index is seen."""
+        if self.info.name not in _SOUND_SERVER_DEVICES:
+            rescan_devices()
+
     def _find_again(self) -> None:
         """Look the device up again before reopening it (a replugged one may have a new index); when
         no name was asked for, whatever is the default now. Raises DeviceError when it is not there."""
@@ -535,7 +544,7 @@ class MicrophoneSource(_Device):
                 return False
             try:
                 if attempt:
-                    rescan_devices()  # a replugged USB device may have a new index: see it
+                    self._rescan_if_useful()
                 self._find_again()
                 self._open()
                 if self._stream is None:
@@ -856,7 +865,7 @@ class SpeakerSink(_Device):
         was_failed = self._failed
         try:
             if was_failed:
-                rescan_devices()
+                self._rescan_if_useful()
             self._find_again()
             self._open()
         except Exception as e:  # noqa: BLE001
