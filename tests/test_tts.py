@@ -15,7 +15,7 @@ from piper import PiperVoice
 from translator.errors import ModelError
 from translator.events import Notice, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models import resolve_voice
-from translator.tts import EspeakVoice, PiperSpeakerVoice, SpeakerStage, choose_voice, espeak_voice_for
+from translator.tts import EspeakVoice, PiperSpeakerVoice, SpeakerStage, choose_voice, espeak_voice_for, speech_chunks
 
 JOE = "en_US-joe-medium"
 TWO = "Hello world. This is a second sentence."
@@ -87,6 +87,27 @@ def test_first_sentence_is_ready_before_the_rest_is_synthesised(joe: PiperSpeake
     assert [c.text for c in [first, *rest[:-1]]] == re.split(r"(?<=\.) ", FOUR)
     assert all(c.t_end_wall == 100.0 and c.voice == JOE and c.sample_rate == 22050 for c in [first, *rest[:-1]])
     assert isinstance(rest[-1], SpeechDone) and rest[-1].voice == JOE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a long first sentence is cut at its first clause break with three words on each side
+        ("When the meeting is over tomorrow, we will take the train to Berlin. See you.",
+         ["When the meeting is over tomorrow,", "we will take the train to Berlin.", "See you."]),
+        ("Yes, when the meeting is over tomorrow, we will take the train home.",
+         ["Yes, when the meeting is over tomorrow,", "we will take the train home."]),
+        # short first sentences, later sentences, no break: as they are
+        ("Hello, my friend. After the meeting is over tomorrow, we will take the train.",
+         ["Hello, my friend.", "After the meeting is over tomorrow, we will take the train."]),
+        ("Unless a system is established for the frequent formal review of activities.",
+         ["Unless a system is established for the frequent formal review of activities."]),
+        ("Dr. Smith arrived at noon. Then he left.", ["Dr. Smith arrived at noon.", "Then he left."]),
+        ("", []),
+    ],
+)
+def test_speech_chunks_make_the_first_one_short(text: str, expected: list[str]) -> None:
+    assert speech_chunks(text, "en") == expected
 
 
 def test_joe_is_intelligible_to_whisper(joe: PiperSpeakerVoice) -> None:

@@ -24,6 +24,7 @@ from piper import PiperVoice, SynthesisConfig
 from translator.errors import ModelError
 from translator.events import Notice, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models import VoiceFiles, resolve_voice, voice_for_language
+from translator.translate import split_sentences
 
 ESPEAK = "espeak-ng"
 ESPEAK_TIMEOUT = 10.0
@@ -52,14 +53,27 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-# Kept tiny on purpose: the stage only needs sentence boundaries to label chunks and to start
-# speaking early; abbreviations splitting a sentence in two cost a short pause, nothing more.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
+FIRST_CHUNK_MIN_WORDS = 10
+"""A first sentence this long is spoken in two parts, cut at its first clause break."""
+
+_CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|(?<=[，；：、])")
 
 
-def _split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` in order, stripped, without empty ones."""
-    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
+def speech_chunks(text: str, language: str = "") -> list[str]:
+    """What to synthesise, in order: the sentences, the first one cut at a clause break when long.
+
+    Nothing is heard until the first chunk is synthesised, so a short first chunk is heard sooner
+    (a comma is a pause in speech anyway). Later sentences are synthesised while earlier ones play.
+    """
+    chunks = split_sentences(text, language)
+    if chunks and len(chunks[0].split()) >= FIRST_CHUNK_MIN_WORDS:
+        first = chunks[0]
+        for m in _CLAUSE_BREAK.finditer(first):
+            head, tail = first[: m.start()].strip(), first[m.end() :].strip()
+            if len(head.split()) >= 3 and len(tail.split()) >= 3:
+                chunks[0:1] = [head, tail]
+                break
+    return chunks
 
 
 # --- Piper --------------------------------------------------------------------------------------
@@ -195,7 +209,7 @@ class EspeakVoice:
         return audio.mean(axis=1, dtype=np.float32), rate
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
-        for sentence in _split_sentences(text):
+        for sentence in split_sentences(text, self.language):
             audio, _ = self._speak(sentence)
             if audio.size:
                 yield audio
@@ -344,7 +358,7 @@ class SpeakerStage:
             yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), "")
             return
 
-        chunks = self._sentences(voice, text)
+        chunks = self._sentences(voice, text, t.target_language)
         index = 0
         while True:
             # next() outside the yield so only synthesis errors are caught, not the consumer's.
@@ -364,8 +378,8 @@ class SpeakerStage:
         yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), voice.name)
 
     @staticmethod
-    def _sentences(voice: Voice, text: str) -> Iterator[tuple[str, np.ndarray]]:
-        """Split here rather than in the voice, so each chunk knows the sentence it speaks."""
-        for sentence in _split_sentences(text):
-            for samples in voice.synthesize(sentence):
-                yield sentence, samples
+    def _sentences(voice: Voice, text: str, language: str) -> Iterator[tuple[str, np.ndarray]]:
+        """Split here rather than in the voice, so each chunk knows the words it speaks."""
+        for chunk in speech_chunks(text, language):
+            for samples in voice.synthesize(chunk):
+                yield chunk, samples
