@@ -339,11 +339,17 @@ class _Device:
                 raise
             self.info = find_device("", self.kind)
 
-    def _detach(self) -> Any:
-        """Forget the current stream (under the lock; late callbacks from it are ignored); returns it."""
-        stream, self._stream = self._stream, None
-        self._generation += 1
-        return stream
+    def _drop_stream(self) -> None:
+        """Forget the current stream (late callbacks from it are ignored) and close it."""
+        with self._cond:
+            stream, self._stream = self._stream, None
+            self._generation += 1
+            self._forget()
+        if stream is not None:
+            _close_stream(stream)  # outside self._cond: abort waits for the callback thread
+
+    def _forget(self) -> None:
+        """What else goes with a dropped stream (called under the lock)."""
 
     def _on_finished(self, generation: int) -> None:
         with self._cond:
@@ -475,14 +481,10 @@ class MicrophoneSource(_Device):
         with self._cond:
             self._last_callback = time.monotonic()
 
-    def _drop_stream(self) -> None:
-        with self._cond:
-            stream = self._detach()
-            self._pieces.clear()
-            self._buffered = 0
-            self.connected = False
-        if stream is not None:
-            _close_stream(stream)  # outside self._cond: abort waits for the callback thread
+    def _forget(self) -> None:
+        self._pieces.clear()
+        self._buffered = 0
+        self.connected = False
 
     def _make_callback(self, generation: int) -> Callable[..., None]:
         def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -778,12 +780,6 @@ class SpeakerSink(_Device):
             self.rate, self.channels = rate, channels
             self.latency = float(stream.latency)
             self._last_callback = time.monotonic()
-
-    def _drop_stream(self) -> None:
-        with self._cond:
-            stream = self._detach()
-        if stream is not None:
-            _close_stream(stream)
 
     def _make_callback(self, generation: int) -> Callable[..., None]:
         def callback(outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
