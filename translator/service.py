@@ -925,8 +925,8 @@ class Service:
     def _reload_refused(self, message: str) -> None:
         log.error("reload failed, keeping the previous settings: %s", _one_line(message))
         self.reload_problem = _one_line(message, 200)
-        self.notifier.send("READY=1", f"STATUS={self.status_text()}")
         self.last_status = self.status_text()
+        self.notifier.send("READY=1", f"STATUS={self.last_status}")
 
     def _swap(self, now: float) -> None:
         assert self.pending is not None
