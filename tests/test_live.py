@@ -218,8 +218,11 @@ def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Pa
         # 2. the self-listening guard: what the mic hears while we speak is not transcribed
         pa.feed(en)
         spoke = app.wait_line(r"#2 speaking", timeout=60)
-        pa.feed(_audio(SHORT, 1.7))  # "one two", well inside the ~3.4 s the guard holds the mic
+        # Speech is synthesised ("#2 speaking") before it plays: playback waits for audio.turn_gap
+        # of silence after the user, and someone who talks on within it keeps the turn (unmuted).
+        # So speak once the translation is playing, as someone interrupting it would.
         app.wait_line(r"microphone muted while speaking", after=spoke - 0.5, timeout=5)
+        pa.feed(_audio(SHORT, 1.7))  # "one two", well inside the ~3.4 s the guard holds the mic
         opened = app.wait_line(r"microphone open", after=spoke, timeout=30)
         time.sleep(2.0)
         assert not app.hits(r"#3 ", after=spoke), app.log()
