@@ -25,7 +25,7 @@ import numpy as np
 import sentencepiece as spm
 from ctranslate2.specs import common_spec, transformer_spec
 
-from translator.models import MT_INFO, MtModel, read_mt_model
+from translator.models.locate import MT_INFO, MtModel, read_mt_model
 
 CORPUS_TEXT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "text"
 

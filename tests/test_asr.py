@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from conftest import clip
-from translator.asr import Recognition, RecognizerConfig, RecognizerStage, WhisperRecognizer
+from translator.stages.asr import Recognition, RecognizerConfig, RecognizerStage, WhisperRecognizer
 from translator.errors import LanguageError, ModelError
 from translator.events import (
     SAMPLE_RATE,
@@ -27,9 +27,9 @@ from translator.events import (
     Transcript,
     UtteranceEnded,
 )
-from translator.models import resolve_asr
-from translator.scoring import normalise as words
-from translator.scoring import wer
+from translator.models.locate import resolve_asr
+from translator.bench.scoring import normalise as words
+from translator.bench.scoring import wer
 
 
 def audio(name: str) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from conftest import SPEECH, clip, load_clips
 
-from translator.audio import (
+from translator.audio.files import (
     DEFAULT_BLOCK_SECONDS,
     FileSource,
     MemorySink,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import SPEECH
 
-from translator import scoring
-from translator.bench import select_clips, stats
+from translator.bench import scoring
+from translator.bench.runner import select_clips, stats
 from translator.cli import main
 from translator.errors import InputError
 
@@ -193,7 +193,7 @@ class _FakeRecognizer:
         self.calls = 0
 
     def recognize(self, audio, *, language=None, task=None, prompt=None, retry=True):  # noqa: ANN001, ANN201, ARG002
-        from translator.asr import Recognition  # noqa: PLC0415
+        from translator.stages.asr import Recognition  # noqa: PLC0415
 
         self.calls += 1
         return Recognition(f"len {len(audio)}. second sentence. third", "en", 1.0, "transcribe", -0.1, 0.0, 1.0, 0.001, 3, 8.0)
@@ -240,8 +240,8 @@ def _speculation_run(script):  # noqa: ANN001, ANN202
 
     import numpy as np  # noqa: PLC0415
 
-    from translator.asr import RecognizerStage  # noqa: PLC0415
-    from translator.audio import MemorySink  # noqa: PLC0415
+    from translator.stages.asr import RecognizerStage  # noqa: PLC0415
+    from translator.audio.files import MemorySink  # noqa: PLC0415
     from translator.events import AudioBlock, SpeechGrowing, SpeechPaused, Transcript, Translation, UtteranceEnded  # noqa: PLC0415
     from translator.pipeline import Pipeline, StageSpec  # noqa: PLC0415
 

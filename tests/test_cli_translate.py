@@ -20,8 +20,8 @@ from conftest import SPEECH, clip, small_disk
 from mtmodels import build_marian
 
 from translator.cli import main
-from translator.models import resolve_asr
-from translator.scoring import wer
+from translator.models.locate import resolve_asr
+from translator.bench.scoring import wer
 
 DE = SPEECH / "de" / "picovoice_leopard_test_de.wav"
 

@@ -16,8 +16,8 @@ import soxr
 from conftest import SPEECH
 from pulse import PulseServer, pulse  # noqa: F401 (the fixture)
 
-from translator import devices
-from translator.devices import DeviceInfo, MicrophoneSource, SpeakerSink, find_device, list_devices
+from translator.audio import devices
+from translator.audio.devices import DeviceInfo, MicrophoneSource, SpeakerSink, find_device, list_devices
 from translator.errors import DeviceError
 from translator.events import SAMPLE_RATE, AudioBlock
 

@@ -30,7 +30,8 @@ from mtmodels import build_marian
 from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
 
-from translator import scoring, ui
+from translator.bench import scoring
+from translator.run import app as ui
 from translator.events import Caption, SpeechChunk, Transcript
 from translator.transcript import UtteranceRecord
 
@@ -43,7 +44,7 @@ needs_pulse = pytest.mark.skipif(not have_pulseaudio(), reason="pulseaudio/pactl
 
 
 def _audio(name: str, seconds: float | None = None) -> np.ndarray:
-    from translator.audio import open_file_source
+    from translator.audio.files import open_file_source
 
     x = np.concatenate([b.samples for b in open_file_source(SPEECH / name)])
     return x if seconds is None else x[: round(seconds * 16000)]

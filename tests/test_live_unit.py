@@ -98,7 +98,7 @@ def test_segmenter_remembers_when_it_last_heard_a_voice():
     from conftest import SPEECH
 
     from translator.events import AudioBlock
-    from translator.vad import Segmenter
+    from translator.stages.vad import Segmenter
 
     speech, _ = sf.read(SPEECH / "en" / "LDC93S1.wav", dtype="float32")
     seg = Segmenter()

@@ -30,12 +30,12 @@ from mtmodels import build_marian
 from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
 from translator import config as cfg
-from translator import service
+from translator.serve import service
 from translator.errors import OutputError
 
 REPO = Path(__file__).resolve().parents[1]
-UNIT = REPO / "systemd" / "translator.service"
-EXAMPLE = REPO / "systemd" / "config.toml"
+UNIT = REPO / "translator" / "serve" / "translator.service"
+EXAMPLE = REPO / "translator" / "serve" / "config.toml"
 CLIP = REPO.parent / "shared" / "corpus" / "speech" / "en" / "LDC93S1.wav"
 MAX_EXPOSURE = 2.5
 
@@ -274,7 +274,7 @@ def _wait_records(served: Served, state: Path, n: int, timeout: float = 60) -> l
 
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
-    from translator.audio import open_file_source
+    from translator.audio.files import open_file_source
 
     if not CLIP.exists():
         pytest.fail(f"corpus clip missing: {CLIP}")
@@ -356,7 +356,8 @@ def test_serve_translates_reloads_on_sighup_and_finishes_the_utterance_on_sigter
 
 HANG_WRAPPER = """\
 import os, sys, time
-from translator import cli, translate
+from translator import cli
+from translator.stages import translate
 _feed = translate.TranslatorStage.feed
 def feed(self, event):  # hangs for good once the flag file exists (test only)
     if os.path.exists(os.environ["TEST_HANG_FLAG"]):

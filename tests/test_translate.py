@@ -11,8 +11,8 @@ from mtmodels import NLLB_TOKENS, build_argos, build_m2m100, build_marian, build
 
 from translator.errors import LanguageError, ModelError
 from translator.events import Notice, Transcript, Translation
-from translator.models import MtModel
-from translator.translate import (
+from translator.models.locate import MtModel
+from translator.stages.translate import (
     CT2Translator,
     TextTranslator,
     TranslatorStage,

@@ -14,8 +14,8 @@ from piper import PiperVoice
 
 from translator.errors import ModelError
 from translator.events import Notice, SpeechChunk, SpeechDone, StageFailed, Translation
-from translator.models import resolve_voice
-from translator.tts import EspeakVoice, PiperSpeakerVoice, SpeakerStage, choose_voice, espeak_voice_for, speech_chunks
+from translator.models.locate import resolve_voice
+from translator.stages.tts import EspeakVoice, PiperSpeakerVoice, SpeakerStage, choose_voice, espeak_voice_for, speech_chunks
 
 JOE = "en_US-joe-medium"
 TWO = "Hello world. This is a second sentence."
@@ -114,7 +114,7 @@ def test_joe_is_intelligible_to_whisper(joe: PiperSpeakerVoice) -> None:
     faster_whisper = pytest.importorskip("faster_whisper")
     soxr = pytest.importorskip("soxr")
     jiwer = pytest.importorskip("jiwer")
-    from translator.models import resolve_asr
+    from translator.models.locate import resolve_asr
 
     try:
         model_dir = resolve_asr("tiny.en")

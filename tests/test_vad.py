@@ -10,7 +10,7 @@ import soundfile as sf
 from conftest import clip
 
 from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
-from translator.vad import FRAME, SILENT_DB, Segmenter, SegmenterConfig, SileroVad
+from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SegmenterConfig, SileroVad
 
 SR = SAMPLE_RATE
 WALL0 = 1000.0

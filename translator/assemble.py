@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from translator import models
-from translator.asr import RecognizerConfig, RecognizerStage, WhisperRecognizer
+from translator.models import locate as models
+from translator.stages.asr import RecognizerConfig, RecognizerStage, WhisperRecognizer
 from translator.config import Config
 from translator.errors import ConfigError
 from translator.events import (
@@ -26,9 +26,9 @@ from translator.events import (
 )
 from translator.offline import enforce_offline
 from translator.pipeline import AudioSink, Pipeline, StageSpec
-from translator.translate import TextTranslator, TranslatorStage
-from translator.tts import SpeakerStage, choose_voice
-from translator.vad import Segmenter, SegmenterConfig
+from translator.stages.translate import TextTranslator, TranslatorStage
+from translator.stages.tts import SpeakerStage, choose_voice
+from translator.stages.vad import Segmenter, SegmenterConfig
 
 
 @dataclass

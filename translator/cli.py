@@ -12,9 +12,11 @@ from contextlib import ExitStack, suppress
 from rich.console import Console
 from rich.markup import escape
 
-from translator import __version__, bench, cli_models
+from translator import __version__
+from translator.bench import runner as bench
+from translator.models import cli as cli_models
 from translator import config as cfg
-from translator import service
+from translator.serve import service
 from translator.errors import TranslatorError
 from translator.events import Event, Notice, StageFailed
 from translator.transcript import JsonlWriter, SrtWriter, UtteranceCollector, UtteranceRecord
@@ -24,7 +26,7 @@ EPILOG = "Settings come from defaults, then --config FILE (TOML), then --set sec
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("settings")
-    g.add_argument("--config", metavar="FILE", help="TOML settings file (see systemd/config.toml)")
+    g.add_argument("--config", metavar="FILE", help="TOML settings file (example: translator config > config.toml)")
     g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override any setting, e.g. --set vad.endpoint=0.3 (repeatable)")
     g.add_argument("--from", dest="source", metavar="LANG", help="spoken language, or auto (default: auto)")
@@ -134,7 +136,7 @@ def describe(record: UtteranceRecord) -> str:
 
 def cmd_translate(args: argparse.Namespace, console: Console) -> int:
     from translator.assemble import build_pipeline, load_engines  # noqa: PLC0415 (heavy imports)
-    from translator.audio import PacedSource, WavSink, open_file_source, with_trailing_silence  # noqa: PLC0415
+    from translator.audio.files import PacedSource, WavSink, open_file_source, with_trailing_silence  # noqa: PLC0415
 
     config = settings(args)
     source = open_file_source(args.input)  # fails fast on a bad file, before loading models
@@ -168,7 +170,7 @@ def cmd_translate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from translator import ui  # noqa: PLC0415
+    from translator.run import app as ui  # noqa: PLC0415
 
     config = settings(args)
     extra: dict[str, dict[str, object]] = {}
@@ -190,7 +192,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
-    from translator import ui  # noqa: PLC0415
+    from translator.run import app as ui  # noqa: PLC0415
 
     for line in ui.device_table():
         console.out(line, highlight=False)

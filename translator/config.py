@@ -175,7 +175,7 @@ def load(path: str | Path | None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; check the path or copy systemd/config.toml") from None
+        raise ConfigError(f"{path}: config file not found; check the path, or write one with: translator config > config.toml") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config file ({e})") from None
     try:

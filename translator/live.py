@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from translator.assemble import Engines, build_pipeline
-from translator.devices import MicrophoneSource, SpeakerSink
+from translator.audio.devices import MicrophoneSource, SpeakerSink
 from translator.errors import DeviceError
 from translator.events import Discarded, Event, SpeechDone, SpeechStarted, StageFailed, Translation
 

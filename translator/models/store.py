@@ -22,6 +22,7 @@ import contextlib
 import difflib
 import fcntl
 import functools
+from importlib import resources
 import json
 import os
 import re
@@ -37,12 +38,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from translator import hub, models
+from translator.models import hub
+from translator.models import locate as models
 from translator.errors import ModelError
-from translator.hub import DownloadInterrupted, Progress, RemoteFile
+from translator.models.hub import DownloadInterrupted, Progress, RemoteFile
 
 KINDS = ("asr", "tts", "mt")
-CATALOG_FILE = Path(__file__).resolve().parents[1] / "models" / "catalog.toml"
+# Package data beside this module; pip installs wheels unzipped, so it is a real file.
+CATALOG_FILE = Path(str(resources.files(__package__) / "catalog.toml"))
 MANIFEST = "manifest.json"
 PARTIAL = models.PARTIAL_DIR
 ARCHIVE_SUFFIXES = (".zip", ".argosmodel", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -218,12 +221,12 @@ def _parse_model(where: str, t: dict[str, Any]) -> CatalogModel:
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """The catalog: ``path``, else ``$TRANSLATOR_CATALOG``, else ``models/catalog.toml`` of the project."""
+    """The catalog: ``path``, else ``$TRANSLATOR_CATALOG``, else the catalog shipped in the package."""
     path = Path(path or os.environ.get("TRANSLATOR_CATALOG") or CATALOG_FILE).expanduser()
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
-        raise ModelError(f"{path}: model catalog not found; set TRANSLATOR_CATALOG to the catalog.toml of the project") from None
+        raise ModelError(f"{path}: model catalog not found; set TRANSLATOR_CATALOG to a catalog.toml, or unset it to use the one shipped with the translator") from None
     return _load_catalog(str(path), mtime)
 
 

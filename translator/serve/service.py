@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import errno
 import grp
+from importlib import resources
 import json
 import logging
 import os
@@ -489,7 +490,7 @@ def read_config(path: str, overrides: list[str]) -> cfg.Config:
         config = cfg.apply_overrides(cfg.load(p), overrides)
     except ConfigError as e:
         raise _with_line(e, p) from None
-    from translator import models  # noqa: PLC0415 (imports faster-whisper's language table)
+    from translator.models import locate as models  # noqa: PLC0415 (imports faster-whisper's language table)
 
     from translator.assemble import segmenter_config  # noqa: PLC0415
 
@@ -808,7 +809,7 @@ class Service:
     # --- sessions -------------------------------------------------------------------------------
 
     def _start_session(self, now: float) -> None:
-        from translator.devices import find_device, rescan_devices  # noqa: PLC0415
+        from translator.audio.devices import find_device, rescan_devices  # noqa: PLC0415
         from translator.live import LiveOptions, LiveSession  # noqa: PLC0415
 
         assert self.config is not None and self.engines is not None
@@ -1059,7 +1060,8 @@ UNIT_DIR = Path("/etc/systemd/system")
 CONFIG_DIR = Path("/etc/translator")
 STATE_DIR = Path("/var/lib/translator")
 USER = "translator"
-SOURCE_DIR = Path(__file__).resolve().parents[1] / "systemd"
+SOURCE_DIR = Path(str(resources.files(__package__)))
+"""The unit and the example config ship as package data beside this module."""
 
 
 def entry_point() -> list[str]:
@@ -1134,7 +1136,7 @@ def _exists(kind: str, name: str) -> bool:
 
 
 def cmd_install(args: argparse.Namespace, console: Any) -> int:
-    from translator import models  # noqa: PLC0415
+    from translator.models import locate as models  # noqa: PLC0415
 
     dry = args.dry_run
     if not dry and os.geteuid() != 0:
@@ -1142,8 +1144,8 @@ def cmd_install(args: argparse.Namespace, console: Any) -> int:
     unit_src, config_src = SOURCE_DIR / "translator.service", SOURCE_DIR / "config.toml"
     for src in (unit_src, config_src):
         if not src.is_file():
-            raise OutputError(f"{src}: not found; install the translator from a source checkout (pip install -e) so its "
-                              "systemd/ files are there")
+            raise OutputError(f"{src}: not found; the translator's install is incomplete: reinstall it "
+                              "(pip install --force-reinstall offline-speech-translator)")
     inst = Installer(console, dry)
     command = entry_point()
     inst.note(f"translator command for the unit: {' '.join(command)}")
@@ -1233,8 +1235,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="service_command", required=True, metavar="ACTION")
     i = sub.add_parser(
         "install", help="create the translator user, install the unit, the example config and the bundled models (root)",
-        description="As root: create the system user 'translator' (group audio), install systemd/translator.service to "
-                    "/etc/systemd/system, systemd/config.toml to /etc/translator/config.toml (an existing one is kept), "
+        description="As root: create the system user 'translator' (group audio), install the packaged translator.service to "
+                    "/etc/systemd/system, the example config.toml to /etc/translator/config.toml (an existing one is kept), "
                     "set up /var/lib/translator/models with the bundled models, and run systemctl daemon-reload.",
     )
     i.add_argument("--dry-run", action="store_true", help="print each step, change nothing")

@@ -50,7 +50,7 @@ from typing import Any, Literal, Self
 import numpy as np
 import soxr
 
-from translator.audio import resample, to_mono_float32
+from translator.audio.files import resample, to_mono_float32
 from translator.errors import DeviceError
 from translator.events import SAMPLE_RATE, AudioBlock
 

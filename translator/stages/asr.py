@@ -52,7 +52,7 @@ from translator.events import (
     Transcript,
     UtteranceEnded,
 )
-from translator.models import check_language, resolve_asr
+from translator.models.locate import check_language, resolve_asr
 from translator.pipeline import Confirm, Provisional, Retract
 
 TASKS = ("transcribe", "translate")

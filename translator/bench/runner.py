@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from translator import scoring
+from translator.bench import scoring
 from translator.errors import ConfigError, InputError, OutputError, TranslatorError
 from translator.events import (
     SAMPLE_RATE,
@@ -270,7 +270,7 @@ class ClipRun:
 def live_block_seconds() -> float:
     """The microphone's block size when the live audio module is there, else the same figure."""
     try:
-        from translator.devices import DEFAULT_BLOCK_SECONDS  # noqa: PLC0415
+        from translator.audio.devices import DEFAULT_BLOCK_SECONDS  # noqa: PLC0415
     except Exception:  # noqa: BLE001 - ImportError, or OSError when PortAudio is missing
         return LIVE_BLOCK_SECONDS
     return float(DEFAULT_BLOCK_SECONDS)
@@ -294,7 +294,7 @@ def trailing_silence(endpoint: float) -> float:
 
 def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int, block_seconds: float | None = None) -> ClipRun:
     from translator.assemble import build_pipeline  # noqa: PLC0415 - heavy imports
-    from translator.audio import (  # noqa: PLC0415
+    from translator.audio.files import (  # noqa: PLC0415
         MemorySink,
         PacedSource,
         open_file_source,
@@ -396,7 +396,7 @@ def current_rss_mb() -> float | None:
 def idle_cpu(engines: Any, seconds: float) -> dict[str, Any]:
     """Process CPU time over wall time while near-silence goes through the paced pipeline."""
     from translator.assemble import build_pipeline  # noqa: PLC0415
-    from translator.audio import MemorySink, PacedSource  # noqa: PLC0415
+    from translator.audio.files import MemorySink, PacedSource  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     size = round(live_block_seconds() * SAMPLE_RATE)
@@ -420,7 +420,7 @@ def idle_cpu(engines: Any, seconds: float) -> dict[str, Any]:
 
 
 def clip_audio(path: Path) -> np.ndarray:
-    from translator.audio import open_file_source  # noqa: PLC0415
+    from translator.audio.files import open_file_source  # noqa: PLC0415
 
     blocks = [b.samples for b in open_file_source(path)]
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
@@ -538,7 +538,7 @@ def summarise(runs: Sequence[ClipRun], clips: Sequence[scoring.ManifestClip], mo
 
 
 def _sentences(clip: scoring.ManifestClip) -> int:
-    from translator.translate import split_sentences  # noqa: PLC0415
+    from translator.stages.translate import split_sentences  # noqa: PLC0415
 
     return max(1, len(split_sentences(clip.transcript, clip.lang)))
 

@@ -126,7 +126,7 @@ def _bundled_base(store: Path) -> Path | None:
 def _known_base_sha256() -> str | None:
     """sha256 of the joined bundled base ``model.bin`` from the catalog (None without a catalog)."""
     try:
-        from translator.store import load_catalog  # noqa: PLC0415 (only when joining, once)
+        from translator.models.store import load_catalog  # noqa: PLC0415 (only when joining, once)
 
         entry = load_catalog().find("faster-whisper-base")
     except (ImportError, TranslatorError):

@@ -24,7 +24,8 @@ from rich.progress import (
 from rich.table import Table
 
 from translator import config as cfg
-from translator import models, store
+from translator.models import locate as models
+from translator.models import store
 from translator.errors import LanguageError, ModelError
 
 EPILOG = (
@@ -209,7 +210,7 @@ def _asr_multilingual(name: str, where: Path) -> bool:
 
 
 def cmd_route(args: argparse.Namespace, console: Console) -> int:
-    from translator.translate import plan_route  # noqa: PLC0415 (imports CTranslate2)
+    from translator.stages.translate import plan_route  # noqa: PLC0415 (imports CTranslate2)
 
     settings = _settings(args)
     where = store_path(args)

@@ -23,8 +23,8 @@ from piper import PiperVoice, SynthesisConfig
 
 from translator.errors import ModelError
 from translator.events import Notice, SpeechChunk, SpeechDone, StageFailed, Translation
-from translator.models import VoiceFiles, resolve_voice, voice_for_language
-from translator.translate import split_sentences
+from translator.models.locate import VoiceFiles, resolve_voice, voice_for_language
+from translator.stages.translate import split_sentences
 
 ESPEAK = "espeak-ng"
 ESPEAK_TIMEOUT = 10.0
