@@ -125,10 +125,11 @@ def test_missing_device_names_the_available_ones(pulse: PulseServer) -> None:
 
 
 def test_live_session_closes_the_microphone_when_the_output_is_missing(pulse: PulseServer) -> None:
-    from translator.live import LiveOptions, LiveSession
+    from translator.config import AudioSettings
+    from translator.live import LiveSession
 
     with pytest.raises(DeviceError, match=r"no audio output device matches 'HDMI'"):
-        LiveSession(None, LiveOptions(output="HDMI"))  # type: ignore[arg-type] (fails before engines are used)
+        LiveSession(None, AudioSettings(output="HDMI"))  # type: ignore[arg-type] (fails before engines are used)
     assert devices._open_streams == 0  # noqa: SLF001
 
 

@@ -185,3 +185,46 @@ def test_a_gap_in_the_audio_ends_the_utterance_and_restarts_the_segmenter():
     events = run_collect(Pipeline(seg, chain()), with_gap())
     assert seg.resets == 1
     assert [e.text for e in events if isinstance(e, Translation)] == ["T1", "T2"]  # gap flush + end flush
+
+
+class Recorder:
+    """An observer that keeps every call, in order, per part."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+
+    def begin(self, part, item):
+        with self.lock:
+            self.calls.append(("begin", part, type(item).__name__))
+
+    def step(self, part, item, start, end):
+        assert end >= start
+        with self.lock:
+            self.calls.append(("step", part, type(item).__name__))
+
+    def end(self, part, item):
+        with self.lock:
+            self.calls.append(("end", part, type(item).__name__))
+
+
+def test_observer_sees_every_part_begin_step_end_in_order() -> None:
+    rec = Recorder()
+    sink = ListSink()
+    p = Pipeline(CountingSegmenter(every=5), [
+        StageSpec("asr", FakeAsr(), (UtteranceEnded,)),
+        StageSpec("mt", FakeMt(), (Transcript,)),
+        StageSpec("tts", FakeTts(), (Translation,)),
+    ], sink=sink, observers=[rec])
+    run_collect(p, blocks(10))
+    parts = {part for _, part, _ in rec.calls}
+    assert parts == {"vad", "asr", "mt", "tts", "sink"}
+    assert sum(1 for c in rec.calls if c == ("begin", "vad", "AudioBlock")) == 10
+    # Three utterances (two by count, one at flush): each stage begins and ends each one once.
+    for part, item in (("asr", "UtteranceEnded"), ("mt", "Transcript"), ("tts", "Translation"), ("sink", "SpeechChunk")):
+        mine = [kind for kind, p_, i in rec.calls if p_ == part and i == item]
+        assert mine.count("begin") == 3 and mine.count("end") == 3, (part, mine)
+        # begin ... step(s) ... end, never interleaved within one part's thread
+        assert mine[0] == "begin" and mine[-1] == "end"
+    tts = [kind for kind, p_, _ in rec.calls if p_ == "tts"]
+    assert tts[:4] == ["begin", "step", "step", "step"]  # two outputs, then the last stretch

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from translator import languages
+from translator.languages import Languages
 from translator.models import locate as models
 from translator.stages.asr import RecognizerConfig, RecognizerStage, WhisperRecognizer
 from translator.config import Config
@@ -51,19 +53,10 @@ def segmenter_config(config: Config) -> SegmenterConfig:
         raise ConfigError(f"[vad]: {e}") from None
 
 
-def _languages(config: Config) -> tuple[str | None, str, tuple[str, ...] | None]:
-    """(forced source or None, target, languages auto-detection may choose from)."""
+def session_languages(config: Config) -> Languages:
+    """The checked ``[languages]`` settings."""
     lang = config.languages
-    if lang.pair:
-        parts = tuple(p.strip() for p in lang.pair.split(":"))
-        if len(parts) != 2 or parts[0] == parts[1] or not all(parts):
-            raise ConfigError(f"languages.pair: expected two different codes like en:es, got {lang.pair!r}")
-        for code in parts:
-            models.check_language(code)
-        return None, "", parts
-    target = models.check_language(lang.target)
-    source = None if lang.source in ("", "auto") else models.check_language(lang.source)
-    return source, target, None
+    return languages.from_settings(lang.source, lang.target, lang.pair)
 
 
 def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
@@ -76,7 +69,8 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
     """
     enforce_offline()
     t0 = time.monotonic()
-    source, target, allowed = _languages(config)
+    langs = session_languages(config)
+    source, target, allowed = langs.source, langs.target, langs.allowed
     store = models.store_dir(config.models.dir or None)
     a = config.asr
     recognizer_config = RecognizerConfig(
@@ -104,14 +98,13 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
             whisper_translate_available=whisper,
             prefer_whisper=config.mt.prefer_whisper,
         ),
-        target or allowed[0],
+        target,
         models=mt_models,
         whisper_translate_available=whisper,
         prefer_whisper=config.mt.prefer_whisper,
         pair=allowed,
     )
-    sources = list(allowed) if allowed else [source] if source else []
-    translator_stage.prepare(sources, warm_up=warm_up)
+    translator_stage.prepare(langs.sources, warm_up=warm_up)
     notices: list[Notice] = []
     speaker_stage = None
     if speak and config.tts.enabled:
@@ -119,8 +112,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
             return choose_voice(language, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
 
         speaker_stage = SpeakerStage(voices, lead_in=config.tts.lead_in)
-        targets = list(allowed) if allowed else [target]
-        notices.extend(speaker_stage.prepare(targets))
+        notices.extend(speaker_stage.prepare(langs.targets))
     if warm_up and not warm:
         recognizer.warm_up()
     return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
@@ -133,7 +125,7 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     watching them, and re-decoding growing audio would only delay the final results.
     """
     config = engines.config
-    source, _target, _allowed = _languages(config)
+    source = session_languages(config).source
     recognizer_stage = RecognizerStage(
         engines.recognizer, language=source, task=engines.translator_stage.recognizer_task, provisional=True
     )

@@ -179,12 +179,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for key in ("input", "output"):
         if getattr(args, key) is not None:
             extra.setdefault("audio", {})[key] = getattr(args, key)
+    if args.full_duplex:
+        extra.setdefault("audio", {})["half_duplex"] = False
     if extra:
         config = cfg.merge(config, extra, "command line")
     options = ui.RunOptions(
         mode=ui.choose_mode(args.plain, args.jsonl, sys.stdout),
         speak=not args.no_speak,
-        full_duplex=args.full_duplex,
         ptt=args.ptt,
         transcript=args.transcript,
     )

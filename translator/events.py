@@ -12,6 +12,7 @@ everywhere (see DESIGN.md, "Latency").
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,13 +190,20 @@ class SpeechDone:
     voice: str
 
 
+class NoticeLevel(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    """Something is lost (an output failed): a command that saw one exits non-zero."""
+
+
 @dataclass(frozen=True)
 class Notice:
     """Something the user should be told once (a fallback voice, a pivot route, a lost device)."""
 
     message: str
     wall: float
-    level: str = "info"
+    level: NoticeLevel = NoticeLevel.INFO
 
 
 @dataclass(frozen=True)
@@ -238,6 +246,7 @@ __all__ = [
     "SpeechChunk",
     "SpeechDone",
     "Notice",
+    "NoticeLevel",
     "StageFailed",
     "Event",
 ]

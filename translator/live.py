@@ -11,33 +11,31 @@ audio clock stays true. Turn it off for a headset, whose microphone does not hea
 
 from __future__ import annotations
 
+import enum
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from translator.assemble import Engines, build_pipeline
 from translator.audio.devices import MicrophoneSource, SpeakerSink
+from translator.config import AudioSettings
 from translator.errors import DeviceError
 from translator.events import Discarded, Event, SpeechDone, SpeechStarted, StageFailed, Translation
+from translator.transcript import UtteranceCollector, UtteranceRecord
 
 StatusCallback = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class LiveOptions:
-    input: str = ""
-    """Input device name or part of one; empty = default."""
-    output: str = ""
-    speak: bool = True
-    lead_in: float = 0.15
-    half_duplex: bool = True
-    guard_tail: float = 0.3
-    """Seconds the microphone stays muted after speech output ends (room echo, output latency)."""
-    turn_gap: float = 0.8
-    """Half-duplex: speech output waits until the user has been silent this long, so a speaker
-    who pauses between phrases is not muted mid-thought (full duplex does not wait)."""
+class State(enum.StrEnum):
+    """What a live session is doing, for the UI and the service's status line."""
+
+    LISTENING = "listening"
+    HEARING = "hearing speech"
+    TRANSLATING = "translating"
+    SPEAKING = "speaking"
+    SPEAKING_MUTED = "speaking (microphone muted)"
 
 
 class GuardedSink:
@@ -96,27 +94,34 @@ class LiveSession:
     translation and speech), lets queued speech play out, then ends the iteration.
     """
 
-    def __init__(self, engines: Engines, options: LiveOptions = LiveOptions(), *, on_status: StatusCallback | None = None) -> None:
+    def __init__(self, engines: Engines, audio: AudioSettings, *, speak: bool = True,
+                 on_status: StatusCallback | None = None) -> None:
         self.engines = engines
-        self.options = options
+        self.audio = audio
+        """The ``[audio]`` settings: devices, lead-in, the half-duplex guard and turn-taking."""
         self.on_status = on_status
-        self.microphone = MicrophoneSource(options.input, on_status=self._status)
+        self.microphone = MicrophoneSource(audio.input, on_status=self._status)
         try:
-            self.speaker = (SpeakerSink(options.output, lead_in=options.lead_in, on_status=self._status)
-                            if options.speak else None)
+            self.speaker = (SpeakerSink(audio.output, lead_in=audio.lead_in, on_status=self._status)
+                            if speak else None)
         except BaseException:
             self.microphone.close()  # its stream is open: do not leave it to the garbage collector
             raise
         self.pipeline = build_pipeline(engines, captions=True)
         if self.speaker is not None:
-            self.pipeline.sink = GuardedSink(self.speaker, self.microphone, options.guard_tail,
-                                             guard=options.half_duplex, talking=self._user_talking)
+            self.pipeline.sink = GuardedSink(self.speaker, self.microphone, audio.guard_tail,
+                                             guard=audio.half_duplex, talking=self._user_talking)
         self.status = "listening"
         self._pending: set[int] = set()
 
+    @property
+    def speaking(self) -> bool:
+        """Whether translations are spoken (an output device is open)."""
+        return self.speaker is not None
+
     def _user_talking(self) -> bool:
         segmenter = self.pipeline.segmenter
-        return segmenter.in_speech or time.monotonic() - segmenter.last_voiced_wall < self.options.turn_gap
+        return segmenter.in_speech or time.monotonic() - segmenter.last_voiced_wall < self.audio.turn_gap
 
     def _status(self, message: str) -> None:
         self.status = message
@@ -131,22 +136,21 @@ class LiveSession:
     @property
     def muted(self) -> bool:
         """The self-listening guard is holding the microphone (speech playing, or just played)."""
-        if not self.options.half_duplex or self.speaker is None:
+        if not self.audio.half_duplex or self.speaker is None:
             return False
-        return self.speaker.busy_until + self.options.guard_tail > time.monotonic()
+        return self.speaker.busy_until + self.audio.guard_tail > time.monotonic()
 
     @property
-    def state(self) -> str:
-        """listening | hearing speech | translating | speaking (muted) | speaking."""
+    def state(self) -> State:
         if self.muted:
-            return "speaking (microphone muted)"
+            return State.SPEAKING_MUTED
         if self.speaker is not None and self.speaker.speaking:
-            return "speaking"
+            return State.SPEAKING
         if self.pipeline.segmenter.in_speech:
-            return "hearing speech"
+            return State.HEARING
         if self._pending:
-            return "translating"
-        return "listening"
+            return State.TRANSLATING
+        return State.LISTENING
 
     def events(self) -> Iterator[Event]:
         try:
@@ -173,3 +177,45 @@ class LiveSession:
         the iteration ends. Safe from a signal handler or another thread."""
         self.pipeline.stop()
         self.microphone.close()  # yields what it has already captured, then ends
+
+
+class EventThread:
+    """Iterates a session's events on a thread of its own, so the caller's loop (a screen, the
+    service's watchdog) never waits on the pipeline. Every event goes to ``on_event``; each
+    finished utterance, collected into a record, to ``on_record``; ``wake`` is called after each,
+    and when the session ends (then :attr:`done` is set, and :attr:`error` holds what ended it if
+    it was not a stop)."""
+
+    def __init__(
+        self,
+        session: LiveSession,
+        *,
+        on_event: Callable[[Event], None],
+        on_record: Callable[[UtteranceRecord], None],
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.session = session
+        self.on_event = on_event
+        self.on_record = on_record
+        self.wake = wake
+        self.collector = UtteranceCollector(speaking=session.speaking)
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="events", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self.session.events():
+                self.on_event(event)
+                record = self.collector.feed(event)
+                if record is not None:
+                    self.on_record(record)
+                self.wake()
+        except BaseException as e:  # noqa: BLE001 - re-raised by the caller's thread
+            self.error = e
+        finally:
+            self.done.set()
+            self.wake()

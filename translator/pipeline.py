@@ -28,11 +28,53 @@ from typing import Any, Protocol
 
 from translator.audio.files import AudioSink
 from translator.errors import TranslatorError
-from translator.events import AudioBlock, Event, Notice, SpeechChunk, StageFailed
+from translator.events import AudioBlock, Event, Notice, NoticeLevel, SpeechChunk, StageFailed
+from translator.speculation import Confirm, Provisional, Retract
 
 
 GAP_TOLERANCE = 0.002
 """Seconds a block may start after the previous one ended before it counts as a gap."""
+
+
+class Observer(Protocol):
+    """Watches the work of the pipeline's parts without wrapping them (the service's health
+    checks, the benchmark's compute spans). Called on the worker threads: keep it cheap.
+
+    ``part`` is ``"vad"`` (the segmenter, per audio block), a stage's name, or ``"sink"`` (one
+    speech chunk written); ``item`` is the input being worked on.
+    """
+
+    def begin(self, part: str, item: Any) -> None:
+        """``part`` starts on ``item``."""
+
+    def step(self, part: str, item: Any, start: float, end: float) -> None:
+        """``part`` spent ``start``..``end`` (monotonic) computing one output for ``item`` (or
+        its last stretch, which ends with no output)."""
+
+    def end(self, part: str, item: Any) -> None:
+        """``part`` is done with ``item``."""
+
+
+class _Observed:
+    """All observers as one; a pipeline with none pays a single ``if`` per step."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self.observers = observers
+
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+    def begin(self, part: str, item: Any) -> None:
+        for o in self.observers:
+            o.begin(part, item)
+
+    def step(self, part: str, item: Any, start: float, end: float) -> None:
+        for o in self.observers:
+            o.step(part, item, start, end)
+
+    def end(self, part: str, item: Any) -> None:
+        for o in self.observers:
+            o.end(part, item)
 
 
 class Stage(Protocol):
@@ -58,28 +100,6 @@ class StageSpec:
     """Event types not worth handling once a later event of the same utterance is waiting behind
     them (a caption snapshot when newer audio or the pause has arrived): skipped, so a stage that
     falls behind catches up instead of delaying the final result."""
-
-
-@dataclass(frozen=True, eq=False)
-class Provisional:
-    """An event computed ahead of its confirmation; ``key`` names the speculation."""
-
-    key: Hashable
-    event: Any
-
-
-@dataclass(frozen=True)
-class Confirm:
-    """The speculation ``key`` stands: release what it produced."""
-
-    key: Hashable
-
-
-@dataclass(frozen=True)
-class Retract:
-    """The speculation ``key`` is void: drop what it produced and stop working on it."""
-
-    key: Hashable
 
 
 _PENDING, _CONFIRMED, _RETRACTED = "pending", "confirmed", "retracted"
@@ -149,16 +169,22 @@ class Pipeline:
         *,
         sink: AudioSink | None = None,
         queue_size: int = 32,
+        observers: list[Observer] | None = None,
     ) -> None:
         self.segmenter = segmenter
         self.stages = stages
         self.sink = sink
         self.queue_size = queue_size
+        self.observed = _Observed(list(observers or []))
         self._stop = threading.Event()
         self._decisions = _Decisions()
         self._sink_box: queue.Queue[Any] | None = None
         self.superseded = 0
         """Events skipped because a later one of the same utterance was already waiting."""
+
+    def observe(self, observer: Observer) -> None:
+        """Add ``observer`` (before :meth:`run`)."""
+        self.observed.observers.append(observer)
 
     def stop(self) -> None:
         """Stop taking audio; the utterance in flight is still finished and delivered."""
@@ -230,7 +256,7 @@ class Pipeline:
                         _emit(event, inbox, out)
                     self.segmenter.reset()
                 expected = block.end
-                for event in self.segmenter.feed(block):
+                for event in self._segment(block):
                     _emit(event, inbox, out)
                 if self._stop.is_set():
                     break
@@ -241,6 +267,42 @@ class Pipeline:
         finally:
             inbox.put(_END)
             out.put(_END)
+
+    def _segment(self, block: AudioBlock) -> list[Event]:
+        if not self.observed:
+            return list(self.segmenter.feed(block))
+        self.observed.begin("vad", block)
+        t0 = time.monotonic()
+        try:
+            return list(self.segmenter.feed(block))
+        finally:
+            self.observed.step("vad", block, t0, time.monotonic())
+            self.observed.end("vad", block)
+
+    def _steps(self, spec: StageSpec, item: Any) -> Iterator[Any]:
+        """The stage's outputs for ``item``, each step reported to the observers."""
+        if not self.observed:
+            yield from spec.stage.feed(item)
+            return
+        observed = self.observed
+        observed.begin(spec.name, item)  # before feed(): a stage may block in the call itself
+        it: Iterator[Any] | None = None
+        try:
+            it = iter(spec.stage.feed(item))
+            while True:
+                t0 = time.monotonic()
+                try:
+                    event = next(it)
+                except StopIteration:
+                    observed.step(spec.name, item, t0, time.monotonic())
+                    return
+                observed.step(spec.name, item, t0, time.monotonic())
+                yield event
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            observed.end(spec.name, item)
 
     def _work(
         self,
@@ -264,7 +326,7 @@ class Pipeline:
                 if not isinstance(item, spec.accepts):
                     continue
                 try:
-                    steps = spec.stage.feed(item)
+                    steps = self._steps(spec, item)
                     for event in steps:
                         if isinstance(event, (Confirm, Retract)):
                             self._decide(event, out)
@@ -314,10 +376,24 @@ class Pipeline:
                 if self.sink is None or not isinstance(chunk, SpeechChunk):
                     continue
                 try:
-                    self.sink.write(chunk.samples, chunk.sample_rate)
+                    self._write(chunk)
                 except TranslatorError as e:
-                    out.put(Notice(str(e), time.monotonic(), "error"))
+                    out.put(Notice(str(e), time.monotonic(), NoticeLevel.ERROR))
         out.put(_END)
+
+
+    def _write(self, chunk: SpeechChunk) -> None:
+        assert self.sink is not None
+        if not self.observed:
+            self.sink.write(chunk.samples, chunk.sample_rate)
+            return
+        self.observed.begin("sink", chunk)
+        t0 = time.monotonic()
+        try:
+            self.sink.write(chunk.samples, chunk.sample_rate)
+        finally:
+            self.observed.step("sink", chunk, t0, time.monotonic())
+            self.observed.end("sink", chunk)
 
 
 def _emit(event: Event, inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:

@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from translator import config as cfg
+from translator import languages
 from translator.models import locate as models
 from translator.models import store
 from translator.errors import LanguageError, ModelError
@@ -214,7 +215,7 @@ def cmd_route(args: argparse.Namespace, console: Console) -> int:
 
     settings = _settings(args)
     where = store_path(args)
-    source, target = models.check_language(args.source), models.check_language(args.target)
+    source, target = languages.check(args.source), languages.check(args.target)
     mt = models.installed_mt_models(store=where, extra=tuple(Path(p) for p in (*settings.mt.models, *args.mt_model)))
     asr = args.asr or settings.asr.model
     whisper = _asr_multilingual(asr, where)

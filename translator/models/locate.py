@@ -18,7 +18,7 @@ from pathlib import Path
 
 import platformdirs
 
-from translator.errors import LanguageError, ModelError, TranslatorError
+from translator.errors import ModelError, TranslatorError
 
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
 """What a faster-whisper (CTranslate2) model directory must hold."""
@@ -322,12 +322,3 @@ def installed_mt_models(*, store: Path | None = None, extra: tuple[Path, ...] = 
     store = store or store_dir()
     dirs = list(extra) + sorted(p for p in (store / "mt").glob("*") if p.is_dir())
     return [read_mt_model(p) for p in dirs]
-
-
-def check_language(code: str) -> str:
-    """Return ``code`` if Whisper knows it (the set every other stage is keyed on), else raise."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES  # noqa: PLC0415 (import only when needed)
-
-    if code not in _LANGUAGE_CODES:
-        raise LanguageError(f"unknown language code {code!r}; use an ISO 639-1 code such as en, de, es, fr, zh")
-    return code

@@ -47,12 +47,11 @@ import signal
 import statistics
 import sys
 import termios
-import threading
 import time
 import tty
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,7 +78,7 @@ from translator.events import (
     Translation,
     UtteranceEnded,
 )
-from translator.transcript import JsonlWriter, UtteranceCollector, UtteranceRecord
+from translator.transcript import JsonlWriter, UtteranceRecord
 
 REFRESH_HZ = 8.0
 """How often the main thread redraws (and polls state, level and keys)."""
@@ -649,49 +648,8 @@ def _stdin_tty() -> int | None:
 class RunOptions:
     mode: str = "tui"
     speak: bool = True
-    full_duplex: bool = False
     ptt: bool = False
     transcript: str | None = None
-
-
-@dataclass
-class _Consumer:
-    """Iterates the session's events on its own thread; queues them (and records) for the main thread."""
-
-    session: Any
-    collector: UtteranceCollector
-    writer: JsonlWriter | None
-    inbox: queue.SimpleQueue[tuple[str, Any]]
-    wake: Callable[[], None]
-    error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="events", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self.session.events():
-                if not isinstance(event, (SpeechGrowing, SpeechPaused)):  # audio snapshots: nothing to show
-                    self.inbox.put(("event", event))
-                    self.wake()
-                record = self.collector.feed(event)
-                if record is None:
-                    continue
-                if self.writer is not None:
-                    try:
-                        self.writer.write(record)
-                    except OutputError as e:
-                        self.inbox.put(("status", (f"transcript: {e}", "error")))
-                self.inbox.put(("record", record))
-                self.wake()
-        except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
-            self.error = e
-        finally:
-            self.done.set()
-            self.wake()
 
 
 def run_live(config: cfg.Config, options: RunOptions, console: Console) -> int:
@@ -747,7 +705,7 @@ def _run(config: cfg.Config, options: RunOptions, console: Console, stack: conte
     writer = stack.enter_context(JsonlWriter(options.transcript, append=True)) if options.transcript else None
 
     from translator.assemble import load_engines  # noqa: PLC0415 (heavy)
-    from translator.live import LiveOptions, LiveSession  # noqa: PLC0415
+    from translator.live import EventThread, LiveSession  # noqa: PLC0415
 
     what = f"loading models (speech {config.asr.model}) for {describe_languages(config)}…"
     if options.mode == "tui":
@@ -767,11 +725,7 @@ def _run(config: cfg.Config, options: RunOptions, console: Console, stack: conte
         inbox.put(("status", (message, "warning" if bad else "info")))
         signals.wake()
 
-    session = LiveSession(engines, LiveOptions(input=audio.input, output=audio.output, speak=speak,
-                                               lead_in=audio.lead_in,
-                                               half_duplex=audio.half_duplex and not options.full_duplex,
-                                               guard_tail=audio.guard_tail, turn_gap=audio.turn_gap),
-                          on_status=on_status)
+    session = LiveSession(engines, audio, speak=speak, on_status=on_status)
     mic = session.microphone
     ptt = PushToTalk() if options.ptt else None
     if ptt is not None:
@@ -784,13 +738,25 @@ def _run(config: cfg.Config, options: RunOptions, console: Console, stack: conte
         languages=describe_languages(config),
         microphone=f"{mic.info.name}",
         speaker=session.speaker.info.name if session.speaker is not None else None,
-        half_duplex=session.options.half_duplex,
+        half_duplex=session.audio.half_duplex,
         ptt=options.ptt,
         keys=keyboard is not None,
     )
     for notice in engines.notices:
         inbox.put(("event", notice))
-    consumer = _Consumer(session, UtteranceCollector(speaking=speak), writer, inbox, signals.wake)
+    def on_event(event: Event) -> None:
+        if not isinstance(event, (SpeechGrowing, SpeechPaused)):  # audio snapshots: nothing to show
+            inbox.put(("event", event))
+
+    def on_record(record: UtteranceRecord) -> None:
+        if writer is not None:
+            try:
+                writer.write(record)
+            except OutputError as e:
+                inbox.put(("status", (f"transcript: {e}", "error")))
+        inbox.put(("record", record))
+
+    consumer = EventThread(session, on_event=on_event, on_record=on_record, wake=signals.wake)
     renderer.started(info)
     stack.callback(renderer.close)
     consumer.start()

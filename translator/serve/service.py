@@ -61,12 +61,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from translator import config as cfg
+from translator import languages
 from translator.errors import ConfigError, DeviceError, LanguageError, ModelError, OutputError, TranslatorError
 
 EX_CONFIG = 78
@@ -374,70 +375,31 @@ class Probe:
         return now - self.progress if self.busy_since is not None else 0.0
 
 
-class StageProbe(Probe):
-    """Wraps a pipeline stage: ``feed`` marks the item's start, every output and the end."""
+class Health:
+    """A pipeline observer: when each part last made progress, and whether it is inside an item."""
 
-    def __init__(self, name: str, stage: Any) -> None:
-        super().__init__(name)
-        self.stage = stage
+    NAMES = {"vad": "voice detection", "sink": "speaker"}
 
-    def feed(self, event: Any) -> Iterator[Any]:
-        self.start(getattr(event, "utterance_id", None))
-        try:
-            for out in self.stage.feed(event):
-                self.step()
-                yield out
-        finally:
-            self.done()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stage, name)
-
-
-class SegmenterProbe(Probe):
-    """Wraps the segmenter: ``last_block`` is when the last audio block arrived."""
-
-    def __init__(self, segmenter: Any) -> None:
-        super().__init__("audio")
-        self.segmenter = segmenter
+    def __init__(self) -> None:
+        self.parts: dict[str, Probe] = {}
         self.last_block = time.monotonic()
+        """When the last audio block reached voice detection."""
         self.blocks = 0
 
-    def feed(self, block: Any) -> Iterator[Any]:
-        self.last_block = time.monotonic()
-        self.blocks += 1
-        self.start()
-        try:
-            yield from self.segmenter.feed(block)
-        finally:
-            self.done()
+    def begin(self, part: str, item: Any) -> None:
+        probe = self.parts.get(part)
+        if probe is None:
+            probe = self.parts.setdefault(part, Probe(self.NAMES.get(part, part)))
+        if part == "vad":
+            self.last_block = time.monotonic()
+            self.blocks += 1
+        probe.start(getattr(item, "utterance_id", None))
 
-    def flush(self, wall: float | None = None) -> Iterator[Any]:
-        return self.segmenter.flush(wall)
+    def step(self, part: str, item: Any, start: float, end: float) -> None:
+        self.parts[part].step()
 
-    def reset(self) -> None:
-        self.segmenter.reset()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.segmenter, name)
-
-
-class SinkProbe(Probe):
-    """Wraps the audio sink (the speaker behind the self-listening guard)."""
-
-    def __init__(self, sink: Any) -> None:
-        super().__init__("speaker")
-        self.sink = sink
-
-    def write(self, samples: Any, sample_rate: int) -> None:
-        self.start()
-        try:
-            self.sink.write(samples, sample_rate)
-        finally:
-            self.done()
-
-    def close(self) -> None:
-        self.sink.close()
+    def end(self, part: str, item: Any) -> None:
+        self.parts[part].done()
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -490,7 +452,6 @@ def read_config(path: str, overrides: list[str]) -> cfg.Config:
         config = cfg.apply_overrides(cfg.load(p), overrides)
     except ConfigError as e:
         raise _with_line(e, p) from None
-    from translator.models import locate as models  # noqa: PLC0415 (imports faster-whisper's language table)
 
     from translator.assemble import segmenter_config  # noqa: PLC0415
 
@@ -509,7 +470,7 @@ def read_config(path: str, overrides: list[str]) -> cfg.Config:
         checks = [("to", lang.target)] + ([("from", lang.source)] if lang.source not in ("", "auto") else [])
     for key, code in checks:
         try:
-            models.check_language(code)
+            languages.check(code)
         except LanguageError as e:
             raise ConfigError(f"{where('languages', key)}: languages.{key}: {e}") from None
     try:
@@ -564,46 +525,32 @@ class _Task:
 
 
 class _Running:
-    """One LiveSession and the thread consuming its events."""
+    """One LiveSession, its health, and the thread consuming its events."""
 
     def __init__(self, session: Any, service: Service) -> None:
-        from translator.transcript import UtteranceCollector  # noqa: PLC0415
+        from translator.live import EventThread  # noqa: PLC0415
 
         self.session = session
         self.service = service
-        pipeline = session.pipeline
-        self.audio = SegmenterProbe(pipeline.segmenter)
-        pipeline.segmenter = self.audio
-        self.stages = []
-        for i, spec in enumerate(pipeline.stages):
-            probe = StageProbe(spec.name, spec.stage)
-            pipeline.stages[i] = dataclasses.replace(spec, stage=probe)
-            self.stages.append(probe)
-        self.sink: SinkProbe | None = None
-        if pipeline.sink is not None:
-            self.sink = pipeline.sink = SinkProbe(pipeline.sink)
+        self.health = Health()
+        session.pipeline.observe(self.health)
         self.consumer = Probe("event handling")
-        self.collector = UtteranceCollector(speaking=service.engines.speaker_stage is not None)
         self.started = time.monotonic()
         self.stop_requested = False
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._consume, name="events", daemon=True)
-        self.thread.start()
+        self.events = EventThread(session, on_event=self._on_event, on_record=service.on_record, wake=service.wake)
+        self.done = self.events.done
+        self.events.start()
 
-    def _consume(self) -> None:
+    @property
+    def error(self) -> BaseException | None:
+        return self.events.error
+
+    def _on_event(self, event: Any) -> None:
+        self.consumer.start()
         try:
-            for event in self.session.events():
-                self.consumer.start()
-                try:
-                    self.service.on_event(event, self)
-                finally:
-                    self.consumer.done()
-        except BaseException as e:  # noqa: BLE001 - a bug in the pipeline: the main loop exits
-            self.error = e
+            self.service.on_event(event)
         finally:
-            self.done.set()
-            self.service.wake()
+            self.consumer.done()
 
     def stop(self) -> None:
         if not self.stop_requested:
@@ -612,15 +559,14 @@ class _Running:
 
     def problem(self, now: float, stall: float, audio_timeout: float) -> str | None:
         """Why the pipeline is not healthy, or None."""
-        for probe in [*self.stages, self.sink, self.consumer]:
-            if probe is not None and probe.stuck_for(now) > stall:
+        for probe in [*self.health.parts.values(), self.consumer]:
+            if probe.stuck_for(now) > stall:
                 item = f" on utterance {probe.item}" if probe.item is not None else ""
                 return f"{probe.name} stuck{item} for {probe.stuck_for(now):.0f} s"
-        if self.audio.stuck_for(now) > stall:
-            return f"voice detection stuck for {self.audio.stuck_for(now):.0f} s"
         mic = self.session.microphone
-        if mic.connected and not self.stop_requested and now - self.audio.last_block > audio_timeout:
-            return f"no audio from the microphone for {now - self.audio.last_block:.0f} s"
+        last_block = self.health.last_block
+        if mic.connected and not self.stop_requested and now - last_block > audio_timeout:
+            return f"no audio from the microphone for {now - last_block:.0f} s"
         return None
 
 
@@ -693,7 +639,7 @@ class Service:
         mic = self.running.session.microphone
         if self.pending is not None:
             return "switching to the new configuration after the utterance in flight"
-        if not mic.connected and self.running.audio.blocks == 0:
+        if not mic.connected and self.running.health.blocks == 0:
             return f"opening microphone {mic.info.name!r}"
         if not mic.connected:
             return f"microphone lost, retrying: {mic.status}"
@@ -746,7 +692,7 @@ class Service:
         log.log(logging.WARNING if bad else logging.INFO, "%s", _one_line(message))
         self.wake()
 
-    def on_event(self, event: Any, running: _Running) -> None:
+    def on_event(self, event: Any) -> None:
         from translator import events as ev  # noqa: PLC0415
 
         uid = getattr(event, "utterance_id", None)
@@ -773,9 +719,6 @@ class Service:
             log.debug("utterance %d: speech chunk %d (%.2f s, %s)", uid, event.index, len(event.samples) / event.sample_rate, event.voice)
         elif isinstance(event, ev.SpeechPaused):
             log.debug("utterance %d: pause at %.2f s", uid, event.t_end)
-        record = running.collector.feed(event)
-        if record is not None:
-            self.on_record(record)
 
     def on_record(self, record: Any) -> None:
         def ms(x: float | None) -> str:
@@ -810,7 +753,7 @@ class Service:
 
     def _start_session(self, now: float) -> None:
         from translator.audio.devices import find_device, rescan_devices  # noqa: PLC0415
-        from translator.live import LiveOptions, LiveSession  # noqa: PLC0415
+        from translator.live import LiveSession  # noqa: PLC0415
 
         assert self.config is not None and self.engines is not None
         audio = self.config.audio
@@ -825,9 +768,7 @@ class Service:
                 except DeviceError as e:
                     speak = False
                     self.no_speaker = str(e)
-            options = LiveOptions(input=audio.input, output=audio.output, speak=speak, lead_in=audio.lead_in,
-                                  half_duplex=audio.half_duplex, guard_tail=audio.guard_tail, turn_gap=audio.turn_gap)
-            session = LiveSession(self.engines, options, on_status=self.on_device_status)
+            session = LiveSession(self.engines, audio, speak=speak, on_status=self.on_device_status)
         except DeviceError as e:
             message = str(e)
             self.attempt_delay = min(max(self.attempt_delay * 2, 1.0), 30.0)

@@ -52,8 +52,9 @@ from translator.events import (
     Transcript,
     UtteranceEnded,
 )
-from translator.models.locate import check_language, resolve_asr
-from translator.pipeline import Confirm, Provisional, Retract
+from translator.languages import check as check_language
+from translator.models.locate import resolve_asr
+from translator.speculation import Confirm, Provisional, Retract
 
 TASKS = ("transcribe", "translate")
 COMPUTE_TYPES = (
@@ -534,9 +535,9 @@ class RecognizerStage:
     the same audio. One instance serves one stream from one thread.
 
     With ``provisional=True`` the speculative transcript is also emitted at the pause, wrapped in
-    :class:`~translator.pipeline.Provisional`, so translation and synthesis run during the endpoint
-    silence too; the endpoint then yields :class:`~translator.pipeline.Confirm` instead of a second
-    transcript, and resumed speech yields :class:`~translator.pipeline.Retract` (the pipeline holds
+    :class:`~translator.speculation.Provisional`, so translation and synthesis run during the endpoint
+    silence too; the endpoint then yields :class:`~translator.speculation.Confirm` instead of a second
+    transcript, and resumed speech yields :class:`~translator.speculation.Retract` (the pipeline holds
     what the speculation produced, then releases or drops it).
     """
 

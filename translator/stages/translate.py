@@ -26,7 +26,8 @@ from pathlib import Path
 
 from translator.errors import LanguageError, ModelError
 from translator.events import Notice, Transcript, Translation
-from translator.models.locate import MtModel, check_language
+from translator.languages import check as check_language
+from translator.models.locate import MtModel
 
 # --- language tables ----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import soundfile as sf
 from piper import PiperVoice, SynthesisConfig
 
 from translator.errors import ModelError
-from translator.events import Notice, SpeechChunk, SpeechDone, StageFailed, Translation
+from translator.events import Notice, NoticeLevel, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models.locate import VoiceFiles, resolve_voice, voice_for_language
 from translator.stages.translate import split_sentences
 
@@ -246,7 +246,7 @@ def _text_only(language: str) -> Notice:
     return Notice(
         f"no voice for {language}: text only. Install one with: translator models install piper-{language}",
         time.monotonic(),
-        "warning",
+        NoticeLevel.WARNING,
     )
 
 
@@ -268,7 +268,7 @@ def choose_voice(
         notice = None
         if files.language != language:
             notice = Notice(
-                f"voice {files.name} speaks {files.language}, not {language}", time.monotonic(), "warning"
+                f"voice {files.name} speaks {files.language}, not {language}", time.monotonic(), NoticeLevel.WARNING
             )
         return _piper_voice(files), notice
     files = voice_for_language(language, store=store)
@@ -283,7 +283,7 @@ def choose_voice(
             f"no Piper voice for {language} installed; speaking with espeak-ng (robotic). "
             f"Install one with: translator models install piper-{language}",
             time.monotonic(),
-            "warning",
+            NoticeLevel.WARNING,
         )
     return None, _text_only(language)
 
@@ -351,7 +351,7 @@ class SpeakerStage:
             voice, notice = self._resolve(t.target_language)
         except Exception as e:  # a voice that cannot load silences its language, not the stage
             self._voices[t.target_language] = None
-            voice, notice = None, Notice(_one_line(e), time.monotonic(), "error")
+            voice, notice = None, Notice(_one_line(e), time.monotonic(), NoticeLevel.ERROR)
         if notice is not None:
             yield notice
         if voice is None:

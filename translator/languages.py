@@ -1,0 +1,96 @@
+"""Language codes: which exist, how a config names the languages of a session, how words join.
+
+Every stage is keyed on Whisper's language codes (ISO 639-1 where one exists), so Whisper's table
+is the one list of languages; this module is the only place that reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from translator.errors import ConfigError, LanguageError
+
+AUTO = "auto"
+"""``languages.from`` value (or empty) meaning: detect the spoken language per utterance."""
+
+NO_SPACE = frozenset({"zh", "ja", "yue", "th", "lo", "my", "km", "bo"})
+"""Scripts written without spaces between words: text pieces join with "" and a "word" is a
+character for loop checks and scoring."""
+
+
+def check(code: str) -> str:
+    """Return ``code`` if Whisper knows it, else raise :class:`LanguageError`."""
+    from translator.whisper_api import LANGUAGE_CODES  # noqa: PLC0415 (faster-whisper is heavy)
+
+    if code not in LANGUAGE_CODES:
+        raise LanguageError(f"unknown language code {code!r}; use an ISO 639-1 code such as en, de, es, fr, zh")
+    return code
+
+
+def joiner(language: str) -> str:
+    """What goes between two pieces of text in ``language``."""
+    return "" if language in NO_SPACE else " "
+
+
+@dataclass(frozen=True)
+class Languages:
+    """The languages of a session, checked: what is spoken, and what it is translated into."""
+
+    source: str | None
+    """The forced spoken language; None = detect."""
+    target: str
+    """The language to translate into; in conversation mode the first of the pair (each
+    utterance goes to the other one, see :meth:`target_for`)."""
+    pair: tuple[str, str] | None = None
+    """Conversation mode: detection chooses between these two, each is translated into the other."""
+
+    @property
+    def allowed(self) -> tuple[str, ...] | None:
+        """The languages detection may choose from (None = any)."""
+        return self.pair
+
+    @property
+    def sources(self) -> list[str]:
+        """Spoken languages known in advance (to prepare routes for), empty when detected freely."""
+        return list(self.pair) if self.pair else [self.source] if self.source else []
+
+    @property
+    def targets(self) -> list[str]:
+        """Every language speech may be produced in."""
+        return list(self.pair) if self.pair else [self.target]
+
+    def target_for(self, source: str) -> str:
+        if self.pair is None:
+            return self.target
+        return self.pair[1] if source == self.pair[0] else self.pair[0]
+
+    def describe(self) -> str:
+        if self.pair:
+            return f"conversation {self.pair[0]} ⇄ {self.pair[1]}"
+        return f"{self.source or AUTO} → {self.target}"
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """``"en:es"`` -> ``("en", "es")``, checked; errors start with ``languages.pair:``."""
+    parts = tuple(p.strip() for p in text.split(":"))
+    if len(parts) != 2 or parts[0] == parts[1] or not all(parts):
+        raise ConfigError(f"languages.pair: expected two different codes like en:es, got {text!r}")
+    for code in parts:
+        _check_key("pair", code)
+    return parts[0], parts[1]
+
+
+def _check_key(key: str, code: str) -> str:
+    try:
+        return check(code)
+    except LanguageError as e:
+        raise LanguageError(f"languages.{key}: {e}") from None
+
+
+def from_settings(source: str, target: str, pair: str) -> Languages:
+    """The ``[languages]`` settings, checked; errors name the key (:class:`ConfigError` for a
+    malformed pair, :class:`LanguageError` for an unknown code)."""
+    if pair:
+        a, b = parse_pair(pair)
+        return Languages(None, a, (a, b))
+    return Languages(None if source in ("", AUTO) else _check_key("from", source), _check_key("to", target))
