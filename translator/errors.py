@@ -7,6 +7,8 @@ code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+
 
 class TranslatorError(Exception):
     """Base of every error that is the user's to fix; ``str(err)`` is the one-line message."""
@@ -38,3 +40,12 @@ class DeviceError(TranslatorError):
 
 class OutputError(TranslatorError):
     """An output file cannot be written."""
+
+
+EXIT_CONFIG = ConfigError.exit_code
+"""sysexits.h EX_CONFIG: the service unit has ``RestartPreventExitStatus=78``."""
+
+
+def is_disk_full(error: OSError) -> bool:
+    """The device or the user's quota is full, or the file hit its size limit."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

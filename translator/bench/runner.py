@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from translator import cliargs
 from translator.bench import scoring
 from translator.errors import ConfigError, InputError, OutputError, TranslatorError
 from translator.events import (
@@ -82,8 +83,6 @@ TARGET_WER_POINTS = 1.0
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``translator bench`` on the CLI's sub-parsers."""
-    from translator import cli  # noqa: PLC0415 - cli imports this module
-
     b = subparsers.add_parser(
         "bench",
         help="latency and accuracy on real recordings, paced in real time",
@@ -92,7 +91,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "(median, p95), WER/CER against the references and a stock faster-whisper baseline, the "
             "real-time factor of each stage, peak memory, load time and idle CPU."
         ),
-        epilog=cli.EPILOG,
+        epilog=cliargs.EPILOG,
     )
     b.add_argument("--corpus", metavar="DIR", help=f"corpus folder holding speech/manifest.tsv (default: {DEFAULT_CORPUS})")
     b.add_argument("--clips", metavar="GLOB", nargs="+",
@@ -109,7 +108,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--block-ms", metavar="MS", type=float, default=None,
                    help=f"audio block size in ms (default: {LIVE_BLOCK_SECONDS * 1000:g}, as the live microphone delivers it)")
     b.add_argument("--quiet", action="store_true", help="print only the summary")
-    cli._common(b)  # noqa: SLF001 - the same settings flags as every command
+    cliargs.add_settings_args(b)
     b.set_defaults(func=cmd_bench)
     return b
 
@@ -725,7 +724,6 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from translator import cli  # noqa: PLC0415
     from translator.assemble import load_engines  # noqa: PLC0415
 
     if args.repeat < 1:
@@ -734,7 +732,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--block-ms: give 1 to 2000 ms, got {args.block_ms:g}")
     if args.idle < 0:
         raise ConfigError(f"--idle: must be 0 (skip) or more seconds, got {args.idle}")
-    config = cli.settings(args)
+    config = cliargs.settings(args)
     speech_dir = corpus_speech_dir(args.corpus)
     manifest = scoring.read_manifest(speech_dir)
     if args.json:
