@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from translator import __version__, cliargs, translate_file
 from translator import config as cfg
-from translator.bench import runner as bench
+from translator.bench import cli as bench
 from translator.cliargs import add_settings_args
 from translator.errors import TranslatorError
 from translator.models import cli as cli_models

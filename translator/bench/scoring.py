@@ -1,77 +1,61 @@
-"""Accuracy of recognised text against a reference: WER, or CER for Chinese, Japanese and Korean.
+"""Accuracy of recognised text against a reference: WER, or CER where words are not spaced.
 
-One normalisation for the benchmark and the tests, so an error rate means the same thing wherever
-it is printed: lower case, punctuation and symbols removed (apostrophes inside words kept: "don't"),
-single spaces. In English, number words up to twenty and the tens count as their digits ("one" =
-"1"), since Whisper writes either; other languages are compared as written.
+Text is normalised as Whisper's own evaluation does it (package ``whisper-normalizer``), so our
+figures compare with published ones: English through Whisper's English normaliser (lower case,
+punctuation removed, spellings Americanised, "Mr." = "mister", numbers written out or in digits
+count the same: "three thousand sixty one" = "3061"), every other language through Whisper's basic
+normaliser (lower case, marks, symbols and punctuation turned into spaces).
 
-Chinese, Japanese and Korean are scored by characters with every space removed, because their
-references are not segmented the same way as the models' output (the AISHELL line in the corpus is
-word-segmented with spaces, the Whisper output is not).
-
-The speech corpus holds a few derived copies (``x.16k.wav`` made from ``x.flac``/``x.aiff``): the
-same utterance twice. :func:`dedupe_derived` keeps one of each pair, so none is counted twice.
+Chinese, Japanese, Korean and the other scripts written without spaces are scored by characters
+with every space removed, because their references are not segmented like the models' output (the
+AISHELL lines in the corpus are word-segmented with spaces, Whisper's output is not).
 """
 
 from __future__ import annotations
 
-import csv
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from functools import cache
 
 import jiwer
+from whisper_normalizer.basic import BasicTextNormalizer
+from whisper_normalizer.english import EnglishTextNormalizer
 
-from translator.errors import InputError
+from translator.languages import NO_SPACE
 
-CHARACTER_LANGUAGES = frozenset({"zh", "ja", "ko", "yue"})
-"""Scored by character error rate, spaces removed."""
-
-DERIVED_SUFFIX = ".16k.wav"
-"""The corpus's derived copies: 16 kHz WAV files made from another file of the same stem."""
-
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "`": "'"})
+CER_LANGUAGES = NO_SPACE | {"ko"}
+"""Scored by character error rate, spaces removed. Korean is written with spaces, but between
+phrases (eojeol) that models split and join freely, so words there are not a stable unit."""
 
 
-def normalise(text: str) -> str:
-    """Lower case, punctuation and symbols turned into spaces (word-internal apostrophes kept),
-    single spaces: ``"Mr. Quilter's gospel!"`` -> ``"mr quilter's gospel"``."""
-    chars = []
-    for c in text.translate(_APOSTROPHES).lower():
-        if c == "'" or not unicodedata.category(c).startswith(("P", "S")):
-            chars.append(c)
-        else:
-            chars.append(" ")
-    words = ("".join(chars)).split()
-    return " ".join(w.strip("'") for w in words if w.strip("'"))
+@cache
+def _english() -> EnglishTextNormalizer:
+    return EnglishTextNormalizer()
 
 
-_ENGLISH_NUMBERS = {
-    word: str(i)
-    for i, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty".split()
-    )
-} | {w: str(10 * i) for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)}
-"""Whisper writes "1" as often as "one": English number words count as their digits."""
+@cache
+def _basic() -> BasicTextNormalizer:
+    return BasicTextNormalizer()
 
 
-def _english_numbers(words: list[str]) -> list[str]:
-    return [_ENGLISH_NUMBERS.get(w, w) for w in words]
+def normalise(text: str, language: str = "en") -> str:
+    """``text`` as Whisper's evaluation compares it: ``"Mr. Quilter's gospel!"`` ->
+    ``"mister quilter is gospel"`` in English, ``"¿Qué? ¡Sí!"`` -> ``"qué sí"`` elsewhere."""
+    normaliser = _english() if language == "en" else _basic()
+    return " ".join(normaliser(text).split())
 
 
 def metric_for(language: str) -> str:
     """``cer`` for languages scored by character, ``wer`` otherwise."""
-    return "cer" if language in CHARACTER_LANGUAGES else "wer"
+    return "cer" if language in CER_LANGUAGES else "wer"
 
 
-def units(text: str, language: str = "") -> list[str]:
+def units(text: str, language: str = "en") -> list[str]:
     """What errors are counted on: normalised words, or characters (no spaces) for zh/ja/ko."""
-    plain = normalise(text)
+    plain = normalise(text, language)
     if metric_for(language) == "cer":
         return [c for c in plain if not c.isspace()]
-    return _english_numbers(plain.split()) if language in ("", "en") else plain.split()
+    return plain.split()
 
 
 @dataclass(frozen=True)
@@ -101,9 +85,9 @@ class Errors:
         )
 
 
-def errors(reference: str, hypothesis: str, language: str = "") -> Errors:
+def errors(reference: str, hypothesis: str, language: str = "en") -> Errors:
     """Substitutions, deletions and insertions of ``hypothesis`` against ``reference``, counted in
-    words (characters for zh/ja/ko) after :func:`normalise`."""
+    :func:`units` of ``language``."""
     ref, hyp = units(reference, language), units(hypothesis, language)
     if not ref or not hyp:
         return Errors(0, len(ref), len(hyp), len(ref))
@@ -111,19 +95,14 @@ def errors(reference: str, hypothesis: str, language: str = "") -> Errors:
     return Errors(out.substitutions, out.deletions, out.insertions, len(ref))
 
 
-def error_rate(reference: str, hypothesis: str, language: str = "") -> float:
-    """WER, or CER for zh/ja/ko (see :func:`metric_for`)."""
+def error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
+    """WER, or CER for the languages of :data:`CER_LANGUAGES` (see :func:`metric_for`)."""
     return errors(reference, hypothesis, language).rate
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate after :func:`normalise`."""
-    return errors(reference, hypothesis).rate
-
-
-def cer(reference: str, hypothesis: str) -> float:
-    """Character error rate after :func:`normalise`, spaces removed."""
-    return errors(reference, hypothesis, "zh").rate
+    """English word error rate (the tests' accuracy check)."""
+    return errors(reference, hypothesis, "en").rate
 
 
 def total(pairs: Iterable[tuple[str, str, str]]) -> dict[str, Errors]:
@@ -136,67 +115,4 @@ def total(pairs: Iterable[tuple[str, str, str]]) -> dict[str, Errors]:
     return sums
 
 
-# --- the corpus ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ManifestClip:
-    """One row of the corpus manifest."""
-
-    file: str
-    """Path relative to the manifest's folder, with forward slashes (``en/jfk.flac``)."""
-    path: Path
-    lang: str
-    seconds: float
-    transcript: str
-
-
-def read_manifest(speech_dir: Path) -> list[ManifestClip]:
-    """The rows of ``speech_dir/manifest.tsv`` (tab-separated, a header naming the columns)."""
-    manifest = speech_dir / "manifest.tsv"
-    try:
-        with open(manifest, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except FileNotFoundError:
-        raise InputError(f"{manifest}: corpus manifest not found; give the corpus folder with --corpus") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{manifest}: cannot read the corpus manifest ({e})") from None
-    try:
-        return [
-            ManifestClip(r["file"], speech_dir / r["file"], r["lang"], float(r["seconds"]), r["transcript"])
-            for r in rows
-        ]
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(
-            f"{manifest}: expected tab-separated columns file, lang, seconds, transcript ({type(e).__name__}: {e})"
-        ) from None
-
-
-def derived_from(file: str) -> str | None:
-    """The stem a derived copy was made from (``en/jfk`` for ``en/jfk.16k.wav``), else None."""
-    return file[: -len(DERIVED_SUFFIX)] if file.endswith(DERIVED_SUFFIX) else None
-
-
-def dedupe_derived(clips: Sequence[ManifestClip]) -> list[ManifestClip]:
-    """One of each derived-copy pair: the original is kept and its ``*.16k.wav`` copy dropped
-    (the original also exercises decoding and resampling); a copy whose original is absent stays."""
-    stems = {str(PurePosixPath(c.file).with_suffix("")) for c in clips if derived_from(c.file) is None}
-    return [c for c in clips if (stem := derived_from(c.file)) is None or stem not in stems]
-
-
-__all__ = [
-    "CHARACTER_LANGUAGES",
-    "Errors",
-    "ManifestClip",
-    "cer",
-    "dedupe_derived",
-    "derived_from",
-    "error_rate",
-    "errors",
-    "metric_for",
-    "normalise",
-    "read_manifest",
-    "total",
-    "units",
-    "wer",
-]
+__all__ = ["CER_LANGUAGES", "Errors", "error_rate", "errors", "metric_for", "normalise", "total", "units", "wer"]
