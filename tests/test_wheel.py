@@ -53,7 +53,7 @@ def run(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None, cw
 def user_env(tmp: Path, bin_dir: Path) -> dict[str, str]:
     """A user with no checkout: own data dir, the venv first on PATH, no PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRANSLATOR_CATALOG", "TRANSLATOR_MODELS")}
-    env.update(PATH=f"{bin_dir}:{env.get('PATH', '')}", XDG_DATA_HOME=str(tmp / "data"), HOME=str(tmp))
+    env.update(PATH=f"{bin_dir}:{env.get('PATH', '')}", XDG_DATA_HOME=str(tmp / "data"), HOME=str(tmp), COLUMNS="200")
     return env
 
 
