@@ -11,10 +11,16 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from translator import config as cfg
+from translator.events import Event
 from translator.serve.health import Health
+from translator.transcript import UtteranceRecord
+
+if TYPE_CHECKING:
+    from translator.assemble import Engines
+    from translator.live import LiveSession
 
 
 class Task:
@@ -43,7 +49,7 @@ def _model_settings(config: cfg.Config) -> tuple[Any, ...]:
     return (config.languages, config.asr, config.mt, config.tts, config.models)
 
 
-def load_for(config: cfg.Config, previous: Any = None) -> tuple[Any, str]:
+def load_for(config: cfg.Config, previous: Engines | None = None) -> tuple[Engines, str]:
     """Engines for ``config``, reusing what ``previous`` (Engines) already holds; and what was done."""
     from translator.assemble import load_engines  # noqa: PLC0415 (heavy)
 
@@ -64,8 +70,8 @@ class Running:
     :class:`~translator.live.EventThread`); the time ``on_event`` takes is probed like a stage's.
     """
 
-    def __init__(self, session: Any, *, on_event: Callable[[Any], None], on_record: Callable[[Any], None],
-                 wake: Callable[[], None]) -> None:
+    def __init__(self, session: LiveSession, *, on_event: Callable[[Event], None],
+                 on_record: Callable[[UtteranceRecord], None], wake: Callable[[], None]) -> None:
         from translator.live import EventThread  # noqa: PLC0415 (loads the pipeline's modules)
 
         self.session = session
@@ -81,7 +87,7 @@ class Running:
     def error(self) -> BaseException | None:
         return self.events.error
 
-    def _probed(self, event: Any) -> None:
+    def _probed(self, event: Event) -> None:
         self.health.consumer.start()
         try:
             self._on_event(event)
