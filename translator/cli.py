@@ -19,7 +19,7 @@ from translator.cliargs import add_settings_args
 from translator.errors import TranslatorError
 from translator.models import cli as cli_models
 from translator.run import cli as run_cli
-from translator.serve import service
+from translator.serve import cli as service
 
 
 def build_parser() -> argparse.ArgumentParser:

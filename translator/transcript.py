@@ -1,7 +1,9 @@
 """Per-utterance records built from pipeline events, and the files they are written to.
 
-The UI, the JSON-lines transcript, the subtitles and the benchmark all read the same
-:class:`UtteranceRecord`, so a latency means the same thing everywhere (DESIGN.md, "Latency").
+The UI, the JSON-lines transcripts (``translate --jsonl``, ``run --transcript``, the service's
+log), the subtitles and the benchmark all read the same :class:`UtteranceRecord`, so a latency
+means the same thing everywhere: seconds after the last voiced sample reached the pipeline, the
+moment the speaker stopped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -52,8 +55,17 @@ class UtteranceRecord:
     cut: bool
     error: str = ""
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+    def to_json(self, finished: datetime | None = None) -> str:
+        """The record as one JSON line (no newline): the one format of every transcript file.
+
+        ``finished`` (an aware datetime) adds ``time``, when the utterance finished in ISO 8601,
+        first: a live session that runs for weeks needs it, because ``start``/``end`` count from
+        the start of the current microphone session, not from a file's beginning.
+        """
+        fields = dataclasses.asdict(self)
+        if finished is not None:
+            fields = {"time": finished.isoformat(timespec="milliseconds"), **fields}
+        return json.dumps(fields, ensure_ascii=False)
 
 
 class UtteranceCollector:
