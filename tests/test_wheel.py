@@ -8,6 +8,7 @@ dependency from the package registry, cached by pip after the first run), so it 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SPEECH
 
-GERMAN = "Guten Morgen. Ich möchte eine Fahrkarte nach Berlin kaufen."
+GERMAN = "Guten Morgen. Wo ist der Bahnhof? Ich möchte eine Fahrkarte nach Berlin kaufen."
+"""The README's quick start speaks this with espeak-ng."""
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +73,16 @@ def test_wheel_install_runs_the_first_commands(installed: Path, tmp_path: Path) 
     assert "/etc/systemd/system/translator.service" in unit and "/etc/translator/config.toml" in unit, unit
 
     german = tmp_path / "de.wav"
-    subprocess.run(["espeak-ng", "-v", "de", "-s", "140", "-w", str(german), GERMAN], check=True, timeout=60)
-    out = run([translator, "translate", str(german), "--to", "en", "-o", str(tmp_path / "de.en.wav"),
+    subprocess.run(["espeak-ng", "-v", "de", "-w", str(german), GERMAN], check=True, timeout=60)
+    out = run([translator, "translate", str(german), "--from", "de", "--to", "en", "-o", str(tmp_path / "de.en.wav"),
                "--jsonl", str(tmp_path / "de.en.jsonl")], timeout=600, env=env, cwd=tmp_path)
     assert "de → en" in out, out
     assert (tmp_path / "de.en.wav").stat().st_size > 10_000
     assert "Berlin" in (tmp_path / "de.en.jsonl").read_text(encoding="utf-8")
 
-    report = run([translator, "bench", "--asr", "tiny.en", "--corpus", str(SPEECH.parent), "--clips", "en/jfk*",
-                  "--json", str(tmp_path / "bench.json")], timeout=900, env=env, cwd=tmp_path)
-    assert "speech_to_speech" in report or (tmp_path / "bench.json").stat().st_size > 0, report
+    run([translator, "bench", "--asr", "tiny.en", "--corpus", str(SPEECH.parent), "--clips", "en/jfk*",
+         "--json", str(tmp_path / "bench.json")], timeout=900, env=env, cwd=tmp_path)
+    report = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))
+    assert [c["file"] for c in report["clips"]] == ["en/jfk.flac"], report["clips"]
+    assert "fellow americans" in report["clips"][0]["hypothesis"].lower()
+    assert report["summary"]["latency"]["speech_to_speech"]["n"] >= 1
