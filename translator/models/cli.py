@@ -25,9 +25,9 @@ from rich.table import Table
 
 from translator import config as cfg
 from translator import languages
-from translator.models import locate as models
-from translator.models import store
 from translator.errors import LanguageError, ModelError
+from translator.models import install, locate, store, verify
+from translator.models.catalog import Kind, human_size, load_catalog
 
 EPILOG = (
     "The store is --models-dir, else [models] dir of --config, else $TRANSLATOR_MODELS, else the user data "
@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
     s = sub.add_parser("list", parents=[common], help="every known model: installed, bundled or available, with sizes", epilog=EPILOG)
-    s.add_argument("--kind", choices=store.KINDS, help="only speech recognition, synthesis or translation models")
+    s.add_argument("--kind", choices=list(Kind), help="only speech recognition, synthesis or translation models")
     s.add_argument("--installed", action="store_true", help="only models usable now (installed or bundled)")
     s.set_defaults(func=cmd_list)
 
@@ -89,7 +89,7 @@ def _settings(args: argparse.Namespace) -> cfg.Config:
 def store_path(args: argparse.Namespace) -> Path:
     """--models-dir, else the config's [models] dir, else $TRANSLATOR_MODELS, else the user data dir."""
     override = getattr(args, "models_dir", None) or _settings(args).models.dir or None
-    return models.store_dir(override)
+    return locate.store_dir(override)
 
 
 class RichProgress:
@@ -152,28 +152,28 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
     if args.from_path:
         if len(args.names) > 1:
             raise ModelError("with --from, give at most one NAME (the model the directory or archive holds)")
-        results = store.install_from_path(args.from_path, where, name=args.names[0] if args.names else None)
+        results = install.install_from_path(args.from_path, where, name=args.names[0] if args.names else None)
     else:
         if not args.names:
             raise ModelError("name the models to install (see 'translator models list'), or use --from PATH")
-        catalog = store.load_catalog()
+        catalog = load_catalog()
         for name in args.names:  # every name checked before the first download starts
             catalog.get(name)
         results = []
         with RichProgress(console) as progress:
             for name in args.names:
-                results.append(store.install(name, where, progress=progress, force=args.force, catalog=catalog))
+                results.append(install.install(name, where, progress=progress, force=args.force, catalog=catalog))
     for r in results:
         if r.note:
             console.print(f"{escape(r.name)}: {escape(r.note)} ({escape(str(r.path))})", highlight=False)
         else:
-            console.print(f"[green]installed[/green] {escape(r.name)} ({store.human_size(r.size)}, verified) → {escape(str(r.path))}",
+            console.print(f"[green]installed[/green] {escape(r.name)} ({human_size(r.size)}, verified) → {escape(str(r.path))}",
                           highlight=False)
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    checks = store.verify(store_path(args), args.name)
+    checks = verify.verify(store_path(args), args.name)
     table = Table(title="Verification", title_justify="left")
     for column in ("name", "kind", "result", "details"):
         table.add_column(column, overflow="fold")
@@ -191,7 +191,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 def cmd_remove(args: argparse.Namespace, console: Console) -> int:
     path = store.remove(store_path(args), args.name)
     console.print(f"removed {escape(args.name)} ({escape(str(path))})", highlight=False)
-    if path.name == "faster-whisper-base" and models.bundled_base_parts() is not None:
+    if path.name == "faster-whisper-base" and locate.bundled_base_parts() is not None:
         console.print("the bundled Whisper base is joined into the store again on its next use", highlight=False)
     return 0
 
@@ -204,7 +204,7 @@ def cmd_path(args: argparse.Namespace, console: Console) -> int:
 def _asr_multilingual(name: str, where: Path) -> bool:
     """Can the configured recognizer run Whisper's translate task (installed and not *.en)?"""
     try:
-        path = models.resolve_asr(name, store=where)
+        path = locate.resolve_asr(name, store=where)
     except ModelError:
         return False
     return not path.name.endswith(".en") and not name.endswith(".en")
@@ -216,11 +216,11 @@ def cmd_route(args: argparse.Namespace, console: Console) -> int:
     settings = _settings(args)
     where = store_path(args)
     source, target = languages.check(args.source), languages.check(args.target)
-    mt = models.installed_mt_models(store=where, extra=tuple(Path(p) for p in (*settings.mt.models, *args.mt_model)))
+    mt = locate.installed_mt_models(store=where, extra=tuple(Path(p) for p in (*settings.mt.models, *args.mt_model)))
     asr = args.asr or settings.asr.model
     whisper = _asr_multilingual(asr, where)
     prefer = settings.mt.prefer_whisper if args.prefer_whisper is None else args.prefer_whisper
-    catalog = store.load_catalog()
+    catalog = load_catalog()
     installed = {m.name for m in mt}
     better = [m for m in catalog.serving(source, target) if m.name not in installed]
     try:

@@ -1,8 +1,9 @@
 """Finding models on disk: local directories, the model store, and the bundled model packages.
 
 Everything here is offline: a model is a path that exists, never a name fetched from a hub.
-Installing, verifying and removing models is :mod:`translator.store` (the catalog and the store
-layout, documented in docs/models.md); this module only reads what is there, fast, at start-up.
+Installing is :mod:`translator.models.install`, verifying :mod:`translator.models.verify`, the
+store's manifest and removal :mod:`translator.models.store` (the layout is in docs/models.md);
+this module only reads what is there, fast, at start-up.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ from pathlib import Path
 
 import platformdirs
 
-from translator.errors import ModelError, TranslatorError
+from translator.errors import ModelError
+from translator.models.catalog import MT_FAMILIES, load_catalog
 
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
 """What a faster-whisper (CTranslate2) model directory must hold."""
 
 PARTIAL_DIR = ".partial"
 """Inside the store: half-done installs and joins; nothing in it is ever resolved as a model."""
-
-DEFAULT_ASR = "base"
-DEFAULT_ASR_ENGLISH = "tiny.en"
 
 
 def store_dir(override: str | Path | None = None) -> Path:
@@ -84,14 +83,6 @@ def bundled_voice() -> Path | None:
     return onnx if onnx is not None and onnx.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 JOIN_MARKER = ".joined.json"
 
 
@@ -124,12 +115,12 @@ def _bundled_base(store: Path) -> Path | None:
 
 
 def _known_base_sha256() -> str | None:
-    """sha256 of the joined bundled base ``model.bin`` from the catalog (None without a catalog)."""
+    """sha256 of the joined bundled base ``model.bin`` from the catalog; None when the catalog
+    does not know it or cannot be read (a user's ``TRANSLATOR_CATALOG``): the join still works,
+    unchecked, and ``translator models verify`` reports the catalog's problem."""
     try:
-        from translator.models.store import load_catalog  # noqa: PLC0415 (only when joining, once)
-
         entry = load_catalog().find("faster-whisper-base")
-    except (ImportError, TranslatorError):
+    except ModelError:
         return None
     return entry.bundled_checksums.get("model.bin") if entry is not None else None
 
@@ -257,9 +248,6 @@ def voice_for_language(language: str, *, store: Path | None = None) -> VoiceFile
 
 MT_INFO = "model-info.json"
 """Written next to an installed CTranslate2 translation model: its family and languages."""
-
-MT_FAMILIES = ("marian", "nllb", "m2m100")
-
 
 @dataclass(frozen=True)
 class MtModel:
