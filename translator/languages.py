@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from translator.errors import ConfigError, LanguageError
+from translator.whisper_api import language_codes
 
 AUTO = "auto"
 """``languages.from`` value (or empty) meaning: detect the spoken language per utterance."""
@@ -20,9 +21,7 @@ character for loop checks and scoring."""
 
 def check(code: str) -> str:
     """Return ``code`` if Whisper knows it, else raise :class:`LanguageError`."""
-    from translator.whisper_api import LANGUAGE_CODES  # noqa: PLC0415 (faster-whisper is heavy)
-
-    if code not in LANGUAGE_CODES:
+    if code not in language_codes():
         raise LanguageError(f"unknown language code {code!r}; use an ISO 639-1 code such as en, de, es, fr, zh")
     return code
 
