@@ -537,7 +537,7 @@ def summarise(runs: Sequence[ClipRun], clips: Sequence[scoring.ManifestClip], mo
 
 
 def _sentences(clip: scoring.ManifestClip) -> int:
-    from translator.stages.translate import split_sentences  # noqa: PLC0415
+    from translator.stages.sentences import split_sentences  # noqa: PLC0415
 
     return max(1, len(split_sentences(clip.transcript, clip.lang)))
 

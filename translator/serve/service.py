@@ -453,8 +453,6 @@ def read_config(path: str, overrides: list[str]) -> cfg.Config:
     except ConfigError as e:
         raise _with_line(e, p) from None
 
-    from translator.assemble import segmenter_config  # noqa: PLC0415
-
     def where(section: str, key: str | None) -> str:
         line = _key_line(p, section, key)
         return f"{p} line {line}" if line else str(p)
@@ -473,11 +471,6 @@ def read_config(path: str, overrides: list[str]) -> cfg.Config:
             languages.check(code)
         except LanguageError as e:
             raise ConfigError(f"{where('languages', key)}: languages.{key}: {e}") from None
-    try:
-        segmenter_config(config)
-    except ConfigError as e:
-        m = re.match(r"\[vad\]: (\w+)", str(e))
-        raise ConfigError(f"{where('vad', m[1] if m else None)}: {e}") from None
     return config
 
 
