@@ -1,9 +1,11 @@
 """Settings: defaults, a TOML file, and command-line overrides, in that order.
 
-One frozen dataclass per section; the section and field names are the TOML keys. Every value can be
-overridden from the command line with ``--set section.key=value`` (and the common ones have their
-own flags). Unknown keys and wrong types are errors that name the key, because a typo in a service's
-config must not silently fall back to a default.
+One frozen dataclass per section; the section and field names are the TOML keys, and these
+defaults are the only ones: the stages take their section as it is. Every value can be overridden
+from the command line with ``--set section.key=value`` (and the common ones have their own flags).
+Unknown keys, wrong types and values out of range (each section checks its own in
+``__post_init__``) are errors that name the key, because a typo in a service's config must not
+silently fall back to a default or surface later as a crash.
 """
 
 from __future__ import annotations

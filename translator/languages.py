@@ -59,6 +59,7 @@ class Languages:
         return list(self.pair) if self.pair else [self.target]
 
     def target_for(self, source: str) -> str:
+        """The language speech in ``source`` is translated into."""
         if self.pair is None:
             return self.target
         return self.pair[1] if source == self.pair[0] else self.pair[0]
