@@ -1,7 +1,7 @@
-"""Speech recognition on real models and real recordings.
+"""Speech recognition on real models and real recordings (and the guards, on their own).
 
-Each model is loaded once per module; the recognitions are few and short so the file runs in well
-under a minute on two shared cores.
+Each model is loaded once per module and serves every decoding setting and language choice; the
+recognitions are few and short so the file runs in well under a minute on two shared cores.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import pytest
 import soundfile as sf
 
 from conftest import clip
-from translator.stages.asr import Recognition, RecognizerConfig, RecognizerStage, WhisperRecognizer
+from translator.bench.scoring import normalise as words
+from translator.bench.scoring import wer
+from translator.config import AsrSettings
 from translator.errors import LanguageError, ModelError
 from translator.events import (
     SAMPLE_RATE,
@@ -28,8 +30,13 @@ from translator.events import (
     UtteranceEnded,
 )
 from translator.models.locate import resolve_asr
-from translator.bench.scoring import normalise as words
-from translator.bench.scoring import wer
+from translator.stages.asr import RecognizerStage
+from translator.stages.guards import join_units, plausible, repeats, units
+from translator.stages.recognizer import Recognition, WhisperRecognizer
+from translator.whisper_api import Decoded
+
+STOCK = AsrSettings(model="tiny.en", window_margin=-1.0)
+"""The stock 30 s window, decoded on the same loaded model as the short window."""
 
 
 def audio(name: str) -> np.ndarray:
@@ -40,29 +47,21 @@ def audio(name: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny(corpus: Path) -> WhisperRecognizer:
-    recognizer = WhisperRecognizer(RecognizerConfig(model="tiny.en"))
+    recognizer = WhisperRecognizer(AsrSettings(model="tiny.en"))
     recognizer.warm_up()
     return recognizer
 
 
 @pytest.fixture(scope="module")
-def tiny_stock(corpus: Path) -> WhisperRecognizer:
-    return WhisperRecognizer(RecognizerConfig(model="tiny.en", window_margin=None))
-
-
-@pytest.fixture(scope="module")
 def base(corpus: Path) -> WhisperRecognizer:
-    return WhisperRecognizer(RecognizerConfig(model="base"))
+    return WhisperRecognizer(AsrSettings(model="base"))
 
 
-def test_reconfigured_shares_the_loaded_model_under_new_languages(base: WhisperRecognizer, tiny: WhisperRecognizer) -> None:
-    """A service reload that changes only languages keeps the speech model loaded."""
-    pair = base.reconfigured(RecognizerConfig(model="base", allowed_languages=("en", "es")))
-    assert pair.model is base.model and base.config.allowed_languages is None
-    result = pair.recognize(audio("es/picovoice_leopard_test_es.wav"))
-    assert result is not None and result.language == "es"
-    with pytest.raises(LanguageError, match="English-only"):
-        tiny.reconfigured(RecognizerConfig(model="tiny.en", language="de"))
+def test_the_loaded_model_serves_settings_that_share_its_model_fields(base: WhisperRecognizer) -> None:
+    """A service reload that changes only decoding settings or languages keeps the speech model."""
+    assert base.serves(AsrSettings(model="base", beam_size=5, window_margin=-1.0))
+    assert not base.serves(AsrSettings(model="base", compute_type="float32"))
+    assert not base.serves(AsrSettings(model="tiny.en"))
 
 
 # --- recognition quality ------------------------------------------------------------------------
@@ -91,18 +90,24 @@ def test_base_detects_spanish(base: WhisperRecognizer) -> None:
     assert result is not None and result.language == "es", result
 
 
-def test_allowed_languages_restrict_detection(corpus: Path) -> None:
-    pair = WhisperRecognizer(RecognizerConfig(model="base", allowed_languages=("en", "es")))
-    result = pair.recognize(audio("es/picovoice_leopard_test_es.wav"))
+def test_allowed_languages_restrict_detection(base: WhisperRecognizer) -> None:
+    spanish = audio("es/picovoice_leopard_test_es.wav")
+    result = base.recognize(spanish, allowed=("en", "es"))
     assert result is not None and result.language == "es"
     assert 0.5 < result.language_probability <= 1.0
+    elsewhere = base.recognize(spanish, allowed=("de", "fr"))
+    assert elsewhere is None or elsewhere.language in ("de", "fr")
+    # The stage passes its session's languages with every recognition.
+    _, ended = _ended(spanish)
+    (transcript,) = RecognizerStage(base, allowed=("en", "es")).feed(ended)
+    assert isinstance(transcript, Transcript) and transcript.language == "es"
 
 
-def test_short_window_matches_stock_window(tiny: WhisperRecognizer, tiny_stock: WhisperRecognizer) -> None:
-    tiny_stock.warm_up()
+def test_short_window_matches_stock_window(tiny: WhisperRecognizer) -> None:
+    tiny.warm_up(STOCK)
     for name in ("en/LDC93S1.wav", "en/picovoice_leopard_test.wav", "en/jfk.16k.wav"):
         samples, reference = audio(name), clip(name).transcript
-        short, stock = tiny.recognize(samples), tiny_stock.recognize(samples)
+        short, stock = tiny.recognize(samples), tiny.recognize(samples, STOCK)
         assert short is not None and stock is not None
         print(
             f"\n{name}: short {short.window_seconds:.1f} s window {short.compute_seconds * 1000:.0f} ms "
@@ -223,41 +228,62 @@ def test_truncated_model_is_a_model_error(tmp_path: Path) -> None:
     with open(resolve_asr("tiny.en") / "model.bin", "rb") as f:
         (copy / "model.bin").write_bytes(f.read(1000))
     with pytest.raises(ModelError, match="model.bin") as info:
-        WhisperRecognizer(RecognizerConfig(model=str(copy)))
+        WhisperRecognizer(AsrSettings(model=str(copy)))
     assert str(copy) in str(info.value) and "reinstall" in str(info.value)
 
 
 def test_missing_tokenizer_is_a_model_error(tmp_path: Path) -> None:
     copy = _model_copy(tmp_path, skip="tokenizer.json")
     with pytest.raises(ModelError, match="tokenizer.json"):
-        WhisperRecognizer(RecognizerConfig(model=str(copy)))
+        WhisperRecognizer(AsrSettings(model=str(copy)))
 
 
 def test_english_only_model_cannot_translate(tiny: WhisperRecognizer) -> None:
-    with pytest.raises(LanguageError, match="English-only"):
-        WhisperRecognizer(RecognizerConfig(model="tiny.en", task="translate"))
-    with pytest.raises(LanguageError, match="English-only"):
-        WhisperRecognizer(RecognizerConfig(model="tiny.en", language="de"))
+    with pytest.raises(LanguageError, match="English-only and cannot translate"):
+        tiny.check(task="translate")
+    with pytest.raises(LanguageError, match="English-only and cannot recognise 'de'"):
+        tiny.check("de")
     with pytest.raises(LanguageError, match="English-only"):
         tiny.recognize(audio("en/LDC93S1.wav"), task="translate")
+    with pytest.raises(LanguageError, match="cannot recognise 'es'"):
+        tiny.recognize(audio("en/LDC93S1.wav"), allowed=("en", "es"))
+    tiny.check("en", allowed=("en",))
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"task": "summarise"},
-        {"beam_size": 0},
-        {"window_margin": -1.0},
-        {"cpu_threads": -2},
-        {"compute_type": "int3"},
-        {"allowed_languages": ()},
-    ],
-)
-def test_config_rejects_bad_values(bad: dict) -> None:
-    with pytest.raises(ValueError, match=next(iter(bad))):
-        RecognizerConfig(**bad)
+def test_per_call_choices_are_checked(tiny: WhisperRecognizer) -> None:
+    with pytest.raises(ValueError, match="task: 'summarise'"):
+        tiny.check(task="summarise")
+    with pytest.raises(LanguageError, match="'xx'"):
+        tiny.check(allowed=("en", "xx"))
 
 
-def test_config_rejects_unknown_language() -> None:
-    with pytest.raises(LanguageError, match="xx"):
-        RecognizerConfig(allowed_languages=("en", "xx"))
+# --- the guards, without a model ----------------------------------------------------------------
+
+
+def decoded(text: str, *, no_speech: float = 0.01, logprob: float = -0.2, ratio: float = 1.2, tokens: int = 5) -> Decoded:
+    return Decoded(text, logprob, no_speech, ratio, tokens, 8.0)
+
+
+def test_repeats_catches_the_loops_seen_on_short_windows() -> None:
+    assert repeats("1. 2 2", "en")
+    assert repeats("And so my fellow Americans, and so my fellow Americans", "en")
+    assert repeats("She had your dark suit in greasy wash water. She had your dark", "en")
+    assert not repeats("The opposite of love is not hate, the opposite is indifference", "en")
+    assert not repeats("谢谢你", "zh")  # a doubled character is a word, not a loop
+    assert repeats("我们走吧我们走吧", "zh")
+
+
+def test_plausible_drops_silence_credits_only_when_unsure() -> None:
+    settings = AsrSettings()
+    assert plausible(decoded("Thank you."), settings)  # said with confidence
+    assert not plausible(decoded("Thank you.", no_speech=0.3), settings)
+    assert not plausible(decoded("Untertitel im Auftrag des ZDF"), settings)  # never said
+    assert not plausible(decoded("..."), settings)
+    assert not plausible(decoded("Hello there", ratio=3.0), settings)
+    assert not plausible(decoded("Hello there", no_speech=0.7, logprob=-1.5), settings)
+    assert plausible(decoded("Hello there", no_speech=0.7, logprob=-1.5), AsrSettings(no_speech_threshold=0.8))
+
+
+def test_units_are_characters_where_words_have_no_spaces() -> None:
+    assert units("你好 世界", "zh") == ["你", "好", "世", "界"] and join_units(["你", "好"], "zh") == "你好"
+    assert units("hello  world", "en") == ["hello", "world"] and join_units(["hello", "world"], "en") == "hello world"

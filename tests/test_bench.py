@@ -182,7 +182,7 @@ class _FakeRecognizer:
     def __init__(self) -> None:
         self.calls = 0
 
-    def recognize(self, audio, *, language=None, task=None, prompt=None, retry=True):  # noqa: ANN001, ANN201, ARG002
+    def recognize(self, audio, settings=None, *, language=None, allowed=None, task=None, prompt=None, retry=True):  # noqa: ANN001, ANN201, ARG002
         from translator.stages.asr import Recognition  # noqa: PLC0415
 
         self.calls += 1

@@ -64,3 +64,52 @@ def test_unknown_language_key_lists_the_toml_names(tmp_path):
     path.write_text('[languages]\nform = "de"\n')
     with pytest.raises(ConfigError, match=r"known keys in \[languages\]: from, to, pair$"):
         cfg.load(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[vad]\nendpoint = 0.05\n', "vad.endpoint: must be >= pause (0.1 s), got 0.05"),
+        ('[vad]\npause = 0.5\n', "vad.endpoint: must be >= pause (0.5 s), got 0.4"),
+        ('[vad]\nthreshold = 1.5\n', "vad.threshold: must be between 0 and 1"),
+        ('[vad]\nneg_threshold = 0.7\n', "vad.neg_threshold:"),
+        ('[asr]\nbeam_size = 0\n', "asr.beam_size: must be at least 1"),
+        ('[asr]\ncompute_type = "int3"\n', "asr.compute_type:"),
+        ('[asr]\nwindow_margin = 31.0\n', "asr.window_margin:"),
+        ('[asr]\nmodel = " "\n', "asr.model:"),
+        ('[mt]\nthreads = -1\n', "mt.threads:"),
+        ('[audio]\nturn_gap = -0.5\n', "audio.turn_gap:"),
+    ],
+)
+def test_each_section_checks_its_values_and_errors_name_the_key(tmp_path, text, needle):
+    """A section's own check (``__post_init__``) comes out as ``ORIGIN: section.key: message``,
+    the form the service finds the line of."""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        cfg.load(path)
+    assert str(err.value).startswith(f"{path}: {needle}"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_settings_check_themselves_when_built_in_code():
+    with pytest.raises(ValueError, match=r"^endpoint: "):
+        cfg.VadSettings(pause=0.5, endpoint=0.4)
+    with pytest.raises(ValueError, match=r"^min_window: "):
+        cfg.AsrSettings(min_window=-1.0)
+    assert cfg.AsrSettings(window_margin=-1.0).window_margin == -1.0  # negative = the stock window
+
+
+def test_overrides_are_checked_together_whatever_their_order():
+    for items in (["vad.pause=0.5", "vad.endpoint=0.6"], ["vad.endpoint=0.6", "vad.pause=0.5"]):
+        c = cfg.apply_overrides(cfg.Config(), items)
+        assert (c.vad.pause, c.vad.endpoint) == (0.5, 0.6)
+    assert cfg.apply_overrides(cfg.Config(), ["vad.endpoint=0.6", "vad.endpoint=0.7"]).vad.endpoint == 0.7
+    with pytest.raises(ConfigError, match=r"^--set: vad\.endpoint: must be >= pause"):
+        cfg.apply_overrides(cfg.Config(), ["vad.endpoint=0.05"])
+
+
+def test_model_fields_are_what_loading_reads():
+    base = cfg.AsrSettings()
+    assert cfg.AsrSettings(beam_size=5, window_margin=-1.0).model_fields == base.model_fields
+    assert cfg.AsrSettings(threads=2).model_fields != base.model_fields

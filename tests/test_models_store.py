@@ -419,7 +419,7 @@ def test_voice_is_installed_flat_and_found_by_the_resolver(tmp_path: Path, fake_
 
 
 def test_marian_from_the_hub_gets_model_info_and_translates(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
-    from translator.stages.translate import CT2Translator
+    from translator.stages.mt import CT2Translator
 
     where = tmp_path / "store"
     install.install("opus-mt-en-de", where, catalog=catalog)
@@ -430,7 +430,8 @@ def test_marian_from_the_hub_gets_model_info_and_translates(tmp_path: Path, fake
 
 
 def test_argos_package_from_a_url_is_read_directly(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
-    from translator.stages.translate import CT2Translator, plan_route
+    from translator.stages.mt import CT2Translator
+    from translator.stages.routes import plan_route
 
     where = tmp_path / "store"
     progress = Recorder()

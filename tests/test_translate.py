@@ -11,16 +11,12 @@ from mtmodels import NLLB_TOKENS, build_argos, build_m2m100, build_marian, build
 
 from translator.errors import LanguageError, ModelError
 from translator.events import Notice, Transcript, Translation
+from translator.languages import Languages
 from translator.models.locate import MtModel
-from translator.stages.translate import (
-    CT2Translator,
-    TextTranslator,
-    TranslatorStage,
-    decode_limit,
-    join_sentences,
-    plan_route,
-    split_sentences,
-)
+from translator.stages.mt import CT2Translator, decode_limit
+from translator.stages.routes import RouteKind, plan_route
+from translator.stages.sentences import join_sentences, split_sentences
+from translator.stages.translate import TextTranslator, TranslatorStage
 
 GERMAN = ["Guten Morgen, wie geht es Ihnen?", "Wir treffen uns morgen am Bahnhof."]
 ENGLISH = ["Good morning, how are you?", "We will meet at the station tomorrow."]
@@ -166,8 +162,8 @@ def test_models_load_once_and_are_shared_between_routes(de_en: MtModel, en_es: M
     text, route = tt.translate("Guten Morgen.", "de", "en")
     assert route.kind == "direct" and text
     _, route = tt.translate("Guten Morgen.", "de", "es")
-    assert route.kind == "pivot"
-    tt.warm_up()
+    assert route.kind is RouteKind.PIVOT
+    tt.prepare(route)  # loads (and warms up) what the route needs: already loaded
     assert calls == ["opus-mt-de-en", "opus-mt-en-es"]
 
 
@@ -284,7 +280,7 @@ def test_nllb_direct_route_with_real_model(nllb: MtModel) -> None:
 
 def test_stage_pivot_notice_once_and_translation_through_both(loaded: TextTranslator, de_en: MtModel,
                                                               en_es: MtModel) -> None:
-    stage = TranslatorStage(loaded, "es", models=[de_en, en_es], whisper_translate_available=False)
+    stage = TranslatorStage(loaded, Languages(None, "es"))
     assert stage.recognizer_task("de") == "transcribe"
     events = list(stage.feed(transcript(GERMAN[0], "de")))
     assert [type(e) for e in events] == [Notice, Translation]
@@ -301,8 +297,14 @@ def test_stage_pivot_notice_once_and_translation_through_both(loaded: TextTransl
     assert [type(e) for e in again] == [Translation]
 
 
+def sharing(loaded: TextTranslator, models: list[MtModel], **kwargs: bool) -> TextTranslator:
+    """Another set of installed models and recognizer abilities, on the models ``loaded`` holds."""
+    return TextTranslator(models, cpu_threads=1, loader=loaded.translator, **kwargs)
+
+
 def test_stage_whisper_route(loaded: TextTranslator, de_en: MtModel) -> None:
-    stage = TranslatorStage(loaded, "en", models=[], whisper_translate_available=True)
+    to_english = Languages(None, "en")
+    stage = TranslatorStage(sharing(loaded, [], whisper_translate_available=True), to_english)
     assert stage.recognizer_task("de") == "translate"
     assert stage.recognizer_task("en") == "transcribe"
     assert stage.recognizer_task(None) == "transcribe"
@@ -311,9 +313,10 @@ def test_stage_whisper_route(loaded: TextTranslator, de_en: MtModel) -> None:
     tr = events[1]
     assert (tr.text, tr.route, tr.source_language, tr.target_language) == (
         "Good morning to you.", "whisper-translate", "de", "en")
-    with_model = TranslatorStage(loaded, "en", models=[de_en], whisper_translate_available=True)
+    with_model = TranslatorStage(sharing(loaded, [de_en], whisper_translate_available=True), to_english)
     assert with_model.recognizer_task("de") == "transcribe"
-    preferring = TranslatorStage(loaded, "en", models=[de_en], whisper_translate_available=True, prefer_whisper=True)
+    preferring = TranslatorStage(sharing(loaded, [de_en], whisper_translate_available=True, prefer_whisper=True),
+                                 to_english)
     assert preferring.recognizer_task("de") == "translate"
     # Asked to translate but the recognizer transcribed anyway: the direct model takes over.
     (tr,) = [e for e in preferring.feed(transcript(GERMAN[0], "de")) if isinstance(e, Translation)]
@@ -321,15 +324,17 @@ def test_stage_whisper_route(loaded: TextTranslator, de_en: MtModel) -> None:
 
 
 def test_stage_same_language_empty_text_and_pair(loaded: TextTranslator, de_en: MtModel) -> None:
-    stage = TranslatorStage(loaded, "en", models=[de_en], whisper_translate_available=False)
+    only_de_en = sharing(loaded, [de_en])
+    stage = TranslatorStage(only_de_en, Languages(None, "en"))
     (tr,) = stage.feed(transcript("  Hello there.  ", "en"))
     assert (tr.route, tr.text) == ("same", "Hello there.")
     assert list(stage.feed(transcript("   ", "de"))) == []
     with pytest.raises(LanguageError, match="opus-mt-fr-en"):
         list(stage.feed(transcript("Bonjour.", "fr")))
     assert stage.recognizer_task("fr") == "transcribe"
-    pair = TranslatorStage(loaded, "", models=[de_en], whisper_translate_available=False, pair=("de", "en"))
-    assert pair.target_for("de") == "en" and pair.target_for("en") == "de"
+    pair = TranslatorStage(only_de_en, Languages(None, "de", ("de", "en")))
+    with pytest.raises(LanguageError, match="opus-mt-en-de"):
+        pair.route_for("en")  # English goes into the other language of the pair
     (tr,) = pair.feed(transcript(GERMAN[1], "de"))
     assert (tr.target_language, tr.route) == ("en", "opus-mt-de-en")
     assert [r.kind for r in pair.prepare(["de"])] == ["direct"]

@@ -8,13 +8,18 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import faster_whisper
 import numpy as np
 import pytest
+import soxr
 from piper import PiperVoice
 
+from translator.bench.scoring import wer
+from translator.config import AsrSettings
 from translator.errors import ModelError
-from translator.events import Notice, SpeechChunk, SpeechDone, StageFailed, Translation
+from translator.events import SAMPLE_RATE, Notice, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models.locate import resolve_voice
+from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.tts import EspeakVoice, PiperSpeakerVoice, SpeakerStage, choose_voice, espeak_voice_for, speech_chunks
 
 JOE = "en_US-joe-medium"
@@ -111,26 +116,12 @@ def test_speech_chunks_make_the_first_one_short(text: str, expected: list[str]) 
 
 
 def test_joe_is_intelligible_to_whisper(joe: PiperSpeakerVoice) -> None:
-    faster_whisper = pytest.importorskip("faster_whisper")
-    soxr = pytest.importorskip("soxr")
-    jiwer = pytest.importorskip("jiwer")
-    from translator.models.locate import resolve_asr
-
-    try:
-        model_dir = resolve_asr("tiny.en")
-    except ModelError as e:
-        pytest.skip(str(e))
     reference = "The quick brown fox jumps over the lazy dog."
     audio = np.concatenate(list(joe.synthesize(reference)))
-    audio16k = soxr.resample(audio, joe.sample_rate, 16000).astype(np.float32)
-    model = faster_whisper.WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=2)
-    segments, _ = model.transcribe(audio16k, language="en", beam_size=1, vad_filter=False)
-    heard = " ".join(s.text for s in segments)
-
-    def norm(s: str) -> str:
-        return " ".join(re.sub(r"[^\w\s']", " ", s.lower()).split())
-
-    assert jiwer.wer(norm(reference), norm(heard)) <= 0.3, heard
+    audio16k = soxr.resample(audio, joe.sample_rate, SAMPLE_RATE).astype(np.float32)
+    heard = WhisperRecognizer(AsrSettings(model="tiny.en", threads=2)).recognize(audio16k)
+    assert heard is not None
+    assert wer(reference, heard.text) <= 0.3, heard.text
 
 
 def test_espeak_fallback_for_a_language_without_piper_voice(store: Path) -> None:
@@ -165,20 +156,6 @@ def test_no_voice_means_text_only(store: Path) -> None:
 def test_empty_text_is_only_speech_done(joe: PiperSpeakerVoice) -> None:
     events = list(SpeakerStage({"en": joe}).feed(translation("  ", "en")))
     assert [type(e) for e in events] == [SpeechDone]
-
-
-def test_lead_in_prepends_silence_to_the_first_chunk_only(joe: PiperSpeakerVoice) -> None:
-    chunks = [e for e in SpeakerStage({"en": joe}, lead_in=0.3).feed(translation(TWO, "en")) if isinstance(e, SpeechChunk)]
-    lead = round(0.3 * 22050)
-
-    def leading_zeros(samples: np.ndarray) -> int:
-        nonzero = np.flatnonzero(samples)
-        return int(nonzero[0]) if nonzero.size else len(samples)
-
-    assert leading_zeros(chunks[0].samples) >= lead
-    assert leading_zeros(chunks[0].samples) < lead + 0.05 * 22050
-    assert rms(chunks[0].samples[lead:]) > 0.01
-    assert all(leading_zeros(c.samples) < 0.05 * 22050 for c in chunks[1:])
 
 
 class FailingVoice:
@@ -225,8 +202,7 @@ def test_corrupt_voice_files_name_the_file(tmp_path: Path) -> None:
 
 
 def test_an_onnx_model_that_is_not_a_voice_fails_at_warm_up_naming_the_file(tmp_path: Path) -> None:
-    faster_whisper = pytest.importorskip("faster_whisper")
-    vad = Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+    vad = Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"  # an ONNX model, not a voice
     onnx = tmp_path / "en_US-vad-medium.onnx"
     shutil.copyfile(vad, onnx)
     shutil.copyfile(resolve_voice(JOE).config, tmp_path / (onnx.name + ".json"))

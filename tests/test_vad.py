@@ -10,7 +10,9 @@ import soundfile as sf
 from conftest import clip
 
 from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
-from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SegmenterConfig, SileroVad
+from translator.config import VadSettings
+from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SileroVad
+from translator.whisper_api import vad_model
 
 SR = SAMPLE_RATE
 WALL0 = 1000.0
@@ -47,8 +49,8 @@ def blocks(x: np.ndarray, size: int, origin: float = 0.0) -> list[AudioBlock]:
     return [AudioBlock(x[i : i + size], origin + i / SR, WALL0 + k) for k, i in enumerate(range(0, len(x), size))]
 
 
-def run(x: np.ndarray, size: int = 1000, config: SegmenterConfig = SegmenterConfig(), origin: float = 0.0) -> list:
-    seg = Segmenter(config)
+def run(x: np.ndarray, size: int = 1000, settings: VadSettings = VadSettings(), origin: float = 0.0) -> list:
+    seg = Segmenter(settings)
     events = [e for block in blocks(x, size, origin) for e in seg.feed(block)]
     return events + list(seg.flush())
 
@@ -74,10 +76,8 @@ def ldc() -> np.ndarray:
 
 
 def test_streaming_probabilities_match_whole_file_vad(ldc):
-    from faster_whisper.vad import get_vad_model
-
     n = len(ldc) // FRAME * FRAME
-    reference = get_vad_model()(ldc[:n]).ravel()
+    reference = vad_model()(ldc[:n]).ravel()
     vad = SileroVad()
     probs = [vad.prob(ldc[i : i + FRAME]) for i in range(0, n, FRAME)]
     np.testing.assert_allclose(probs, reference, atol=1e-5)
@@ -116,7 +116,7 @@ def test_one_sentence_is_one_utterance(ldc):
     started, paused, ended = events[0], events[-2], events[-1]
     assert {e.utterance_id for e in events} == {1}
 
-    cfg = SegmenterConfig()
+    cfg = VadSettings()
     start = sample(started.start)
     assert onset - round((cfg.pre_roll + 0.1) * SR) <= start <= onset
     assert ended.start == started.start and not ended.cut
@@ -153,18 +153,19 @@ def test_two_sentences_two_utterances(ldc):
 
     # A pre-roll longer than the gap stops where the previous utterance's audio ended.
     x = np.concatenate([silence(1), ldc, silence(0.8), trimmed("en/picovoice_leopard_test.wav"), silence(1)])
-    first, second = of(run(x, config=SegmenterConfig(pre_roll=1.0)), UtteranceEnded)
+    first, second = of(run(x, settings=VadSettings(pre_roll=1.0)), UtteranceEnded)
     assert sample(second.start) == sample(first.start) + len(first.audio)
 
 
 def test_short_gap_is_not_a_pause_longer_gap_is_not_an_endpoint(ldc):
     cut = round(1.5 * SR)  # inside the sentence
-    short = np.concatenate([silence(1), ldc[:cut], silence(0.15), ldc[cut:], silence(1)])
+    # The app's settings: a pause is 0.1 s of silence, an endpoint 0.4 s.
+    short = np.concatenate([silence(1), ldc[:cut], silence(0.05), ldc[cut:], silence(1)])
     events = run(short)
     assert len(of(events, UtteranceEnded)) == 1
     assert len(of(events, SpeechPaused)) == 1  # only the one before the endpoint
 
-    longer = np.concatenate([silence(1), ldc[:cut], silence(0.3), ldc[cut:], silence(1)])
+    longer = np.concatenate([silence(1), ldc[:cut], silence(0.25), ldc[cut:], silence(1)])
     events = run(longer)
     paused, ended = of(events, SpeechPaused), of(events, UtteranceEnded)
     assert len(ended) == 1 and len(paused) == 2
@@ -185,8 +186,8 @@ def test_length_cap_cuts_without_losing_or_repeating_samples():
     assert len(speech) > 22 * SR
     lead = len(silence(0.5))
     x = np.concatenate([silence(0.5), speech, silence(1)])
-    config = SegmenterConfig(max_utterance=10)
-    events = run(x, config=config)
+    settings = VadSettings(max_utterance=10)
+    events = run(x, settings=settings)
 
     ended = of(events, UtteranceEnded)
     assert [e.utterance_id for e in ended] == list(range(1, len(ended) + 1))
@@ -217,9 +218,10 @@ def test_cap_in_a_pause_ends_where_the_pause_did():
     names = ["en/picovoice_leopard_test.wav", "it/picovoice_leopard_test_it.wav", "en/LDC93S1.wav"]
     speech = np.concatenate([trimmed(n) for n in names])[: round(9.6 * SR)]
     after = trimmed("de/picovoice_leopard_test_de.wav")
-    # The cap (start + 10 s, start ~0.3 s) falls inside the 0.6 s gap, after SpeechPaused.
+    # The cap (start + 10 s, start ~0.3 s) falls inside the 0.6 s gap, after SpeechPaused; a 0.2 s
+    # pause keeps the German sentence's own short gaps from pausing it.
     x = np.concatenate([silence(0.5), speech, silence(0.6), after, silence(1.5)])
-    events = run(x, config=SegmenterConfig(max_utterance=10, endpoint=1.0))
+    events = run(x, settings=VadSettings(max_utterance=10, pause=0.2, endpoint=1.0))
 
     assert [(type(e), e.utterance_id) for e in events if not isinstance(e, SpeechGrowing)] == [
         (SpeechStarted, 1), (SpeechPaused, 1), (UtteranceEnded, 1),
@@ -237,11 +239,11 @@ def test_cap_in_a_short_gap_leaves_the_silence_for_the_next_utterance():
     full = np.concatenate([trimmed(n) for n in names])
     after = trimmed("de/picovoice_leopard_test_de.wav")
     announced_late = 0
-    # Speech lengths that put the cap inside a 0.15 s gap (no SpeechPaused yet).
+    # Speech lengths that put the cap inside a 0.15 s gap (no SpeechPaused yet: the pause is 0.2 s).
     for seconds in (9.66, 9.70, 9.76, 9.80):
         speech = full[: round(seconds * SR)]
         x = np.concatenate([silence(0.5), speech, silence(0.15), after, silence(1.5)])
-        events = run(x, config=SegmenterConfig(max_utterance=10, endpoint=1.0))
+        events = run(x, settings=VadSettings(max_utterance=10, pause=0.2, endpoint=1.0))
         first, second = of(events, UtteranceEnded)
         started = of(events, SpeechStarted)
         assert [e.utterance_id for e in started] == [1, 2]
@@ -261,7 +263,7 @@ def test_same_boundaries_whatever_the_block_size():
         return [
             (type(e).__name__, e.utterance_id, e.start, getattr(e, "t_end", None), getattr(e, "end", None),
              len(getattr(e, "audio", ())), getattr(e, "cut", None))
-            for e in run(x, size=size, config=SegmenterConfig(max_utterance=4))
+            for e in run(x, size=size, settings=VadSettings(max_utterance=4))
         ]
 
     small, odd = boundaries(512), boundaries(1337)
@@ -282,9 +284,9 @@ def test_flush_finishes_speech_but_drops_blips(ldc):
     # 0.6 s of speech: an utterance with no minimum, a blip below a 1 s minimum.
     a, _ = speech_span(ldc)
     snippet = np.concatenate([silence(1), ldc[a : a + round(0.6 * SR)], silence(1)])
-    assert len(of(run(snippet, config=SegmenterConfig(min_speech=0)), UtteranceEnded)) == 1
-    assert run(snippet, config=SegmenterConfig(min_speech=1.0)) == []
-    assert run(snippet[: -len(silence(1))], config=SegmenterConfig(min_speech=1.0)) == []
+    assert len(of(run(snippet, settings=VadSettings(min_speech=0)), UtteranceEnded)) == 1
+    assert run(snippet, settings=VadSettings(min_speech=1.0)) == []
+    assert run(snippet[: -len(silence(1))], settings=VadSettings(min_speech=1.0)) == []
 
 
 def test_ids_keep_counting_and_memory_stays_bounded(ldc):
@@ -299,7 +301,7 @@ def test_ids_keep_counting_and_memory_stays_bounded(ldc):
     for b in blocks(silence(30), 4000, origin=len(x) / SR):
         assert list(seg.feed(b)) == []
     held = seg._buf.end - seg._buf._first  # white-box: silence keeps only the pre-roll (and a partial frame)
-    assert held <= round(SegmenterConfig().pre_roll * SR) + FRAME
+    assert held <= round(VadSettings().pre_roll * SR) + FRAME
 
 
 class ScriptedVad(SileroVad):
@@ -318,8 +320,8 @@ class ScriptedVad(SileroVad):
         return self.probs[self.i - 1] if self.i <= len(self.probs) else 0.0
 
 
-def scripted(probs: list[float], config: SegmenterConfig = SegmenterConfig()) -> list:
-    seg = Segmenter(config, vad=ScriptedVad(probs))
+def scripted(probs: list[float], settings: VadSettings = VadSettings()) -> list:
+    seg = Segmenter(settings, vad=ScriptedVad(probs))
     x = silence((len(probs) + 40) * FRAME / SR)
     return [e for b in blocks(x, 700) for e in seg.feed(b)] + list(seg.flush())
 
@@ -328,16 +330,31 @@ def test_hysteresis_keeps_weak_tails_but_never_starts_speech():
     (ended,) = of(scripted([0.0] * 10 + [0.9] * 10 + [0.4] * 10), UtteranceEnded)
     assert ended.t_end == 30 * FRAME / SR
     assert scripted([0.0] * 10 + [0.4] * 30) == []
-    (ended,) = of(scripted([0.9] * 10 + [0.4] * 10, SegmenterConfig(neg_threshold=0.5)), UtteranceEnded)
+    (ended,) = of(scripted([0.9] * 10 + [0.4] * 10, VadSettings(neg_threshold=0.5)), UtteranceEnded)
     assert ended.t_end == 10 * FRAME / SR
 
 
 def test_blips_add_up_until_an_endpoint_separates_them():
-    # min_speech 0.25 s = 8 frames; pause 0.2 s < 10 frames < endpoint 0.5 s < 20 frames.
+    # min_speech 0.25 s = 8 frames; pause 0.1 s < 10 frames < endpoint 0.4 s (12.5 frames) < 20 frames.
     blip = [0.0] * 10 + [0.9] * 3
     (started,) = of(scripted(blip + [0.1] * 10 + [0.9] * 6), SpeechStarted)
     assert started.start == pytest.approx((10 * FRAME - 0.2 * SR) / SR)
     assert scripted(blip + [0.1] * 20 + [0.9] * 6) == []
+
+
+def test_a_bare_segmenter_is_the_apps_segmenter():
+    """``Segmenter()`` runs on the ``[vad]`` defaults: pause 0.1 s, endpoint 0.4 s, pre-roll 0.2 s,
+    post-roll 0.1 s, frame by frame (one block per frame, its wall the frame's index)."""
+    seg = Segmenter(vad=ScriptedVad([0.0] * 10 + [0.9] * 20))
+    assert seg.settings == VadSettings()
+    x = silence(60 * FRAME / SR)
+    events = [e for k, i in enumerate(range(0, len(x), FRAME)) for e in seg.feed(AudioBlock(x[i : i + FRAME], i / SR, k))]
+    started, paused, ended = (e for e in events if not isinstance(e, SpeechGrowing))
+    assert isinstance(started, SpeechStarted) and started.start == (10 * FRAME - 0.2 * SR) / SR
+    # The last voiced frame is frame 29; 0.1 s of silence takes 4 frames, 0.4 s takes 13.
+    assert isinstance(paused, SpeechPaused) and paused.wall == 29 + 4 and paused.t_end == 30 * FRAME / SR
+    assert len(paused.audio) == 30 * FRAME + round(0.1 * SR) - round(10 * FRAME - 0.2 * SR)
+    assert isinstance(ended, UtteranceEnded) and ended.wall == 29 + 13 and ended.audio is paused.audio
 
 
 @pytest.mark.parametrize(
@@ -353,13 +370,12 @@ def test_blips_add_up_until_an_endpoint_separates_them():
         ({"pre_roll": float("nan")}, "pre_roll"),
     ],
 )
-def test_config_validation(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        SegmenterConfig(**kwargs)
+def test_settings_validation(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}: "):
+        VadSettings(**kwargs)
 
 
-def test_config_defaults():
-    c = SegmenterConfig()
-    assert (c.threshold, c.pause, c.endpoint, c.max_utterance) == (0.5, 0.2, 0.5, 15.0)
-    assert c.neg_threshold == pytest.approx(0.35)
-    assert SegmenterConfig(threshold=0.3).neg_threshold == pytest.approx(0.15)
+def test_release_threshold_follows_the_threshold_unless_set():
+    assert VadSettings().release == pytest.approx(0.35)
+    assert VadSettings(threshold=0.3).release == pytest.approx(0.15)
+    assert VadSettings(neg_threshold=0.2).release == 0.2

@@ -6,17 +6,12 @@ The file command, the live app, the service and the benchmark all call :func:`lo
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from translator import languages
-from translator.languages import Languages
-from translator.models import locate as models
-from translator.stages.asr import RecognizerConfig, RecognizerStage, WhisperRecognizer
 from translator.config import Config
-from translator.errors import ConfigError
 from translator.events import (
     Notice,
     SpeechGrowing,
@@ -26,11 +21,14 @@ from translator.events import (
     Translation,
     UtteranceEnded,
 )
+from translator.models import locate as models
 from translator.offline import enforce_offline
 from translator.pipeline import AudioSink, Pipeline, StageSpec
+from translator.stages.asr import RecognizerStage
+from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.translate import TextTranslator, TranslatorStage
 from translator.stages.tts import SpeakerStage, choose_voice
-from translator.stages.vad import Segmenter, SegmenterConfig
+from translator.stages.vad import Segmenter
 
 
 @dataclass
@@ -45,65 +43,32 @@ class Engines:
     load_seconds: float
 
 
-def segmenter_config(config: Config) -> SegmenterConfig:
-    """The ``[vad]`` settings (the same names; the rest of the policy keeps the segmenter's defaults)."""
-    try:
-        return SegmenterConfig(**dataclasses.asdict(config.vad))
-    except ValueError as e:
-        raise ConfigError(f"[vad]: {e}") from None
-
-
-def session_languages(config: Config) -> Languages:
-    """The checked ``[languages]`` settings."""
-    lang = config.languages
-    return languages.from_settings(lang.source, lang.target, lang.pair)
-
-
 def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
                  recognizer: WhisperRecognizer | None = None) -> Engines:
     """Load and warm up every model the config needs, failing early (ModelError, LanguageError).
 
     Routes are planned and their models loaded here, so a language pair with no route is an error
     before any audio is read, and the first utterance is as fast as the hundredth. ``recognizer``
-    is an already loaded (and warm) speech model for the same ``[asr]`` settings to use again.
+    is an already loaded (and warm) speech model to use again; it is used when it was loaded with
+    the same ``[asr]`` model fields (the decoding fields and the languages are read per call), else
+    the speech model is loaded anew.
     """
     enforce_offline()
     t0 = time.monotonic()
-    langs = session_languages(config)
-    source, target, allowed = langs.source, langs.target, langs.allowed
+    langs = languages.from_config(config)
     store = models.store_dir(config.models.dir or None)
-    a = config.asr
-    recognizer_config = RecognizerConfig(
-        model=a.model,
-        compute_type=a.compute_type,
-        cpu_threads=a.threads,
-        language=source,
-        beam_size=a.beam_size,
-        window_margin=a.window_margin if a.window_margin >= 0 else None,
-        min_window=a.min_window or None,
-        no_speech_threshold=a.no_speech_threshold,
-        log_prob_threshold=a.log_prob_threshold,
-        compression_ratio_threshold=a.compression_ratio_threshold,
-        temperature_fallback=a.temperature_fallback,
-        allowed_languages=allowed,
-    )
-    warm = recognizer is not None
-    recognizer = recognizer.reconfigured(recognizer_config) if warm else WhisperRecognizer(recognizer_config, store=store)
+    warm = recognizer is not None and recognizer.serves(config.asr, store=store)
+    if not warm:
+        recognizer = WhisperRecognizer(config.asr, store=store)
+    recognizer.check(langs.source, allowed=langs.allowed)
     mt_models = models.installed_mt_models(store=store, extra=tuple(Path(p) for p in config.mt.models))
-    whisper = recognizer.multilingual
-    translator_stage = TranslatorStage(
-        TextTranslator(
-            mt_models,
-            cpu_threads=config.mt.threads,
-            whisper_translate_available=whisper,
-            prefer_whisper=config.mt.prefer_whisper,
-        ),
-        target,
-        models=mt_models,
-        whisper_translate_available=whisper,
+    text_translator = TextTranslator(
+        mt_models,
+        cpu_threads=config.mt.threads,
+        whisper_translate_available=recognizer.multilingual,
         prefer_whisper=config.mt.prefer_whisper,
-        pair=allowed,
     )
+    translator_stage = TranslatorStage(text_translator, langs)
     translator_stage.prepare(langs.sources, warm_up=warm_up)
     notices: list[Notice] = []
     speaker_stage = None
@@ -111,10 +76,10 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
         def voices(language: str):  # noqa: ANN202 - a tts.VoiceProvider
             return choose_voice(language, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
 
-        speaker_stage = SpeakerStage(voices, lead_in=config.tts.lead_in)
+        speaker_stage = SpeakerStage(voices)
         notices.extend(speaker_stage.prepare(langs.targets))
     if warm_up and not warm:
-        recognizer.warm_up()
+        recognizer.warm_up(config.asr)
     return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
 
 
@@ -125,9 +90,10 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     watching them, and re-decoding growing audio would only delay the final results.
     """
     config = engines.config
-    source = session_languages(config).source
+    langs = engines.translator_stage.languages
     recognizer_stage = RecognizerStage(
-        engines.recognizer, language=source, task=engines.translator_stage.recognizer_task, provisional=True
+        engines.recognizer, config.asr, language=langs.source, allowed=langs.allowed,
+        task=engines.translator_stage.recognizer_task, provisional=True,
     )
     stages = [
         StageSpec("asr", recognizer_stage, (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
@@ -136,4 +102,4 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     ]
     if engines.speaker_stage is not None:
         stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
-    return Pipeline(Segmenter(segmenter_config(config)), stages, sink=sink)
+    return Pipeline(Segmenter(config.vad), stages, sink=sink)

@@ -1,14 +1,17 @@
 """Settings: defaults, a TOML file, and command-line overrides, in that order.
 
-One frozen dataclass per section; the section and field names are the TOML keys. Every value can be
-overridden from the command line with ``--set section.key=value`` (and the common ones have their
-own flags). Unknown keys and wrong types are errors that name the key, because a typo in a service's
-config must not silently fall back to a default.
+One frozen dataclass per section; the section and field names are the TOML keys, and these
+defaults are the only ones: the stages take their section as it is. Every value can be overridden
+from the command line with ``--set section.key=value`` (and the common ones have their own flags).
+Unknown keys, wrong types and values out of range (each section checks its own in
+``__post_init__``) are errors that name the key, because a typo in a service's config must not
+silently fall back to a default or surface later as a crash.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from translator.errors import ConfigError
+from translator.whisper_api import STOCK_WINDOW
+
+COMPUTE_TYPES = (
+    "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32",
+)
+"""CTranslate2's compute types (``asr.compute_type``)."""
+
+
+def _require(ok: bool, name: str, rule: str, value: object) -> None:
+    """Raise the ValueError :func:`merge` turns into "ORIGIN: section.name: rule, got value"."""
+    if not ok:
+        raise ValueError(f"{name}: {rule}, got {value!r}")
+
+
+def _finite(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(math.isfinite(value), name, "must be a finite number", value)
 
 
 @dataclass(frozen=True)
@@ -29,27 +50,66 @@ class LanguageSettings:
 
 @dataclass(frozen=True)
 class AsrSettings:
+    """The speech model (``model``, ``compute_type``, ``threads``: loaded once) and how each
+    utterance is decoded (the rest: read per recognition, so changing them keeps the model)."""
+
     model: str = "base"
     """``tiny.en``, ``base`` (bundled) or another size name / a model directory."""
     compute_type: str = "int8"
     threads: int = 0
-    """CPU threads for CTranslate2; 0 = all cores."""
+    """CPU threads for CTranslate2; 0 = all cores (stages mostly run one after another, so ASR may
+    use every core)."""
     beam_size: int = 1
+    """1 is greedy: the latency budget has no room for a beam."""
     window_margin: float = 1.0
     """Seconds of padding after the utterance fed to the encoder; negative = stock 30 s window."""
     min_window: float = 0.0
-    """Shortest encoder window in seconds (shorter windows make the decoder loop; see asr.py);
-    0 = by model: 12 s for English-only models, 8 s for multilingual ones."""
+    """Shortest encoder window in seconds (shorter windows make the decoder loop; see
+    stages/recognizer.py); 0 = by model: 12 s for English-only models, 8 s for multilingual ones."""
     temperature_fallback: bool = False
+    """Off for live use: a triggered fallback costs 2.5-5 s on a 3 s utterance."""
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
 
+    def __post_init__(self) -> None:
+        _require(bool(self.model.strip()), "model", "give a size name such as base or tiny.en, or a model directory",
+                 self.model)
+        _require(self.compute_type in COMPUTE_TYPES, "compute_type", f"must be one of {', '.join(COMPUTE_TYPES)}",
+                 self.compute_type)
+        _require(self.threads >= 0, "threads", "must be 0 (all cores) or more", self.threads)
+        _require(self.beam_size >= 1, "beam_size", "must be at least 1", self.beam_size)
+        _finite(self, "window_margin", "min_window", "no_speech_threshold", "log_prob_threshold",
+                "compression_ratio_threshold")
+        _require(self.window_margin <= STOCK_WINDOW, "window_margin",
+                 f"must be at most {STOCK_WINDOW:g} s (negative = the stock window)", self.window_margin)
+        _require(0 <= self.min_window <= STOCK_WINDOW, "min_window", f"must be between 0 and {STOCK_WINDOW:g} s",
+                 self.min_window)
+        _require(0 <= self.no_speech_threshold <= 1, "no_speech_threshold", "must be a probability",
+                 self.no_speech_threshold)
+        _require(self.compression_ratio_threshold > 0, "compression_ratio_threshold", "must be positive",
+                 self.compression_ratio_threshold)
+
+    @property
+    def model_fields(self) -> tuple[str, str, int]:
+        """What loading the model reads: equal here means the loaded model serves these settings."""
+        return self.model, self.compute_type, self.threads
+
 
 @dataclass(frozen=True)
 class VadSettings:
+    """Endpointing policy of the segmenter; durations are seconds of audio."""
+
     threshold: float = 0.5
+    """A frame at or above this speech probability starts (or continues) speech."""
+    neg_threshold: float = 0.0
+    """Speech continues until a frame falls below this; 0 = ``threshold - 0.15`` (Silero's own
+    hysteresis), so a word's weak tail does not flicker between speech and silence."""
+    min_speech: float = 0.25
+    """Voiced audio needed before an utterance is announced; shorter blips (a click, a cough)
+    are dropped silently."""
     pre_roll: float = 0.2
+    """Audio kept before the first voiced frame: the VAD fires after the onset of a word."""
     pause: float = 0.1
     """Silence that starts speculation (recognition, translation and speech at once); a wasted
     speculation only costs compute."""
@@ -57,7 +117,32 @@ class VadSettings:
     """Silence that ends an utterance: on the corpus 0.4 s splits no more than 0.5 s (28 utterances
     for 18 sentences; 0.3 s: 29, 0.6 s: 27, 0.8 s: 23)."""
     max_utterance: float = 15.0
+    """Cap: longer speech is cut at its quietest recent point."""
     partial_interval: float = 0.5
+    """New speech between two partial-caption snapshots."""
+    post_roll: float = 0.1
+    """Audio kept after the last voiced frame: Whisper does better with a trailing margin."""
+
+    def __post_init__(self) -> None:
+        _finite(self, "threshold", "neg_threshold", "min_speech", "pre_roll", "pause", "endpoint",
+                "max_utterance", "partial_interval", "post_roll")
+        _require(0 < self.threshold < 1, "threshold", "must be between 0 and 1", self.threshold)
+        _require(0 <= self.neg_threshold <= self.threshold, "neg_threshold",
+                 f"must be between 0 (automatic) and threshold ({self.threshold})", self.neg_threshold)
+        _require(0 <= self.min_speech <= 1, "min_speech", "must be 0-1 s", self.min_speech)
+        _require(0 <= self.pre_roll <= 1, "pre_roll", "must be 0-1 s", self.pre_roll)
+        _require(self.pause > 0, "pause", "must be > 0 s", self.pause)
+        _require(self.endpoint >= self.pause, "endpoint", f"must be >= pause ({self.pause} s)", self.endpoint)
+        _require(0 <= self.post_roll <= self.pause, "post_roll", f"must be between 0 and pause ({self.pause} s)",
+                 self.post_roll)
+        _require(self.partial_interval > 0, "partial_interval", "must be > 0 s", self.partial_interval)
+        _require(self.max_utterance >= max(2.0, 2 * self.endpoint), "max_utterance",
+                 f"must be >= 2 s and >= 2 x endpoint ({self.endpoint} s)", self.max_utterance)
+
+    @property
+    def release(self) -> float:
+        """The probability below which speech stops (``neg_threshold``, or its automatic value)."""
+        return self.neg_threshold or max(self.threshold - 0.15, 0.01)
 
 
 @dataclass(frozen=True)
@@ -67,6 +152,10 @@ class MtSettings:
     prefer_whisper: bool = False
     """For X->English, use Whisper's translate task even when a direct model is installed."""
     threads: int = 0
+    """CPU threads for CTranslate2; 0 = all cores."""
+
+    def __post_init__(self) -> None:
+        _require(self.threads >= 0, "threads", "must be 0 (all cores) or more", self.threads)
 
 
 @dataclass(frozen=True)
@@ -76,8 +165,6 @@ class TtsSettings:
     """A Piper voice name or ``.onnx`` path; empty = the installed voice for the target language."""
     fallback: bool = True
     """Speak with espeak-ng when no Piper voice exists for the language."""
-    lead_in: float = 0.0
-    """Seconds of silence before each utterance's speech (Bluetooth headsets wake up late)."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +179,19 @@ class AudioSettings:
     """Input device name (or part of it); empty = system default."""
     output: str = ""
     lead_in: float = 0.15
+    """Seconds of silence before a burst of speech after a quiet spell: outputs that wake up on
+    sound (Bluetooth headsets, PulseAudio) drop the first 35-140 ms."""
     half_duplex: bool = True
     """Mute the microphone while speech plays (a loudspeaker); false for a headset."""
     guard_tail: float = 0.3
     """Seconds the microphone stays muted after speech output ends."""
     turn_gap: float = 0.8
     """Half-duplex: speech output waits until the user has been silent this long."""
+
+    def __post_init__(self) -> None:
+        _finite(self, "lead_in", "guard_tail", "turn_gap")
+        for name in ("lead_in", "guard_tail", "turn_gap"):
+            _require(getattr(self, name) >= 0, name, "must be 0 s or more", getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -162,7 +256,12 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> Config:
                 known = ", ".join(_TOML_KEYS.get((section, k), k) for k in kinds)
                 raise ConfigError(f"{origin}: unknown key {section}.{key}; known keys in [{section}]: {known}")
             changes[name] = _coerce(f"{origin}: {section}.{key}", value, kinds[name])
-        updates[section] = dataclasses.replace(getattr(config, section), **changes)
+        try:
+            updates[section] = dataclasses.replace(getattr(config, section), **changes)
+        except ValueError as e:  # the section's own check; its message starts with the field name
+            field_name, _, rest = str(e).partition(":")
+            key = _TOML_KEYS.get((section, field_name), field_name)
+            raise ConfigError(f"{origin}: {section}.{key}:{rest}") from None
     return dataclasses.replace(config, **updates)
 
 
@@ -199,9 +298,13 @@ def parse_override(item: str) -> dict[str, Any]:
 
 
 def apply_overrides(config: Config, items: list[str]) -> Config:
+    """``--set`` items in order (a later one wins), applied together: a section is checked once
+    with all of them, so ``--set vad.pause=0.5 --set vad.endpoint=0.6`` works in either order."""
+    data: dict[str, dict[str, Any]] = {}
     for item in items:
-        config = merge(config, parse_override(item), "--set")
-    return config
+        for section, values in parse_override(item).items():
+            data.setdefault(section, {}).update(values)
+    return merge(config, data, "--set") if data else config
 
 
 def to_toml(config: Config) -> str:

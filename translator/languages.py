@@ -7,8 +7,13 @@ is the one list of languages; this module is the only place that reads it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from translator.errors import ConfigError, LanguageError
+
+if TYPE_CHECKING:
+    from translator.config import Config
+from translator.whisper_api import language_codes
 
 AUTO = "auto"
 """``languages.from`` value (or empty) meaning: detect the spoken language per utterance."""
@@ -20,9 +25,7 @@ character for loop checks and scoring."""
 
 def check(code: str) -> str:
     """Return ``code`` if Whisper knows it, else raise :class:`LanguageError`."""
-    from translator.whisper_api import LANGUAGE_CODES  # noqa: PLC0415 (faster-whisper is heavy)
-
-    if code not in LANGUAGE_CODES:
+    if code not in language_codes():
         raise LanguageError(f"unknown language code {code!r}; use an ISO 639-1 code such as en, de, es, fr, zh")
     return code
 
@@ -60,6 +63,7 @@ class Languages:
         return list(self.pair) if self.pair else [self.target]
 
     def target_for(self, source: str) -> str:
+        """The language speech in ``source`` is translated into."""
         if self.pair is None:
             return self.target
         return self.pair[1] if source == self.pair[0] else self.pair[0]
@@ -94,3 +98,9 @@ def from_settings(source: str, target: str, pair: str) -> Languages:
         a, b = parse_pair(pair)
         return Languages(None, a, (a, b))
     return Languages(None if source in ("", AUTO) else _check_key("from", source), _check_key("to", target))
+
+
+def from_config(config: Config) -> Languages:
+    """The config's ``[languages]``, checked."""
+    lang = config.languages
+    return from_settings(lang.source, lang.target, lang.pair)

@@ -26,7 +26,7 @@ from translator.bench.corpus import ManifestClip
 from translator.bench.runner import ClipRun, from_voice_end, utterance_timeline
 from translator.config import Config
 from translator.events import Caption, SpeechGrowing
-from translator.stages.translate import split_sentences
+from translator.stages.sentences import split_sentences
 from translator.text import ms
 
 TARGETS_S2S = {"tiny.en": (0.6, 1.0), "base": (0.8, None)}

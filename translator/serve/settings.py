@@ -64,28 +64,13 @@ def read_config(path: str, overrides: list[str]) -> cfg.Config:
         config = cfg.apply_overrides(cfg.load(p), overrides)
     except ConfigError as e:
         raise with_line(e, p) from None
-    lang = config.languages
     try:
-        languages.from_settings(lang.source, lang.target, lang.pair)
+        languages.from_config(config)
     except (ConfigError, LanguageError) as e:  # "languages.KEY: ...": the file's line for KEY is added
         raise with_line(ConfigError(f"{p}: {e}"), p) from None
-    _check_vad(config, p)
     return config
-
-
-def _check_vad(config: cfg.Config, path: Path) -> None:
-    """The [vad] values the segmenter refuses ("[vad]: endpoint must be ..."), with their line."""
-    from translator.assemble import segmenter_config  # noqa: PLC0415 (loads the pipeline's modules)
-
-    try:
-        segmenter_config(config)
-    except ConfigError as e:
-        m = re.match(r"\[vad\]: (\w+)", str(e))
-        line = key_line(path, "vad", m[1] if m else None)
-        raise ConfigError(f"{path} line {line}: {e}" if line else f"{path}: {e}") from None
 
 
 def describe_languages(config: cfg.Config) -> str:
     """What the service translates, for the journal: ``en → es``, ``conversation en ⇄ es``."""
-    lang = config.languages
-    return languages.from_settings(lang.source, lang.target, lang.pair).describe()
+    return languages.from_config(config).describe()

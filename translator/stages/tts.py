@@ -2,7 +2,7 @@
 
 Speech is produced one sentence at a time so the first sentence can be played while the rest is
 still being synthesised: with Piper the first audio of a short sentence is ready in ~100 ms,
-whereas a whole paragraph would take several times that (DESIGN.md, "Latency").
+whereas a whole paragraph would take several times that, and nothing is heard before it is done.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from piper import PiperVoice, SynthesisConfig
 from translator.errors import ModelError
 from translator.events import Notice, NoticeLevel, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models.locate import VoiceFiles, resolve_voice, voice_for_language
-from translator.stages.translate import split_sentences
+from translator.stages.sentences import split_sentences
+from translator.text import one_line
 
 ESPEAK = "espeak-ng"
 ESPEAK_TIMEOUT = 10.0
@@ -45,12 +46,6 @@ class Voice(Protocol):
     def warm_up(self) -> None:
         """Pay the first-call costs now, so the first utterance is as fast as the next ones."""
         ...
-
-
-def _one_line(err: BaseException) -> str:
-    """Library errors can span many lines; our messages must stay on one (see errors.py)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 FIRST_CHUNK_MIN_WORDS = 10
@@ -108,7 +103,7 @@ class PiperSpeakerVoice:
                 pass
         except Exception as e:  # onnxruntime's error classes derive from Exception only
             raise ModelError(
-                f"{self._files.model}: the model does not run as a Piper voice ({_one_line(e)}); reinstall the voice"
+                f"{self._files.model}: the model does not run as a Piper voice ({one_line(e)}); reinstall the voice"
             ) from e
 
 
@@ -118,16 +113,16 @@ def _load_piper(files: VoiceFiles) -> PiperVoice:
         return PiperVoice.load(files.model, config_path=files.config)
     except OSError as e:
         raise ModelError(
-            f"{e.filename or files.model}: cannot read the Piper voice ({e.strerror or _one_line(e)}); check the file"
+            f"{e.filename or files.model}: cannot read the Piper voice ({e.strerror or one_line(e)}); check the file"
         ) from e
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         # JSON syntax, missing keys or a wrong shape: Piper reads the config before the model.
         raise ModelError(
-            f"{files.config}: invalid Piper voice config ({type(e).__name__}: {_one_line(e)}); reinstall the voice"
+            f"{files.config}: invalid Piper voice config ({type(e).__name__}: {one_line(e)}); reinstall the voice"
         ) from e
     except Exception as e:  # onnxruntime's own error classes derive from Exception only
         raise ModelError(
-            f"{files.model}: not a valid Piper ONNX model ({_one_line(e)}); reinstall the voice"
+            f"{files.model}: not a valid Piper ONNX model ({one_line(e)}); reinstall the voice"
         ) from e
 
 
@@ -205,7 +200,7 @@ class EspeakVoice:
         except OSError as e:
             raise ModelError(f"cannot run espeak-ng ({e.strerror}); install it with: apt install espeak-ng") from e
         except sf.LibsndfileError as e:
-            raise ModelError(f"espeak-ng produced no readable audio for voice {self._espeak_voice} ({_one_line(e)})") from e
+            raise ModelError(f"espeak-ng produced no readable audio for voice {self._espeak_voice} ({one_line(e)})") from e
         return audio.mean(axis=1, dtype=np.float32), rate
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
@@ -300,22 +295,16 @@ class SpeakerStage:
     """Translation in, speech chunks out, one sentence at a time.
 
     ``voices`` is a :data:`VoiceProvider` (default :func:`choose_voice`) or a mapping from
-    language to voice; it is asked once per language and its notice is passed on once.
-
-    ``lead_in`` seconds of silence are put before the first chunk of every utterance, because
-    audio outputs that wake up on sound (Bluetooth headsets, PulseAudio) drop the first
-    35-140 ms. It lives here rather than in the sinks so every sink gets the same audio; the
-    price is that real speech starts ``lead_in`` after a chunk's ``wall``, so latency figures
-    for the heard speech must add it.
+    language to voice; it is asked once per language and its notice is passed on once. The
+    silence an output device needs before speech (``[audio] lead_in``) is the speaker sink's.
     """
 
-    def __init__(self, voices: VoiceProvider | Mapping[str, Voice] = choose_voice, *, lead_in: float = 0.0) -> None:
+    def __init__(self, voices: VoiceProvider | Mapping[str, Voice] = choose_voice) -> None:
         if isinstance(voices, Mapping):
             table = voices
             self._provider: VoiceProvider = lambda lang: (table.get(lang), None if lang in table else _text_only(lang))
         else:
             self._provider = voices
-        self._lead_in = lead_in
         self._voices: dict[str, Voice | None] = {}
 
     def _resolve(self, language: str) -> tuple[Voice | None, Notice | None]:
@@ -351,7 +340,7 @@ class SpeakerStage:
             voice, notice = self._resolve(t.target_language)
         except Exception as e:  # a voice that cannot load silences its language, not the stage
             self._voices[t.target_language] = None
-            voice, notice = None, Notice(_one_line(e), time.monotonic(), NoticeLevel.ERROR)
+            voice, notice = None, Notice(one_line(e), time.monotonic(), NoticeLevel.ERROR)
         if notice is not None:
             yield notice
         if voice is None:
@@ -367,12 +356,9 @@ class SpeakerStage:
             except StopIteration:
                 break
             except Exception as e:  # an onnxruntime or espeak failure must not stop the stage
-                yield StageFailed("tts", t.utterance_id, f"speech synthesis with {voice.name} failed: {_one_line(e)}", time.monotonic())
+                yield StageFailed("tts", t.utterance_id, f"speech synthesis with {voice.name} failed: {one_line(e)}", time.monotonic())
                 break
             ready = time.monotonic()
-            if index == 0 and self._lead_in > 0:
-                silence = np.zeros(round(self._lead_in * voice.sample_rate), dtype=np.float32)
-                samples = np.concatenate([silence, samples])
             yield SpeechChunk(t.utterance_id, samples, voice.sample_rate, index, sentence, t.t_end_wall, ready, voice.name)
             index += 1
         yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), voice.name)

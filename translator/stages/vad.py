@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from translator.config import VadSettings
 from translator.events import (
     SAMPLE_RATE,
     AudioBlock,
@@ -26,6 +27,7 @@ from translator.events import (
     SpeechStarted,
     UtteranceEnded,
 )
+from translator.whisper_api import vad_session
 
 FRAME = 512
 """Samples per VAD frame (32 ms at 16 kHz): the only size Silero v5/v6 accept at 16 kHz."""
@@ -47,9 +49,7 @@ class SileroVad:
     """
 
     def __init__(self) -> None:
-        from faster_whisper.vad import get_vad_model  # imported late: faster_whisper is heavy
-
-        self._session = get_vad_model().session
+        self._session = vad_session()
         self.reset()
 
     def reset(self) -> None:
@@ -67,59 +67,6 @@ class SileroVad:
         out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
         self._context = chunk[-_CONTEXT:].copy()
         return float(out[0])
-
-
-@dataclass(frozen=True)
-class SegmenterConfig:
-    """Endpointing policy; durations are seconds of audio."""
-
-    threshold: float = 0.5
-    """A frame at or above this probability starts (or continues) speech."""
-    neg_threshold: float | None = None
-    """Speech continues until a frame falls below this; ``None`` = ``threshold - 0.15`` (Silero's
-    own hysteresis), so a word's weak tail does not flicker between speech and silence."""
-    min_speech: float = 0.25
-    """Voiced audio needed before an utterance is announced; shorter blips (a click, a cough)
-    are dropped silently."""
-    pre_roll: float = 0.2
-    """Audio kept before the first voiced frame: the VAD fires after the onset of a word."""
-    pause: float = 0.2
-    """Silence after which ``SpeechPaused`` invites speculative finalisation."""
-    endpoint: float = 0.5
-    """Silence after which the utterance is over."""
-    max_utterance: float = 15.0
-    """Cap: longer speech is cut at its quietest recent point."""
-    partial_interval: float = 0.5
-    """New speech between two ``SpeechGrowing`` snapshots."""
-    post_roll: float = 0.1
-    """Audio kept after the last voiced frame: Whisper does better with a trailing margin."""
-
-    def __post_init__(self) -> None:
-        if self.neg_threshold is None:
-            object.__setattr__(self, "neg_threshold", max(self.threshold - 0.15, 0.01))
-        for name in ("threshold", "neg_threshold", "min_speech", "pre_roll", "pause", "endpoint",
-                     "max_utterance", "partial_interval", "post_roll"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        checks = [
-            (0 < self.threshold < 1, f"threshold must be between 0 and 1, got {self.threshold}"),
-            (0 < self.neg_threshold <= self.threshold,
-             f"neg_threshold must be > 0 and <= threshold ({self.threshold}), got {self.neg_threshold}"),
-            (0 <= self.min_speech <= 1, f"min_speech must be 0-1 s, got {self.min_speech}"),
-            (0 <= self.pre_roll <= 1, f"pre_roll must be 0-1 s, got {self.pre_roll}"),
-            (self.pause > 0, f"pause must be > 0 s, got {self.pause}"),
-            (self.endpoint >= self.pause, f"endpoint ({self.endpoint} s) must be >= pause ({self.pause} s)"),
-            (0 <= self.post_roll <= self.pause,
-             f"post_roll must be between 0 and pause ({self.pause} s), got {self.post_roll}"),
-            (self.partial_interval > 0, f"partial_interval must be > 0 s, got {self.partial_interval}"),
-            (self.max_utterance >= 2, f"max_utterance must be >= 2 s, got {self.max_utterance}"),
-            (self.max_utterance >= 2 * self.endpoint,
-             f"max_utterance ({self.max_utterance} s) must be >= 2 x endpoint ({self.endpoint} s)"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
 
 
 def _samples(seconds: float) -> int:
@@ -186,7 +133,7 @@ class _Utterance:
 
 
 class Segmenter:
-    """Turns a stream of ``AudioBlock`` into speech events.
+    """Turns a stream of ``AudioBlock`` into speech events, by the ``[vad]`` settings.
 
     Event semantics (times are the audio clock: the first block's ``start`` plus samples counted,
     so blocks are taken to be contiguous; call ``reset`` when a source restarts):
@@ -213,17 +160,18 @@ class Segmenter:
     them, so ids stay unique downstream). ``feed`` and ``flush`` do their work before returning.
     """
 
-    def __init__(self, config: SegmenterConfig = SegmenterConfig(), vad: SileroVad | None = None) -> None:
-        self.config = config
+    def __init__(self, settings: VadSettings = VadSettings(), vad: SileroVad | None = None) -> None:
+        self.settings = settings
         self._vad = vad if vad is not None else SileroVad()
-        self._pre_roll = _samples(config.pre_roll)
-        self._post_roll = _samples(config.post_roll)
-        self._pause = _samples(config.pause)
-        self._endpoint = _samples(config.endpoint)
-        self._max = _samples(config.max_utterance)
-        self._min_speech = _samples(config.min_speech)
-        self._partial = _samples(config.partial_interval)
-        self._cut_window = _samples(min(3.0, config.max_utterance / 3))
+        self._release = settings.release
+        self._pre_roll = _samples(settings.pre_roll)
+        self._post_roll = _samples(settings.post_roll)
+        self._pause = _samples(settings.pause)
+        self._endpoint = _samples(settings.endpoint)
+        self._max = _samples(settings.max_utterance)
+        self._min_speech = _samples(settings.min_speech)
+        self._partial = _samples(settings.partial_interval)
+        self._cut_window = _samples(min(3.0, settings.max_utterance / 3))
         self._next_id = 1
         self.reset()
 
@@ -286,7 +234,6 @@ class Segmenter:
         return self._origin + index / SAMPLE_RATE
 
     def _frame(self, wall: float, out: list[SegmentEvent]) -> None:
-        cfg = self.config
         a = self._frames * FRAME
         b = a + FRAME
         frame = self._buf.view(a, b)
@@ -295,7 +242,7 @@ class Segmenter:
         self.last_prob = p
         self.level = max(SILENT_DB, 20 * math.log10(rms)) if rms > 0 else SILENT_DB
         self._frames += 1
-        self._voiced = p >= cfg.threshold or (self._voiced and p >= cfg.neg_threshold)
+        self._voiced = p >= self.settings.threshold or (self._voiced and p >= self._release)
         if self._voiced:
             self.last_voiced_wall = wall
 
@@ -358,10 +305,9 @@ class Segmenter:
 
     def _cut(self, utt: _Utterance, wall: float, out: list[SegmentEvent]) -> None:
         """Split at the quietest recent frame: non-speech frames first, then the lowest energy."""
-        cfg = self.config
         first = utt.first_frame
         lo = max(first + 1, -(-(self._frames * FRAME - self._cut_window) // FRAME))
-        k = min(range(lo, self._frames), key=lambda j: (utt.probs[j - first] >= cfg.neg_threshold, utt.rms[j - first]))
+        k = min(range(lo, self._frames), key=lambda j: (utt.probs[j - first] >= self._release, utt.rms[j - first]))
         cut = k * FRAME
         # The window lies more than max_utterance / 3 after the onset (or the previous cut, which
         # kept at least one voiced frame), so the part before the cut always holds a voiced frame.

@@ -1,0 +1,296 @@
+"""Speech recognition: faster-whisper driven one utterance at a time, on a short encoder window.
+
+``WhisperModel.transcribe()`` always feeds the encoder a padded 30 s window, so a 3 s utterance
+costs as much as a 30 s one. Here the encoder sees the utterance plus ``window_margin`` seconds of
+silence, language detection reuses that same encoder output, and the decoder runs once, greedily,
+without timestamps.
+
+Measured on the corpus (tiny.en and base, int8, 2 threads): CTranslate2 accepts any frame count,
+but below about 8 s of window the decoder loops on short clips ("... all year. She had your dog
+suit ...", "1, 2, 3, 3, 1, 2, 3 ...") whatever the margin (0-2 s); from 8 s on, the word error rate
+equals or beats the stock window's on every clip tried (tiny.en: 5 English; base: 19 in 10
+languages, a word or two differing on some) with the encoder 4-6x faster. Hence ``min_window``
+(8 s; see below for English-only models), and a decode that still loops is redone on twice the
+window, then on the stock window.
+
+Re-measured on the benchmark's own utterances (cut by the VAD, 0.5 s endpoint; tiny.en, the 5
+English clips, 11 utterances): with no minimum (utterance + 1 s), 4 s and 6 s windows, 8, 8 and 6
+utterances loop (WER 114%, 125%, 68% where the stock window gives 8.7%); at 8 s, 3 still do ("1. 2
+2", a sentence said twice then cut), which neither the token cap nor the compression ratio caught.
+:func:`~translator.stages.guards.repeats` catches those; retried on a 16 s window (none loops
+there), they bring the WER to the stock window's (8.7%), at a third of the stock window's cost.
+Multilingual base (28 utterances, 10 languages) loops less: none at 6 or 8 s, 6 at 4 s; its WER/CER
+at 8 s is within noise of the stock window's. tiny.en loops on none at 12 s, which costs less than
+a looping 8 s decode and its retry (mean 230 vs 272 ms per utterance). So the minimum is 12 s for
+English-only models and 8 s for multilingual ones.
+
+The model is loaded once from the ``[asr]`` model fields; every other ``[asr]`` field, and the
+session's languages and task, are read per call, so one loaded model serves any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from translator import whisper_api
+from translator.config import AsrSettings
+from translator.errors import LanguageError, ModelError
+from translator.events import SAMPLE_RATE
+from translator.languages import check as check_language
+from translator.languages import joiner
+from translator.models.locate import resolve_asr
+from translator.stages.guards import SILENCE_DBFS, looped, plausible, rms_dbfs
+from translator.text import one_line
+from translator.whisper_api import STOCK_WINDOW, Decoded, Encoded
+
+TASKS = ("transcribe", "translate")
+
+MIN_WINDOW_ENGLISH_ONLY = 12.0
+MIN_WINDOW_MULTILINGUAL = 8.0
+"""Default shortest encoder windows, measured on the corpus (module docstring)."""
+
+TOKENS_PER_SECOND = 12
+"""Decode cap per second of audio, about twice the densest speech in the corpus (Korean, Chinese),
+so a decode that reaches it is a loop, and a loop costs a bounded time before the stock retry."""
+
+DEFAULT = AsrSettings()
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """One recognised utterance and the scores the guards judged it by."""
+
+    text: str
+    language: str
+    language_probability: float
+    """Among the allowed languages when those are given; 1.0 when the language was given."""
+    task: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    compute_seconds: float
+    tokens: int
+    window_seconds: float
+    """Audio seconds the encoder saw (30 per window when the stock window was used or retried)."""
+    original: str = ""
+    """With the translate task: the words as spoken, decoded from the same encoder output, so the
+    user sees what was said as well as Whisper's English for the price of one more decode."""
+
+
+TaskChoice = str | Callable[[str], str]
+"""A task, or a function of the detected language giving it (the translator's route decides)."""
+
+
+class WhisperRecognizer:
+    """A loaded faster-whisper model. It keeps no per-call state, so stages in different threads
+    may share one; CTranslate2 runs their calls one at a time on its single worker."""
+
+    def __init__(self, settings: AsrSettings = DEFAULT, *, store: Path | None = None) -> None:
+        self.model_fields = settings.model_fields
+        """The ``[asr]`` fields this model was loaded with (:attr:`AsrSettings.model_fields`)."""
+        self.model_dir = resolve_asr(settings.model, store=store)
+        _check_json(self.model_dir / "config.json")
+        try:
+            self._model = whisper_api.load(
+                str(self.model_dir), compute_type=settings.compute_type, threads=settings.threads or os.cpu_count() or 1
+            )
+        except RuntimeError as e:  # CTranslate2, config.json being valid: model.bin is at fault
+            raise ModelError(
+                f"{self.model_dir / 'model.bin'}: cannot load the Whisper model ({one_line(e)}); reinstall the model"
+            ) from e
+        except Exception as e:  # noqa: BLE001 - the tokenizers library raises bare Exception
+            raise ModelError(
+                f"{self.model_dir / 'tokenizer.json'}: cannot load the Whisper tokenizer ({one_line(e)}); reinstall the model"
+            ) from e
+        self.multilingual = whisper_api.is_multilingual(self._model)
+        """False for English-only (``.en``) models: no detection, no translate task."""
+
+    def serves(self, settings: AsrSettings, *, store: Path | None = None) -> bool:
+        """Whether this loaded model is the one ``settings`` name (in ``store``), so it can be
+        used for them without loading it again: only the model fields count."""
+        if settings.model_fields != self.model_fields:
+            return False
+        try:
+            return resolve_asr(settings.model, store=store) == self.model_dir
+        except ModelError:
+            return False
+
+    @property
+    def model(self):  # noqa: ANN201 - faster_whisper.WhisperModel
+        """The loaded faster-whisper model (the benchmark's stock baseline runs on the same one)."""
+        return self._model
+
+    def min_window(self, settings: AsrSettings = DEFAULT) -> float:
+        """The shortest encoder window: ``settings.min_window``, or this model's default for 0."""
+        if settings.min_window:
+            return settings.min_window
+        return MIN_WINDOW_MULTILINGUAL if self.multilingual else MIN_WINDOW_ENGLISH_ONLY
+
+    def check(self, language: str | None = None, task: str = "transcribe", allowed: tuple[str, ...] | None = None) -> None:
+        """Raise LanguageError when this model cannot serve these languages or this task (an
+        English-only model asked to translate or to hear another language), ValueError for a task
+        that does not exist."""
+        if task not in TASKS:
+            raise ValueError(f"task: {task!r} is not one of {', '.join(TASKS)}")
+        for code in (language,) + (allowed or ()):
+            if code is not None:
+                check_language(code)
+        if self.multilingual:
+            return
+        name = self.model_dir.name
+        if task == "translate":
+            raise LanguageError(
+                f"speech model {name} is English-only and cannot translate; use a multilingual model such as base"
+            )
+        foreign = [code for code in ((language,) + (allowed or ())) if code not in (None, "en")]
+        if foreign:
+            raise LanguageError(
+                f"speech model {name} is English-only and cannot recognise {foreign[0]!r}; use a multilingual model such as base"
+            )
+
+    def warm_up(self, settings: AsrSettings = DEFAULT) -> None:
+        """Run the first, slow recognitions (allocations, CPU caches) before anyone is waiting.
+
+        Several lengths, because CTranslate2 sizes its buffers per input shape. The steps are called
+        directly: the synthetic tone is no speech, and the guards would cut the work short.
+        """
+        for seconds in (1.0, 3.0, 9.0):
+            t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+            voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 560), 1))
+            audio = (0.05 * voice * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+            encoded = self._encode(audio, settings)
+            language = self._detect(encoded, None)[0]
+            self._decode(encoded, len(audio), language, "transcribe", None, settings)
+
+    def recognize(
+        self,
+        audio: np.ndarray,
+        settings: AsrSettings = DEFAULT,
+        *,
+        language: str | None = None,
+        allowed: tuple[str, ...] | None = None,
+        task: TaskChoice = "transcribe",
+        prompt: str | None = None,
+        retry: bool = True,
+    ) -> Recognition | None:
+        """Text of one utterance (16 kHz mono float32), or None for silence, noise or a hallucination.
+
+        ``settings`` are the decoding knobs (its model fields are not read). ``language`` None
+        detects it, among ``allowed`` when given (conversation mode). ``task`` may be a function of
+        the language, applied once the language is known. ``prompt`` is earlier text that
+        conditions the decoder. ``retry`` False takes a looping short-window decode as it is
+        instead of redoing it on longer windows: for partial captions, which the next snapshot
+        replaces anyway.
+        """
+        started = time.perf_counter()
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"recognize expects mono audio (one dimension), got shape {audio.shape}")
+        self.check(language, task if isinstance(task, str) else "transcribe", allowed)
+
+        window = int(STOCK_WINDOW * SAMPLE_RATE)
+        pieces: list[Decoded] = []
+        originals: list[str] = []
+        probability = 1.0
+        resolved_task = task if isinstance(task, str) else None
+        for offset in range(0, len(audio), window):
+            chunk = audio[offset : offset + window]
+            if rms_dbfs(chunk) < SILENCE_DBFS:
+                continue
+            encoded = self._encode(chunk, settings)
+            if language is None:
+                language, probability = self._detect(encoded, allowed)
+            if resolved_task is None:
+                resolved_task = task(language)  # type: ignore[operator]
+                self.check(language, resolved_task)
+            decoded = self._decode(encoded, len(chunk), language, resolved_task, prompt, settings)
+            # A loop is retried on twice the window, then on the stock window: the longer short
+            # window fixes every loop seen on the corpus at a third of the stock window's cost.
+            for longer in (2 * encoded.seconds, None) if retry else ():
+                if encoded.seconds >= STOCK_WINDOW or not looped(
+                    decoded, self._token_cap(len(chunk)), settings, language, resolved_task
+                ):
+                    break
+                if longer is not None and longer >= STOCK_WINDOW:
+                    continue
+                encoded = whisper_api.encode(self._model, chunk, None if longer is None else int(longer * SAMPLE_RATE))
+                decoded = self._decode(encoded, len(chunk), language, resolved_task, prompt, settings)
+            if plausible(decoded, settings):
+                pieces.append(decoded)
+                if resolved_task == "translate":
+                    originals.append(self._decode(encoded, len(chunk), language, "transcribe", prompt, settings).text)
+        if not pieces:
+            return None
+        text = joiner("en" if resolved_task == "translate" else language).join(p.text for p in pieces)
+        tokens = sum(p.tokens for p in pieces)
+        return Recognition(
+            text=text,
+            language=language,
+            language_probability=probability,
+            task=resolved_task,
+            avg_logprob=sum(p.avg_logprob * p.tokens for p in pieces) / max(tokens, 1),
+            no_speech_prob=min(p.no_speech_prob for p in pieces),
+            compression_ratio=max(p.compression_ratio for p in pieces),
+            compute_seconds=time.perf_counter() - started,
+            tokens=tokens,
+            window_seconds=sum(p.window_seconds for p in pieces),
+            original=joiner(language).join(originals),
+        )
+
+    # --- the steps -----------------------------------------------------------------------------
+
+    def _encode(self, chunk: np.ndarray, settings: AsrSettings) -> Encoded:
+        """One window of at most 30 s: the chunk plus ``window_margin`` of silence, at least the
+        minimum window; the stock window for a negative margin."""
+        if settings.window_margin < 0:
+            return whisper_api.encode(self._model, chunk, None)
+        samples = max(len(chunk) + int(settings.window_margin * SAMPLE_RATE), int(self.min_window(settings) * SAMPLE_RATE))
+        return whisper_api.encode(self._model, chunk, samples)
+
+    def _detect(self, encoded: Encoded, allowed: tuple[str, ...] | None) -> tuple[str, float]:
+        """Language of an encoded window; with ``allowed`` the best of those, its probability
+        renormalised among them."""
+        if not self.multilingual:
+            return "en", 1.0
+        scores = whisper_api.detect_language(self._model, encoded)
+        if allowed:
+            scores = [(code, prob) for code, prob in scores if code in allowed]
+            total = sum(prob for _, prob in scores) or 1.0
+            scores = [(code, prob / total) for code, prob in scores]
+        return scores[0]
+
+    def _decode(self, encoded: Encoded, samples: int, language: str, task: str, prompt: str | None,
+                settings: AsrSettings) -> Decoded:
+        return whisper_api.decode(
+            self._model,
+            encoded,
+            language=language,
+            task=task,
+            prompt=prompt,
+            token_cap=self._token_cap(samples) if encoded.seconds < STOCK_WINDOW else None,
+            beam_size=settings.beam_size,
+            log_prob_threshold=settings.log_prob_threshold,
+            no_speech_threshold=settings.no_speech_threshold,
+            compression_ratio_threshold=settings.compression_ratio_threshold,
+            temperatures=whisper_api.fallback_temperatures() if settings.temperature_fallback else (0.0,),
+        )
+
+    @staticmethod
+    def _token_cap(samples: int) -> int:
+        return 10 + math.ceil(TOKENS_PER_SECOND * samples / SAMPLE_RATE)
+
+
+def _check_json(path: Path) -> None:
+    """CTranslate2 reports a broken config.json like a broken model.bin: tell them apart first."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: unreadable model configuration ({one_line(e)}); reinstall the model") from e
