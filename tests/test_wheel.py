@@ -73,7 +73,7 @@ def test_wheel_install_runs_the_first_commands(installed: Path, tmp_path: Path) 
     assert "/etc/systemd/system/translator.service" in unit and "/etc/translator/config.toml" in unit, unit
 
     german = tmp_path / "de.wav"
-    subprocess.run(["espeak-ng", "-v", "de", "-w", str(german), GERMAN], check=True, timeout=60)
+    subprocess.run(["espeak-ng", "-v", "de", "-s", "150", "-w", str(german), GERMAN], check=True, timeout=60)
     out = run([translator, "translate", str(german), "--from", "de", "--to", "en", "-o", str(tmp_path / "de.en.wav"),
                "--jsonl", str(tmp_path / "de.en.jsonl")], timeout=600, env=env, cwd=tmp_path)
     assert "de → en" in out, out
