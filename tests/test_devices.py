@@ -14,14 +14,21 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import SPEECH
-from pulse import PulseServer, pulse  # noqa: F401 (the fixture)
+import pulse as harness
+from pulse import PulseServer
 
-from translator.audio import devices
-from translator.audio.devices import DeviceInfo, MicrophoneSource, SpeakerSink, find_device, list_devices
+from translator.audio import portaudio
+from translator.audio.lookup import find_device
+from translator.audio.microphone import MicrophoneSource
+from translator.audio.portaudio import DeviceInfo, list_devices
+from translator.audio.speaker import SpeakerSink
 from translator.errors import DeviceError
 from translator.events import SAMPLE_RATE, AudioBlock
 
 CLIP = SPEECH / "en" / "LDC93S1.wav"
+
+pulse = harness.pulse
+"""The private PulseAudio server as a fixture (pytest finds a fixture by the name it has here)."""
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +137,12 @@ def test_live_session_closes_the_microphone_when_the_output_is_missing(pulse: Pu
 
     with pytest.raises(DeviceError, match=r"no audio output device matches 'HDMI'"):
         LiveSession(None, AudioSettings(output="HDMI"))  # type: ignore[arg-type] (fails before engines are used)
-    assert devices._open_streams == 0  # noqa: SLF001
+    assert portaudio.open_streams() == 0
 
 
 def _fake(monkeypatch: pytest.MonkeyPatch, infos: list[DeviceInfo], default: int) -> None:
-    monkeypatch.setattr(devices, "list_devices", lambda: infos)
-    monkeypatch.setattr(devices, "_default_index", lambda kind: default)
+    monkeypatch.setattr(portaudio, "list_devices", lambda: infos)
+    monkeypatch.setattr(portaudio, "default_index", lambda kind: default)
 
 
 def test_find_device_rules_without_hardware(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from translator.audio.files import AudioSink
+from translator.audio.sinks import AudioSink
 from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, NoticeLevel, SpeechChunk, StageFailed
 from translator.speculation import Confirm, Provisional, Retract

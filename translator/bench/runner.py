@@ -269,7 +269,7 @@ class ClipRun:
 def live_block_seconds() -> float:
     """The microphone's block size when the live audio module is there, else the same figure."""
     try:
-        from translator.audio.devices import DEFAULT_BLOCK_SECONDS  # noqa: PLC0415
+        from translator.audio.blocks import LIVE_BLOCK_SECONDS as DEFAULT_BLOCK_SECONDS  # noqa: PLC0415
     except Exception:  # noqa: BLE001 - ImportError, or OSError when PortAudio is missing
         return LIVE_BLOCK_SECONDS
     return float(DEFAULT_BLOCK_SECONDS)
@@ -293,16 +293,13 @@ def trailing_silence(endpoint: float) -> float:
 
 def run_clip(engines: Any, clip: scoring.ManifestClip, repeat: int, block_seconds: float | None = None) -> ClipRun:
     from translator.assemble import build_pipeline  # noqa: PLC0415 - heavy imports
-    from translator.audio.files import (  # noqa: PLC0415
-        MemorySink,
-        PacedSource,
-        open_file_source,
-        with_trailing_silence,
-    )
+    from translator.audio.files import FileSource  # noqa: PLC0415
+    from translator.audio.sinks import MemorySink  # noqa: PLC0415
+    from translator.audio.sources import PacedSource, with_trailing_silence  # noqa: PLC0415
     from translator.transcript import UtteranceCollector  # noqa: PLC0415
 
     block_seconds = block_seconds or live_block_seconds()
-    source = open_file_source(clip.path, block_seconds=block_seconds)
+    source = FileSource(clip.path, block_seconds=block_seconds)
     speaking = engines.speaker_stage is not None
     pipeline = build_pipeline(engines, sink=MemorySink() if speaking else None, captions=True)
     log = SpanLog()
@@ -395,7 +392,8 @@ def current_rss_mb() -> float | None:
 def idle_cpu(engines: Any, seconds: float) -> dict[str, Any]:
     """Process CPU time over wall time while near-silence goes through the paced pipeline."""
     from translator.assemble import build_pipeline  # noqa: PLC0415
-    from translator.audio.files import MemorySink, PacedSource  # noqa: PLC0415
+    from translator.audio.sinks import MemorySink  # noqa: PLC0415
+    from translator.audio.sources import PacedSource  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     size = round(live_block_seconds() * SAMPLE_RATE)
@@ -419,9 +417,9 @@ def idle_cpu(engines: Any, seconds: float) -> dict[str, Any]:
 
 
 def clip_audio(path: Path) -> np.ndarray:
-    from translator.audio.files import open_file_source  # noqa: PLC0415
+    from translator.audio.files import FileSource  # noqa: PLC0415
 
-    blocks = [b.samples for b in open_file_source(path)]
+    blocks = [b.samples for b in FileSource(path)]
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 

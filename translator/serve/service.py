@@ -752,7 +752,8 @@ class Service:
     # --- sessions -------------------------------------------------------------------------------
 
     def _start_session(self, now: float) -> None:
-        from translator.audio.devices import find_device, rescan_devices  # noqa: PLC0415
+        from translator.audio.lookup import find_device  # noqa: PLC0415
+        from translator.audio.portaudio import rescan_devices  # noqa: PLC0415
         from translator.live import LiveSession  # noqa: PLC0415
 
         assert self.config is not None and self.engines is not None
