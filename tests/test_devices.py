@@ -106,7 +106,6 @@ def test_list_devices_shows_the_pulse_devices(pulse: PulseServer) -> None:
     assert d.host_api == "ALSA"
     assert d.max_input_channels > 0 and d.max_output_channels > 0 and d.default_samplerate > 0
     assert found[d.index] == d
-    assert "pulse (ALSA" in d.describe()
 
 
 def test_find_device_by_name_part_and_default(pulse: PulseServer) -> None:
@@ -204,7 +203,7 @@ def test_microphone_captures_the_fed_clip(pulse: PulseServer, clip: np.ndarray) 
     k, corr = align(cap.audio, clip)
     assert corr > 0.9, (corr, pulse.dropped_seconds, mic.overruns)
     assert 0 <= k and k + len(clip) <= len(cap.audio)
-    assert mic.overruns == 0 and mic.losses == 0
+    assert mic.overruns == 0
     assert cap.statuses and "listening on 'default' at 44100 Hz" in cap.statuses[0][1]
 
 
@@ -248,13 +247,13 @@ def test_microphone_survives_the_source_being_unplugged(pulse: PulseServer, clip
     assert cap.error is None
     lost = next(m for _, m in cap.statuses if "lost" in m)
     assert lost == "input device 'default' lost (the audio stream stopped); retrying"
-    assert cap.mic.losses == 1
+    assert sum("lost" in m for _, m in cap.statuses) == 1
     blocks = cap.blocks
     gaps = [(a, b) for a, b in zip(blocks, blocks[1:]) if b.start - a.end > 1e-9]
     assert len(gaps) == 1, [(a.end, b.start) for a, b in gaps]
     before, after = gaps[0]
     away = after.start - before.end
-    assert 1.0 < away < 6.0 and abs(away - cap.mic.lost_seconds) < 1e-6
+    assert 1.0 < away < 6.0
     assert abs(before.wall - unplugged) < 0.3  # the last block came right before the unplug
     _check_clock(blocks)  # the gap kept the audio clock on the wall clock
     resumed = np.concatenate([b.samples for b in blocks[blocks.index(after) :]])

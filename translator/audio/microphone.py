@@ -102,10 +102,6 @@ class MicrophoneSource(DeviceStream):
         """True while a stream is open and delivering audio."""
         self.overruns = 0
         """Times audio was dropped because the consumer fell behind (or the device reported overflow)."""
-        self.losses = 0
-        """Times the device was lost."""
-        self.lost_seconds = 0.0
-        """Audio time skipped over because the device was away."""
         self._pieces: deque[_Piece] = deque()
         self._buffered = 0
         self._first_pending = False
@@ -283,7 +279,6 @@ class MicrophoneSource(DeviceStream):
             try:
                 pieces = self._take()
             except _Lost as lost:
-                self.losses += 1
                 yield from flush()
                 self._drop_stream()
                 if not self.retry:
@@ -305,9 +300,7 @@ class MicrophoneSource(DeviceStream):
                     away = max(0.0, began - lost_at)
                     yield from flush()
                     if last_audio_wall is not None:
-                        gap = round(away * SAMPLE_RATE)
-                        blocker.skip(gap)
-                        self.lost_seconds += gap / SAMPLE_RATE
+                        blocker.skip(round(away * SAMPLE_RATE))
                     lost_at = None
                     self._set_status(f"input device {self.info.name!r} back after {away:.1f} s")
                 elif piece.skipped:

@@ -74,11 +74,6 @@ class DeviceInfo:
     def has(self, kind: Kind | str) -> bool:
         return (self.max_input_channels if kind == Kind.INPUT else self.max_output_channels) > 0
 
-    def describe(self) -> str:
-        """E.g. ``pulse (ALSA, 32 in, 32 out, 44100 Hz)``."""
-        return (f"{self.name} ({self.host_api}, {self.max_input_channels} in, {self.max_output_channels} out, "
-                f"{self.default_samplerate:g} Hz)")
-
 
 def list_devices() -> list[DeviceInfo]:
     """Every device PortAudio knows, in its order (as of its last scan, see :func:`rescan_devices`)."""

@@ -84,9 +84,6 @@ class SpeakerSink(DeviceStream):
         self._max_queue_seconds = max_queue_seconds
         self.error: str | None = None
         """The current failure, or None while the output works."""
-        self.underflows = 0
-        self.dropped_seconds = 0.0
-        """Speech dropped: queued when the output failed, written while failed, or over the queue cap."""
         self._queue: deque[np.ndarray] = deque()
         self._offset = 0  # frames of _queue[0] already played
         self._queued = 0  # frames not yet played
@@ -132,8 +129,6 @@ class SpeakerSink(DeviceStream):
                 if generation != self._generation:
                     outdata.fill(0)
                     return
-                if status and status.output_underflow:
-                    self.underflows += 1
                 n = 0
                 while n < frames and self._queue:
                     head = self._queue[0]
@@ -160,7 +155,6 @@ class SpeakerSink(DeviceStream):
         """Drop the stream and what is queued; announce the failure (not each failed retry)."""
         self._drop_stream()
         with self._cond:
-            self.dropped_seconds += self._queued / self.rate if self.rate else 0.0
             self._queue.clear()
             self._offset = self._queued = 0
             self._heard_until = 0.0
@@ -237,17 +231,14 @@ class SpeakerSink(DeviceStream):
                 return
             if self._error_pending:
                 self._error_pending = False
-                self.dropped_seconds += len(mono) / sample_rate
                 raise DeviceError(f"{self.error}; captions go on without speech")
             if self._failed:
-                self.dropped_seconds += len(mono) / sample_rate
                 return
             rate = self.rate
         out = at_rate(mono, sample_rate, rate)
         now = time.monotonic()
         with self._cond:
             if self._failed or self._closed:
-                self.dropped_seconds += len(out) / rate
                 return
             if self._stream is None:
                 self._opening = True
@@ -261,7 +252,6 @@ class SpeakerSink(DeviceStream):
             while self._queued > cap and len(self._queue) > 1:
                 old = self._queue.popleft()
                 self._queued -= len(old) - self._offset
-                self.dropped_seconds += (len(old) - self._offset) / rate
                 self._offset = 0
             self._cond.notify_all()
 
