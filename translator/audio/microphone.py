@@ -1,8 +1,8 @@
 """The microphone: a live input device as 16 kHz mono float32 blocks, kept on an honest clock.
 
 PortAudio's callback only copies samples into a bounded buffer (when the consumer falls behind,
-the oldest audio is dropped and counted in :attr:`MicrophoneSource.overruns`); downmixing,
-resampling and stamping happen in the iterating thread.
+the oldest audio is dropped and counted in :attr:`MicrophoneSource.overruns`, and each burst of
+drops is reported as a status); downmixing, resampling and stamping happen in the iterating thread.
 
 The audio clock (``AudioBlock.start``) counts 16 kHz samples from the first one captured, and it
 stays honest when audio is missing: samples dropped on overrun, and the time a lost device was
@@ -101,10 +101,13 @@ class MicrophoneSource(DeviceStream):
         self.connected = False
         """True while a stream is open and delivering audio."""
         self.overruns = 0
-        """Times audio was dropped because the consumer fell behind (or the device reported overflow)."""
+        """Times audio was dropped because the consumer fell behind (or the device reported overflow).
+        The first drop of each burst (drops in consecutive callbacks) is reported as a status."""
         self._pieces: deque[_Piece] = deque()
         self._buffered = 0
         self._first_pending = False
+        self._overrunning = False  # the latest callback dropped audio
+        self._new_overrun = False  # a burst of drops began since the iterating thread last looked
         self._closed = False
         self._iterated = False
         self._open_or_fail()
@@ -162,6 +165,7 @@ class MicrophoneSource(DeviceStream):
                     return
                 piece = _Piece(samples, now, self._first_pending)
                 self._first_pending = False
+                overruns = self.overruns
                 if status and status.input_overflow:
                     self.overruns += 1
                 self._pieces.append(piece)
@@ -172,26 +176,32 @@ class MicrophoneSource(DeviceStream):
                     self._pieces[0].skipped += old.skipped + len(old.samples)
                     self._pieces[0].first = self._pieces[0].first or old.first
                     self.overruns += 1
+                overran = self.overruns > overruns
+                # Reported by the iterating thread: a status callback may block, this thread must not.
+                self._new_overrun = self._new_overrun or (overran and not self._overrunning)
+                self._overrunning = overran
                 self._last_callback = now
                 self._cond.notify_all()
 
         return callback
 
-    def _take(self) -> list[_Piece]:
-        """What the callback has delivered; waits up to 0.1 s. Raises _Lost when the stream broke."""
+    def _take(self) -> tuple[list[_Piece], bool]:
+        """What the callback has delivered, and whether a burst of overruns began since the last
+        call; waits up to 0.1 s. Raises _Lost when the stream broke."""
         with self._cond:
             if not self._pieces and not self._closed:
                 self._cond.wait(0.1)
             pieces = list(self._pieces)
             self._pieces.clear()
             self._buffered = 0
+            overran, self._new_overrun = self._new_overrun, False
             if pieces or self._closed:
-                return pieces
+                return pieces, overran
             if self._stream_ended:
                 raise _Lost("the audio stream stopped")
             if time.monotonic() - self._last_callback > self.stall_timeout:
                 raise _Lost(f"no audio for {self.stall_timeout:g} s")
-            return pieces
+            return pieces, overran
 
     def _wait(self, seconds: float) -> bool:
         """Sleep unless closed; returns False if closed."""
@@ -277,7 +287,7 @@ class MicrophoneSource(DeviceStream):
         self._set_status(f"listening on {self.info.name!r} at {self.rate} Hz")
         while True:
             try:
-                pieces = self._take()
+                pieces, overran = self._take()
             except _Lost as lost:
                 yield from flush()
                 self._drop_stream()
@@ -289,6 +299,11 @@ class MicrophoneSource(DeviceStream):
                     return
                 self.connected = True
                 continue
+            if overran:
+                # Worded with "lost" so the front ends show it as a warning, like a lost device.
+                n = self.overruns
+                self._set_status(f"input overrun: audio lost ({n} overrun{'' if n == 1 else 's'} so far); "
+                                 "the machine is falling behind")
             if not pieces and self._closed:
                 yield from flush()
                 return
