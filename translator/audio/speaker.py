@@ -20,6 +20,7 @@ from translator.audio import portaudio
 from translator.audio.portaudio import Kind
 from translator.audio.samples import at_rate, to_mono_float32
 from translator.audio.stream import BACKOFF, STALL_TIMEOUT, DeviceStream, StatusCallback, backoff_delays
+from translator.config import AudioSettings
 from translator.errors import DeviceError
 
 OUTPUT_LATENCY = 0.1
@@ -64,7 +65,7 @@ class SpeakerSink(DeviceStream):
         self,
         device: str = "",
         *,
-        lead_in: float = 0.15,
+        lead_in: float = AudioSettings.lead_in,
         lead_in_after: float = 1.0,
         idle_close: float = 5.0,
         on_status: StatusCallback | None = None,
