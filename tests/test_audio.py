@@ -168,7 +168,12 @@ def test_float_wav_beyond_full_scale_is_clipped(tmp_path: Path, speech: np.ndarr
 
 
 def test_m4a_falls_back_to_pyav(tmp_path: Path, speech: np.ndarray) -> None:
-    av = pytest.importorskip("av")
+    try:
+        import av
+    except ImportError:
+        if os.environ.get("CI") == "true":  # CI installs the extra: missing there is a failure
+            raise
+        pytest.skip("PyAV is not installed (pip install 'offline-speech-translator[av]')")
     path = tmp_path / "phone.m4a"
     rate = 44100
     stereo = np.ascontiguousarray(np.stack([resample(speech, SR, rate)] * 2))
