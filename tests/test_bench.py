@@ -231,7 +231,7 @@ def _speculation_run(script):  # noqa: ANN001, ANN202
     import numpy as np  # noqa: PLC0415
 
     from translator.stages.asr import RecognizerStage  # noqa: PLC0415
-    from translator.audio.files import MemorySink  # noqa: PLC0415
+    from translator.audio.sinks import MemorySink  # noqa: PLC0415
     from translator.bench.spans import SpanLog  # noqa: PLC0415
     from translator.events import AudioBlock, SpeechGrowing, SpeechPaused, Transcript, Translation, UtteranceEnded  # noqa: PLC0415
     from translator.pipeline import Pipeline, StageSpec  # noqa: PLC0415

@@ -44,9 +44,9 @@ needs_pulse = pytest.mark.skipif(not have_pulseaudio(), reason="pulseaudio/pactl
 
 
 def _audio(name: str, seconds: float | None = None) -> np.ndarray:
-    from translator.audio.files import open_file_source
+    from translator.audio.files import FileSource
 
-    x = np.concatenate([b.samples for b in open_file_source(SPEECH / name)])
+    x = np.concatenate([b.samples for b in FileSource(SPEECH / name)])
     return x if seconds is None else x[: round(seconds * 16000)]
 
 

@@ -366,11 +366,11 @@ def _wait_records(served: Served, state: Path, n: int, timeout: float = 60) -> l
 
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
-    from translator.audio.files import open_file_source
+    from translator.audio.files import FileSource
 
     if not CLIP.exists():
         pytest.fail(f"corpus clip missing: {CLIP}")
-    return np.concatenate([b.samples for b in open_file_source(CLIP)])
+    return np.concatenate([b.samples for b in FileSource(CLIP)])
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from translator.assemble import Engines, build_pipeline
-from translator.audio.devices import MicrophoneSource, SpeakerSink
+from translator.audio.microphone import MicrophoneSource
+from translator.audio.speaker import SpeakerSink
 from translator.config import AudioSettings
 from translator.errors import DeviceError
 from translator.events import Discarded, Event, SpeechDone, SpeechStarted, StageFailed, Translation

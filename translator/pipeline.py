@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from translator.audio.files import AudioSink
+from translator.audio.sinks import AudioSink
 from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, NoticeLevel, SpeechChunk, StageFailed
 from translator.speculation import Confirm, Provisional, Retract
@@ -361,7 +361,7 @@ class Pipeline:
 
     def _play(self, inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:
         """Sink thread, so a blocking audio device never stalls synthesis; reports each failure
-        once (the sink raises once per failure, see :class:`~translator.audio.AudioSink`)."""
+        once (the sink raises once per failure, see :class:`~translator.audio.sinks.AudioSink`)."""
         decisions = _Decisions()
         while (item := inbox.get()) is not _END:
             if isinstance(item, (Confirm, Retract)):

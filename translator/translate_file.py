@@ -56,15 +56,12 @@ def describe(record: UtteranceRecord) -> str:
 
 def cmd_translate(args: argparse.Namespace, console: Console) -> int:
     from translator.assemble import build_pipeline, load_engines  # noqa: PLC0415 (heavy imports)
-    from translator.audio.files import (  # noqa: PLC0415
-        PacedSource,
-        WavSink,
-        open_file_source,
-        with_trailing_silence,
-    )
+    from translator.audio.files import FileSource  # noqa: PLC0415
+    from translator.audio.sinks import WavSink  # noqa: PLC0415
+    from translator.audio.sources import PacedSource, with_trailing_silence  # noqa: PLC0415
 
     config = cliargs.settings(args)
-    source = open_file_source(args.input)  # fails fast on a bad file, before loading models
+    source = FileSource(args.input)  # fails fast on a bad file, before loading models
     speak = bool(args.output) and config.tts.enabled
     engines = load_engines(config, speak=speak)
     errors = sum(_notice(notice, console) for notice in engines.notices)

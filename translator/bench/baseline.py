@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from translator.assemble import Engines
-from translator.audio.files import open_file_source
+from translator.audio.files import FileSource
 from translator.bench import scoring
 from translator.bench.corpus import ManifestClip
 from translator.events import SAMPLE_RATE
@@ -24,7 +24,7 @@ from translator.languages import joiner
 
 def clip_audio(path: Path) -> np.ndarray:
     """The whole clip as 16 kHz mono float32, decoded and resampled as the pipeline's input is."""
-    blocks = [b.samples for b in open_file_source(path)]
+    blocks = [b.samples for b in FileSource(path)]
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 

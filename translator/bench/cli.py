@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from translator import cliargs
-from translator.audio.devices import DEFAULT_BLOCK_SECONDS
+from translator.audio.blocks import LIVE_BLOCK_SECONDS
 from translator.bench.corpus import CORPUS_ENV
 from translator.errors import ConfigError, InputError, OutputError
 from translator.text import ms, one_line
@@ -57,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--baseline", choices=("both", "greedy", "none"), default="both",
                    help="stock transcribe() baseline: beam 1 and beam 5 (both), beam 1 only, or none (default: both)")
     b.add_argument("--block-ms", metavar="MS", type=float, default=None,
-                   help=f"audio block size in ms (default: {ms(DEFAULT_BLOCK_SECONDS, '')}, as the live microphone delivers it)")
+                   help=f"audio block size in ms (default: {ms(LIVE_BLOCK_SECONDS, '')}, as the live microphone delivers it)")
     b.add_argument("--quiet", action="store_true", help="print only the summary")
     cliargs.add_settings_args(b)
     b.set_defaults(func=cmd_bench)
@@ -78,7 +78,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--block-ms: give 1 to 2000 ms, got {args.block_ms:g}")
     if args.idle < 0:
         raise ConfigError(f"--idle: must be 0 (skip) or more seconds, got {args.idle}")
-    block_seconds = DEFAULT_BLOCK_SECONDS if args.block_ms is None else args.block_ms / 1000
+    block_seconds = LIVE_BLOCK_SECONDS if args.block_ms is None else args.block_ms / 1000
     config = cliargs.settings(args)
     speech_dir = corpus.speech_dir(args.corpus)
     manifest = corpus.read_manifest(speech_dir)

@@ -1,7 +1,7 @@
 """One clip through the live pipeline at real-time pace, and the process figures around it.
 
 Each clip is fed through the very pipeline every command uses (:func:`~translator.assemble.build_pipeline`
-over engines loaded once, captions on), paced in real time by :class:`~translator.audio.files.PacedSource`:
+over engines loaded once, captions on), paced in real time by :class:`~translator.audio.sources.PacedSource`:
 audio arrives on the clock, compute takes what it takes. Latencies are those of
 :class:`~translator.transcript.UtteranceRecord`: each event's wall time minus the wall time the
 utterance's last voiced sample reached the pipeline. A :class:`~translator.bench.spans.SpanLog`
@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from translator.assemble import Engines, build_pipeline
-from translator.audio.devices import DEFAULT_BLOCK_SECONDS
-from translator.audio.files import MemorySink, PacedSource, open_file_source, with_trailing_silence
+from translator.audio.blocks import LIVE_BLOCK_SECONDS
+from translator.audio.files import FileSource
+from translator.audio.sinks import MemorySink
+from translator.audio.sources import PacedSource, with_trailing_silence
 from translator.bench.corpus import ManifestClip
 from translator.bench.spans import SpanLog
 from translator.events import (
@@ -107,13 +109,13 @@ def trailing_silence(endpoint: float) -> float:
     return max(1.0, endpoint + 0.5)
 
 
-def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: float = DEFAULT_BLOCK_SECONDS) -> ClipRun:
+def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: float = LIVE_BLOCK_SECONDS) -> ClipRun:
     """Feed ``clip`` through a fresh pipeline in blocks of ``block_seconds`` at real-time pace.
 
     The default block is the microphone's: the endpoint is seen when the block holding it arrives,
     so latency depends on the block size, and the file reader's larger blocks would overstate it.
     """
-    source = open_file_source(clip.path, block_seconds=block_seconds)
+    source = FileSource(clip.path, block_seconds=block_seconds)
     speaking = engines.speaker_stage is not None
     pipeline = build_pipeline(engines, sink=MemorySink() if speaking else None, captions=True)
     log = SpanLog()
@@ -179,7 +181,7 @@ def utterance_timeline(run: ClipRun, uid: int) -> dict[str, Any]:
 def idle_cpu(engines: Engines, seconds: float) -> dict[str, Any]:
     """Process CPU time over wall time while near-silence goes through the paced pipeline."""
     rng = np.random.default_rng(0)
-    size = round(DEFAULT_BLOCK_SECONDS * SAMPLE_RATE)
+    size = round(LIVE_BLOCK_SECONDS * SAMPLE_RATE)
     amplitude = 10 ** (IDLE_NOISE_DBFS / 20)
 
     def blocks() -> Iterator[AudioBlock]:

@@ -674,7 +674,7 @@ def run_live(config: cfg.Config, options: RunOptions, console: Console) -> int:
 
 
 def _run(config: cfg.Config, options: RunOptions, console: Console, stack: contextlib.ExitStack, stdin_fd: int | None) -> int:
-    from translator.audio.devices import find_device  # noqa: PLC0415 (PortAudio)
+    from translator.audio.lookup import find_device  # noqa: PLC0415 (PortAudio)
 
     renderer = make_renderer(options.mode, console)
     keyboard: Keyboard | None = None
@@ -825,7 +825,8 @@ def _run(config: cfg.Config, options: RunOptions, console: Console, stack: conte
 
 def device_table() -> list[str]:
     """``translator devices``: inputs and outputs by name, the defaults starred."""
-    from translator.audio.devices import find_device, list_devices  # noqa: PLC0415
+    from translator.audio.lookup import find_device  # noqa: PLC0415
+    from translator.audio.portaudio import list_devices  # noqa: PLC0415
 
     devices = list_devices()
     lines: list[str] = []

@@ -23,7 +23,7 @@ loading and the running session (session.py). This file is the loop that ties th
 * **Exit codes**: 0 after SIGTERM; 78 for a wrong config, language or model; 1 for a crash
   (systemd restarts the service).
 * **Devices**: a missing microphone at start or one that vanishes later never stops the service:
-  it retries with backoff (:class:`~translator.audio.devices.MicrophoneSource` reconnects by
+  it retries with backoff (:class:`~translator.audio.microphone.MicrophoneSource` reconnects by
   itself once open), says so in STATUS and the journal, and recovers when the device appears. A
   missing speaker means translating without speech until the next start or SIGHUP.
 """
@@ -202,7 +202,8 @@ class Service:
     # --- sessions -------------------------------------------------------------------------------
 
     def _start_session(self, now: float) -> None:
-        from translator.audio.devices import find_device, rescan_devices  # noqa: PLC0415
+        from translator.audio.lookup import find_device  # noqa: PLC0415
+        from translator.audio.portaudio import rescan_devices  # noqa: PLC0415
         from translator.live import LiveSession  # noqa: PLC0415
 
         assert self.config is not None and self.engines is not None
