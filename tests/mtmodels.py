@@ -55,7 +55,7 @@ _FALLBACK_TEXT = (
 # --- text and tokenisers ------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def corpus_lines(language: str) -> tuple[str, ...]:
     """Sentences in ``language`` from the shared corpus (``xx-yy.tsv``: source xx, reference yy)."""
     lines: list[str] = []
@@ -72,7 +72,7 @@ def corpus_lines(language: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(lines))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def spm_model(languages: tuple[str, ...], vocab_size: int = VOCAB) -> bytes:
     """A trained sentencepiece (unigram) model for the languages' corpus lines (cached per session)."""
     lines = [line for lang in languages for line in corpus_lines(lang)]

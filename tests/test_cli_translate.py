@@ -19,9 +19,9 @@ import soundfile as sf
 from conftest import SPEECH, clip, small_disk
 from mtmodels import build_marian
 
+from translator.bench.scoring import wer
 from translator.cli import main
 from translator.models.locate import resolve_asr
-from translator.bench.scoring import wer
 
 DE = SPEECH / "de" / "picovoice_leopard_test_de.wav"
 

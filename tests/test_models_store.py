@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants as hf_constants
 from conftest import small_disk
+from huggingface_hub import constants as hf_constants
 from mtmodels import build_argos, build_marian
 from rich.console import Console
 
@@ -72,9 +72,9 @@ class FakeHub:
             s = {"rfilename": name, "size": len(data)}
             if self.is_lfs(data):
                 s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-                s["blobId"] = hashlib.sha1(b"pointer" + data[:10]).hexdigest()  # noqa: S324 (like the hub: a pointer's id)
+                s["blobId"] = hashlib.sha1(b"pointer" + data[:10]).hexdigest()  # like the hub: a pointer's id
             else:
-                s["blobId"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324
+                s["blobId"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's blob id
             siblings.append(s)
         return {"id": repo, "sha": COMMIT, "siblings": siblings}
 
@@ -93,10 +93,10 @@ class FakeHub:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._serve(body=False)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._serve(body=True)
 
             def _serve(self, body: bool) -> None:
@@ -240,7 +240,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, marian_dir: Path, argos_package: P
 
 
 def write_catalog(path: Path, url: str, *, voice_md5: str | None = None) -> Catalog:
-    md5 = voice_md5 or hashlib.md5(VOICE["xx_XX-test-medium.onnx"]).hexdigest()  # noqa: S324
+    md5 = voice_md5 or hashlib.md5(VOICE["xx_XX-test-medium.onnx"]).hexdigest()
     path.write_text(f"""
 [[model]]
 name = "faster-whisper-tiny"
@@ -470,7 +470,7 @@ def test_full_disk_unit(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, mon
         def close(self) -> None:
             self.f.close()
 
-    def fake_open(path: Path, mode: str = "r", *args: object, **kw: object):  # noqa: ANN202
+    def fake_open(path: Path, mode: str = "r", *args: object, **kw: object):
         f = real_open(path, mode, *args, **kw)
         return Full(f) if str(path).endswith("model.bin.part") else f
 
@@ -571,7 +571,7 @@ def _evil_tar(path: Path, name: str, *, link: str | None = None, hard: bool = Fa
         (lambda d: _evil_tar(d / "hard.tar", "pkg/hard", link="../outside", hard=True), "leads outside"),
     ],
 )
-def test_unsafe_archives_are_refused_and_nothing_is_written_outside(tmp_path: Path, make, why: str) -> None:  # noqa: ANN001
+def test_unsafe_archives_are_refused_and_nothing_is_written_outside(tmp_path: Path, make, why: str) -> None:
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
     archive = make(work)

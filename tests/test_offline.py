@@ -21,6 +21,7 @@ import pytest
 from translator.offline import OFFLINE_ENV, enforce_offline, is_offline
 
 GERMAN_CLIP = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "speech" / "de" / "picovoice_leopard_test_de.wav"
+_NAME_LOOKUPS = ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr")
 
 
 class SocketGuard:
@@ -53,9 +54,8 @@ class SocketGuard:
             address = args[1] if len(args) > 1 else None
             if not self._local_address(address):
                 self._refuse(f"{event} {address!r}")
-        elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
-            if not self._local_host(args[0] if args else None):
-                self._refuse(f"{event} {args[0]!r}")
+        elif event in _NAME_LOOKUPS and not self._local_host(args[0] if args else None):
+            self._refuse(f"{event} {args[0]!r}")
 
     def _refuse(self, what: str) -> None:
         self.blocked.append(what)

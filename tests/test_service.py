@@ -21,16 +21,16 @@ import sys
 import threading
 import time
 import tomllib
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mtmodels import build_marian
 from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
+
 from translator import config as cfg
 from translator.errors import EXIT_CONFIG, ConfigError, OutputError
 from translator.serve import install, journal, notify, settings
@@ -212,7 +212,7 @@ def test_transcript_lines_are_the_jsonl_format_with_the_time_first(tmp_path: Pat
         w.write(record)
     log = TranscriptLog(tmp_path / "state")
     log.open()
-    log.append(record.to_json(finished=datetime(2024, 5, 1, 12, 0, 1, 250000, tzinfo=timezone.utc)))
+    log.append(record.to_json(finished=datetime(2024, 5, 1, 12, 0, 1, 250000, tzinfo=UTC)))
     log.close()
     plain = json.loads((tmp_path / "file.jsonl").read_text())
     served = json.loads((tmp_path / "state" / TRANSCRIPT_NAME).read_text())

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
 import soundfile as sf
 from conftest import clip
 
-from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.config import VadSettings
+from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SileroVad
 from translator.whisper_api import vad_model
 
@@ -200,7 +201,7 @@ def test_length_cap_cuts_without_losing_or_repeating_samples():
         np.testing.assert_array_equal(e.audio, x[a : a + len(e.audio)])
         assert e.start < e.t_end <= e.start + len(e.audio) / SR
         spans.append((a, a + len(e.audio)))
-    for (a0, b0), (a1, _), e in zip(spans, spans[1:], ended):
+    for ((_, b0), (a1, _)), e in zip(pairwise(spans), ended[:-1], strict=True):
         if e.cut:
             assert a1 == b0  # the next utterance takes up exactly where the cut one stopped
         else:

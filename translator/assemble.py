@@ -6,6 +6,7 @@ The file command, the live app, the service and the benchmark all call :func:`lo
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
     notices: list[Notice] = []
     speaker_stage = None
     if speak and config.tts.enabled:
-        def voices(language: str):  # noqa: ANN202 - a tts.VoiceProvider
-            return choose_voice(language, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
-
+        voices = functools.partial(choose_voice, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
         speaker_stage = SpeakerStage(voices)
         notices.extend(speaker_stage.prepare(langs.targets))
     if warm_up and not warm:

@@ -31,7 +31,6 @@ from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, NoticeLevel, SpeechChunk, StageFailed
 from translator.speculation import Confirm, Provisional, Retract
 
-
 GAP_TOLERANCE = 0.002
 """Seconds a block may start after the previous one ended before it counts as a gap."""
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from translator.errors import OutputError
 from translator.events import (
@@ -148,7 +148,7 @@ class _LineFile:
     def __init__(self, path: str | Path, *, append: bool = False) -> None:
         self.path = Path(path)
         try:
-            self._f: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")
+            self._f: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - open for the writer's life; close() closes it
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write ({e.strerror}); check the directory exists and is writable") from None
 
@@ -163,7 +163,7 @@ class _LineFile:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

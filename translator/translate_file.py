@@ -55,10 +55,10 @@ def describe(record: UtteranceRecord) -> str:
 
 
 def cmd_translate(args: argparse.Namespace, console: Console) -> int:
-    from translator.assemble import build_pipeline, load_engines  # noqa: PLC0415 (heavy imports)
-    from translator.audio.files import FileSource  # noqa: PLC0415
-    from translator.audio.sinks import WavSink  # noqa: PLC0415
-    from translator.audio.sources import PacedSource, with_trailing_silence  # noqa: PLC0415
+    from translator.assemble import build_pipeline, load_engines  # noqa: PLC0415 - heavy: models load only to translate
+    from translator.audio.files import FileSource  # noqa: PLC0415 - audio libraries load only to translate
+    from translator.audio.sinks import WavSink  # noqa: PLC0415 - audio libraries load only to translate
+    from translator.audio.sources import PacedSource, with_trailing_silence  # noqa: PLC0415 - audio libraries load only to translate
 
     config = cliargs.settings(args)
     source = FileSource(args.input)  # fails fast on a bad file, before loading models

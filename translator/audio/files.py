@@ -99,7 +99,7 @@ class _AvDecoder:
     """For what libsndfile cannot read (m4a, webm, ...), if PyAV is installed."""
 
     def __init__(self, path: Path) -> None:
-        import av  # noqa: PLC0415 (optional dependency)
+        import av  # noqa: PLC0415 - optional dependency
 
         self.path = path
         with av.open(str(path)) as container:
@@ -118,8 +118,8 @@ class _AvDecoder:
             raise _DecodeFailed("no sample rate or channel layout in the audio stream")
         self.frames = None if seconds is None else round(seconds * self.rate)
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:  # noqa: ARG002 (frames come as the codec cuts them)
-        import av  # noqa: PLC0415
+    def chunks(self, size: int) -> Iterator[np.ndarray]:  # size unused: frames come as the codec cuts them
+        import av  # noqa: PLC0415 - optional dependency
 
         # Planar float keeps the rate and channels as they are: downmixing and resampling stay
         # in one place (FileSource) whatever the decoder.
@@ -142,7 +142,7 @@ def _open_decoder(path: Path) -> _Decoder:
     except sf.LibsndfileError as e:
         reason = sndfile_reason(e.error_string)
     try:
-        import av  # noqa: PLC0415 (optional dependency)
+        import av  # noqa: PLC0415 - optional dependency
     except ImportError:
         pass
     else:

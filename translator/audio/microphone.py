@@ -274,7 +274,7 @@ class MicrophoneSource(DeviceStream):
 
         try:
             self._start()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - PortAudioError or DeviceError: a one-line DeviceError, or retried
             if not self.retry:
                 raise DeviceError(f"audio input {self.info.name!r} cannot be started ({portaudio.reason(e)}); "
                                   "check that it is connected and not in use") from None

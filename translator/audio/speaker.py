@@ -203,7 +203,7 @@ class SpeakerSink(DeviceStream):
                 self._rescan_if_useful()
             self._find_again()
             self._open()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - PortAudioError or DeviceError: reported, and retried after a back-off
             with self._cond:
                 self._opening = False
             self._fail(f"cannot reopen it: {portaudio.reason(e)}")

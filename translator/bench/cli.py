@@ -66,11 +66,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark as ``args`` say; 0 when it ran (figures over target are not failures)."""
-    from translator.assemble import load_engines  # noqa: PLC0415 - heavy imports, see the docstring
-    from translator.bench import corpus, report  # noqa: PLC0415
-    from translator.bench.baseline import baseline  # noqa: PLC0415
-    from translator.bench.plot import pick_utterance, plot_timeline  # noqa: PLC0415
-    from translator.bench.runner import ClipRun, current_rss_mb, idle_cpu, peak_rss_mb, run_clip  # noqa: PLC0415
+    from translator.assemble import load_engines  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench import corpus, report  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.baseline import baseline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.plot import pick_utterance, plot_timeline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.runner import ClipRun, current_rss_mb, idle_cpu, peak_rss_mb, run_clip  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")

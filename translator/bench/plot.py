@@ -44,10 +44,10 @@ def pick_utterance(runs: Sequence[ClipRun], clip_glob: str | None) -> tuple[Clip
 def plot_timeline(path: Path, run: ClipRun, record: UtteranceRecord, title: str) -> None:
     """Draw ``record``'s timeline into the PNG ``path``."""
     try:
-        import matplotlib  # noqa: PLC0415 - optional
+        import matplotlib  # noqa: PLC0415 - optional (the bench extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - after matplotlib.use(), which must come first
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install matplotlib (or leave out --plot)") from None
     tl = utterance_timeline(run, record.utterance_id)

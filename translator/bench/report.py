@@ -165,7 +165,7 @@ def machine(config: Config, engines: Engines) -> dict[str, Any]:
             versions[package] = None
     cores = os.cpu_count() or 1
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cores": cores,
         "cpu_model": cpu_model,
         "platform": platform.platform(),

@@ -211,7 +211,7 @@ def _asr_multilingual(name: str, where: Path) -> bool:
 
 
 def cmd_route(args: argparse.Namespace, console: Console) -> int:
-    from translator.stages.routes import plan_route  # noqa: PLC0415 (imports CTranslate2)
+    from translator.stages.routes import plan_route  # noqa: PLC0415 - imports CTranslate2, which listing models does not need
 
     settings = _settings(args)
     where = store_path(args)

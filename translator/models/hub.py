@@ -100,7 +100,7 @@ class RemoteFile:
 
 def hub_endpoint() -> str:
     """``HF_ENDPOINT`` as it is now (huggingface_hub reads it only once, at import)."""
-    from huggingface_hub import constants  # noqa: PLC0415 (only the installer needs the hub)
+    from huggingface_hub import constants  # noqa: PLC0415 - only the installer needs the hub
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
@@ -131,8 +131,8 @@ def list_hub_files(repo: str, revision: str, patterns: tuple[str, ...], *, requi
     fails here, naming the file, before anything is downloaded).
     """
     check_online_allowed()
-    from huggingface_hub import HfApi, hf_hub_url  # noqa: PLC0415
-    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415
+    from huggingface_hub import HfApi, hf_hub_url  # noqa: PLC0415 - only the installer needs the hub
+    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415 - only the installer needs the hub
 
     endpoint = hub_endpoint()
     try:
@@ -201,8 +201,8 @@ class _Bar:
 def download(remote: RemoteFile, dest: Path, *, progress: Progress | None = None) -> str:
     """Fetch ``remote`` into ``dest`` (resuming ``dest.part``), verify it, return its sha256."""
     check_online_allowed()  # plain URLs too: the offline switch covers every download
-    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415 (only the installer needs the hub)
-    from huggingface_hub.file_download import http_get  # noqa: PLC0415
+    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415 - only the installer needs the hub
+    from huggingface_hub.file_download import http_get  # noqa: PLC0415 - only the installer needs the hub
 
     part = dest.with_name(dest.name + ".part")
     try:

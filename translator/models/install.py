@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from translator.errors import ModelError
-from translator.text import one_line
 from translator.models import hub
 from translator.models.archives import archive_stem, extract_archive, is_archive, package_root
 from translator.models.catalog import Catalog, CatalogModel, Kind, SourceType, load_catalog
@@ -31,6 +30,7 @@ from translator.models.detect import candidates, detect
 from translator.models.hub import DownloadInterrupted, Progress, RemoteFile
 from translator.models.locate import MT_INFO, PARTIAL_DIR, MtModel
 from translator.models.store import bundled_location, layout_problem, locked, read_manifest, status, unwritable, write_manifest
+from translator.text import one_line
 
 CONVERT_HINT = "install the [convert] extra: pip install 'offline-speech-translator[convert]'"
 
@@ -71,7 +71,7 @@ def _staging(store: Path, name: str) -> Iterator[Path]:
     lock_path = store / PARTIAL_DIR / f"{name}.lock"
     try:
         stage.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path, "a+")  # noqa: SIM115 (held for the whole install)
+        lock = open(lock_path, "a+")  # noqa: SIM115 - held for the whole install, closed in the finally below
     except OSError as e:
         raise unwritable(store, e) from None
     try:
@@ -284,8 +284,8 @@ def _install_one(src: Path, store: Path, name: str | None, catalog: Catalog) -> 
 def _require_converter() -> None:
     """Fail before downloading anything when the [convert] extra is missing."""
     try:
-        import transformers  # noqa: F401, PLC0415
-        from ctranslate2.converters import TransformersConverter  # noqa: F401, PLC0415
+        import transformers  # noqa: F401, PLC0415 - only checks the [convert] extra is installed
+        from ctranslate2.converters import TransformersConverter  # noqa: F401, PLC0415 - only checks it imports
     except ImportError:
         raise ModelError(CONVERT_HINT) from None
 
@@ -293,7 +293,7 @@ def _require_converter() -> None:
 def convert_checkpoint(checkpoint: Path, out: Path) -> None:
     """Convert a Transformers Marian/NLLB/M2M100 checkpoint directory to CTranslate2 int8."""
     _require_converter()
-    from ctranslate2.converters import TransformersConverter  # noqa: PLC0415
+    from ctranslate2.converters import TransformersConverter  # noqa: PLC0415 - needs the optional [convert] extra
 
     copy = [f for f in ("source.spm", "target.spm", "sentencepiece.bpe.model", "spm.model", "tokenizer_config.json",
                         "special_tokens_map.json") if (checkpoint / f).is_file()]
@@ -301,5 +301,5 @@ def convert_checkpoint(checkpoint: Path, out: Path) -> None:
         TransformersConverter(str(checkpoint), copy_files=copy).convert(str(out), quantization="int8", force=True)
     except ImportError:
         raise ModelError(CONVERT_HINT) from None
-    except Exception as e:  # noqa: BLE001 (the converter raises anything from transformers/torch)
+    except Exception as e:  # noqa: BLE001 - the converter raises anything from transformers/torch
         raise ModelError(f"{checkpoint}: conversion to CTranslate2 failed ({one_line(e)}); is it a Marian, NLLB or M2M100 checkpoint?") from None

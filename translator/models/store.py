@@ -55,7 +55,7 @@ def locked(store: Path) -> Iterator[None]:
     """An exclusive lock on the store (manifest updates, moves into place)."""
     try:
         store.mkdir(parents=True, exist_ok=True)
-        f = open(store / ".lock", "a+")  # noqa: SIM115 (closed by the with below)
+        f = open(store / ".lock", "a+")  # noqa: SIM115 - closed by the with below, once the open's OSError is handled
     except OSError as e:
         raise unwritable(store, e) from None
     with f:
@@ -133,7 +133,7 @@ def bundled_available(entry: CatalogModel) -> bool:
         return locate.bundled_base_parts() is not None
     if entry.kind == Kind.TTS:
         return locate.bundled_voice() is not None
-    location = locate._package_dir(  # noqa: SLF001 (the bundled package's folder, as the resolver finds it)
+    location = locate._package_dir(  # the bundled package's folder, as the resolver finds it
         entry.bundled.module, *filter(None, [entry.bundled.path]))
     return location is not None and location.is_dir()
 

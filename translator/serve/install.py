@@ -108,7 +108,7 @@ def _exists(kind: str, name: str) -> bool:
 
 def cmd_install(args: argparse.Namespace, console: Console) -> int:
     """``service install [--dry-run]``: the user, the unit, the config, the state directory, the models."""
-    from translator.models import locate as models  # noqa: PLC0415
+    from translator.models import locate as models  # noqa: PLC0415 - only install needs the model store
 
     dry = args.dry_run
     if not dry and os.geteuid() != 0:

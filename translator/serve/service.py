@@ -38,7 +38,7 @@ import select
 import signal
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from translator import config as cfg
@@ -185,7 +185,7 @@ class Service:
         self.last = (f"last utterance at {stamp} {record.language or '?'}->{record.target_language or '?'}"
                      + (f", {what} {latency:.2f} s after the speaker stopped" if latency is not None else "")
                      + f" ({self.count} since start)")
-        self.write_record(record.to_json(finished=datetime.now(timezone.utc)))
+        self.write_record(record.to_json(finished=datetime.now(UTC)))
 
     def write_record(self, line: str) -> None:
         try:
@@ -202,9 +202,9 @@ class Service:
     # --- sessions -------------------------------------------------------------------------------
 
     def _start_session(self, now: float) -> None:
-        from translator.audio.lookup import find_device  # noqa: PLC0415
-        from translator.audio.portaudio import rescan_devices  # noqa: PLC0415
-        from translator.live import LiveSession  # noqa: PLC0415
+        from translator.audio.lookup import find_device  # noqa: PLC0415 - PortAudio loads only when a session starts
+        from translator.audio.portaudio import rescan_devices  # noqa: PLC0415 - PortAudio loads only when a session starts
+        from translator.live import LiveSession  # noqa: PLC0415 - the pipeline's modules load only when a session starts
 
         assert self.config is not None and self.engines is not None
         audio = self.config.audio

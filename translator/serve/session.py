@@ -51,7 +51,7 @@ def _model_settings(config: cfg.Config) -> tuple[Any, ...]:
 
 def load_for(config: cfg.Config, previous: Engines | None = None) -> tuple[Engines, str]:
     """Engines for ``config``, reusing what ``previous`` (Engines) already holds; and what was done."""
-    from translator.assemble import load_engines  # noqa: PLC0415 (heavy)
+    from translator.assemble import load_engines  # noqa: PLC0415 - heavy: CTranslate2, faster-whisper, Piper
 
     if previous is None:
         return load_engines(config, speak=True), "loaded"
@@ -72,7 +72,7 @@ class Running:
 
     def __init__(self, session: LiveSession, *, on_event: Callable[[Event], None],
                  on_record: Callable[[UtteranceRecord], None], wake: Callable[[], None]) -> None:
-        from translator.live import EventThread  # noqa: PLC0415 (loads the pipeline's modules)
+        from translator.live import EventThread  # noqa: PLC0415 - loads the pipeline's modules
 
         self.session = session
         self.health = Health()

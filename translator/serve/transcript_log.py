@@ -30,7 +30,7 @@ def state_directory(explicit: str | None) -> Path:
     env = os.environ.get("STATE_DIRECTORY", "")
     if env:
         return Path(env.split(":")[0])
-    import platformdirs  # noqa: PLC0415
+    import platformdirs  # noqa: PLC0415 - only needed when systemd gives no state directory
 
     return Path(platformdirs.user_state_dir("translator"))
 

@@ -96,7 +96,7 @@ class CT2Translator:
         beam_size: int = 1,
     ) -> None:
         import ctranslate2  # noqa: PLC0415 - heavy import, only when a model is really loaded
-        import sentencepiece  # noqa: PLC0415
+        import sentencepiece  # noqa: PLC0415 - heavy import, only when a model is really loaded
 
         self.model = model
         self.beam_size = beam_size
@@ -115,7 +115,7 @@ class CT2Translator:
         if not (ct2_dir / "model.bin").is_file():
             raise ModelError(f"{ct2_dir / 'model.bin'}: missing from the translation model {model.name}; reinstall it")
 
-        def load_spm(path: Path):  # noqa: ANN202
+        def load_spm(path: Path) -> sentencepiece.SentencePieceProcessor:
             try:
                 return sentencepiece.SentencePieceProcessor(model_file=str(path))
             except (OSError, RuntimeError) as e:
@@ -237,7 +237,7 @@ class CT2Translator:
             texts = list(todo)
             pieces = self.translate_pieces(texts, source, target)
             with self._lock:
-                for sentence, toks in zip(texts, pieces):
+                for sentence, toks in zip(texts, pieces, strict=True):
                     translated = self._target_sp.decode(toks).strip() if toks else ""
                     for i in todo[sentence]:
                         out[i] = translated

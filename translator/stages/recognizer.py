@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +51,9 @@ from translator.models.locate import resolve_asr
 from translator.stages.guards import SILENCE_DBFS, looped, plausible, rms_dbfs
 from translator.text import one_line
 from translator.whisper_api import STOCK_WINDOW, Decoded, Encoded
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 TASKS = ("transcribe", "translate")
 
@@ -106,7 +110,7 @@ class WhisperRecognizer:
             raise ModelError(
                 f"{self.model_dir / 'model.bin'}: cannot load the Whisper model ({one_line(e)}); reinstall the model"
             ) from e
-        except Exception as e:  # noqa: BLE001 - the tokenizers library raises bare Exception
+        except Exception as e:  # the tokenizers library raises bare Exception
             raise ModelError(
                 f"{self.model_dir / 'tokenizer.json'}: cannot load the Whisper tokenizer ({one_line(e)}); reinstall the model"
             ) from e
@@ -124,7 +128,7 @@ class WhisperRecognizer:
             return False
 
     @property
-    def model(self):  # noqa: ANN201 - faster_whisper.WhisperModel
+    def model(self) -> WhisperModel:
         """The loaded faster-whisper model (the benchmark's stock baseline runs on the same one)."""
         return self._model
 

@@ -78,9 +78,7 @@ def _is_sentence_end(text: str, m: re.Match[str], language: str) -> bool:
         return False  # an initial ("J. K. Rowling") or an acronym ("U.S.")
     if nxt.isdigit() and word in _BEFORE_NUMBER:
         return False
-    if word.isdigit() and language in _ORDINAL_DOT:
-        return False
-    return True
+    return not (word.isdigit() and language in _ORDINAL_DOT)  # an ordinal ("am 3. Mai") is no end
 
 
 def join_sentences(sentences: Iterable[str], language: str) -> str:

@@ -338,7 +338,7 @@ class SpeakerStage:
             return
         try:
             voice, notice = self._resolve(t.target_language)
-        except Exception as e:  # a voice that cannot load silences its language, not the stage
+        except Exception as e:  # noqa: BLE001 - a voice that cannot load silences its language, not the stage
             self._voices[t.target_language] = None
             voice, notice = None, Notice(one_line(e), time.monotonic(), NoticeLevel.ERROR)
         if notice is not None:
@@ -355,7 +355,7 @@ class SpeakerStage:
                 sentence, samples = next(chunks)
             except StopIteration:
                 break
-            except Exception as e:  # an onnxruntime or espeak failure must not stop the stage
+            except Exception as e:  # noqa: BLE001 - an onnxruntime or espeak failure must not stop the stage
                 yield StageFailed("tts", t.utterance_id, f"speech synthesis with {voice.name} failed: {one_line(e)}", time.monotonic())
                 break
             ready = time.monotonic()

@@ -12,8 +12,8 @@ audio gives the same utterances however it is split into blocks and however fast
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
