@@ -178,7 +178,7 @@ def test_find_device_rules_without_hardware(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(DeviceError, match=r"no default audio output device; choose one of the outputs there are: 'Speakers'"):
         find_device("", "output")
     with pytest.raises(ValueError):
-        find_device("x", "both")  # type: ignore[arg-type]
+        find_device("x", "both")  # type: ignore[arg-type]  # not a direction: the ValueError is the point
 
 
 # --- microphone ---------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def model_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     runs: list[int] = []
     original = PiperVoice.phoneme_ids_to_audio
 
-    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def counting(self, *args, **kwargs):
         runs.append(1)
         return original(self, *args, **kwargs)
 

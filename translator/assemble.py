@@ -59,7 +59,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
     langs = languages.from_config(config)
     store = models.store_dir(config.models.dir or None)
     warm = recognizer is not None and recognizer.serves(config.asr, store=store)
-    if not warm:
+    if recognizer is None or not warm:
         recognizer = WhisperRecognizer(config.asr, store=store)
     recognizer.check(langs.source, allowed=langs.allowed)
     mt_models = models.installed_mt_models(store=store, extra=tuple(Path(p) for p in config.mt.models))
@@ -82,7 +82,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
     return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
 
 
-def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions: bool = True) -> Pipeline:
+def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions: bool = True) -> Pipeline[Segmenter]:
     """A fresh pipeline (segmenter and per-utterance state) over the loaded engines.
 
     ``captions`` False skips partial captions: a file read faster than real time has nobody

@@ -86,7 +86,6 @@ class UtteranceCollector:
 
     def feed(self, event: Event) -> UtteranceRecord | None:
         """Take one event; return the record when it completes an utterance."""
-        uid = getattr(event, "utterance_id", None)
         if isinstance(event, UtteranceEnded):
             self._ended[event.utterance_id] = event
         elif isinstance(event, Caption):
@@ -99,10 +98,11 @@ class UtteranceCollector:
                 return self._close(event.utterance_id, voice="")
         elif isinstance(event, SpeechChunk):
             self._first_audio.setdefault(event.utterance_id, event.wall)
+            uid = event.utterance_id
             self._speech[uid] = self._speech.get(uid, 0.0) + len(event.samples) / event.sample_rate
         elif isinstance(event, SpeechDone):
             return self._close(event.utterance_id, voice=event.voice)
-        elif isinstance(event, StageFailed) and uid in self._ended:
+        elif isinstance(event, StageFailed) and event.utterance_id in self._ended:
             return self._close(event.utterance_id, voice="", error=f"{event.stage}: {event.message}")
         return None
 
@@ -159,6 +159,10 @@ class _LineFile:
             os.fsync(self._f.fileno())
         except OSError as e:
             raise OutputError(f"{self.path}: write failed ({e.strerror}); earlier lines are kept") from None
+
+    def write(self, record: UtteranceRecord) -> None:
+        """Write one utterance in this file's format (each subclass has its own)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self._f.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 
 from rich.console import Console
@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from translator import cliargs
 from translator.errors import TranslatorError
-from translator.events import Event, Notice, NoticeLevel, StageFailed
+from translator.events import AudioBlock, Event, Notice, NoticeLevel, StageFailed
 from translator.text import ms
 from translator.transcript import (
     JsonlWriter,
@@ -69,7 +69,7 @@ def cmd_translate(args: argparse.Namespace, console: Console) -> int:
     with ExitStack() as files:
         sink = files.enter_context(WavSink(args.output, 22050)) if speak else None
         writers = [files.enter_context(w(p)) for w, p in ((SrtWriter, args.srt), (JsonlWriter, args.jsonl)) if p]
-        blocks = with_trailing_silence(source, config.vad.endpoint + 0.5)
+        blocks: Iterable[AudioBlock] = with_trailing_silence(source, config.vad.endpoint + 0.5)
         if args.realtime:
             blocks = PacedSource(blocks)
         collector = UtteranceCollector(speaking=speak)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -54,7 +54,7 @@ class _Decoder(Protocol):
     frames: int | None
     """Frames the header promises (None if it does not say)."""
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:
+    def chunks(self, size: int) -> Generator[np.ndarray, None, None]:
         """(frames, channels) float32 arrays in order; raises _DecodeFailed when decoding breaks."""
         ...
 
@@ -74,7 +74,7 @@ class _SoundfileDecoder:
             # libsndfile has already shortened ``frames`` to what is present; recover the promise.
             self.frames = round(frames * claimed / present) if present else None
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:
+    def chunks(self, size: int) -> Generator[np.ndarray, None, None]:
         with sf.SoundFile(self.path) as f:
             while True:
                 buf = np.empty((size, f.channels), dtype=np.float32)
@@ -118,7 +118,7 @@ class _AvDecoder:
             raise _DecodeFailed("no sample rate or channel layout in the audio stream")
         self.frames = None if seconds is None else round(seconds * self.rate)
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:  # size unused: frames come as the codec cuts them
+    def chunks(self, size: int) -> Generator[np.ndarray, None, None]:  # size unused: frames come as the codec cuts them
         import av  # noqa: PLC0415 - optional dependency
 
         # Planar float keeps the rate and channels as they are: downmixing and resampling stay

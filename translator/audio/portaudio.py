@@ -51,7 +51,7 @@ def reason(e: Exception) -> str:
     PortAudio puts the host API's own explanation (the part that helps) in a third argument; it is
     added to the message here.
     """
-    args = getattr(e, "args", ())
+    args = e.args
     text = str(args[0]) if args else str(e)
     if len(args) > 2 and isinstance(args[2], tuple) and len(args[2]) == 3 and args[2][2]:
         text = f"{text}: {args[2][2]}"

@@ -157,7 +157,7 @@ def machine(config: Config, engines: Engines) -> dict[str, Any]:
             cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu_model)
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("faster-whisper", "ctranslate2", "onnxruntime", "piper-tts", "numpy"):
         try:
             versions[package] = metadata.version(package)

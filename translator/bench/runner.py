@@ -43,6 +43,7 @@ from translator.events import (
     UtteranceEnded,
 )
 from translator.languages import joiner
+from translator.stages.asr import RecognizerStage
 from translator.transcript import UtteranceCollector, UtteranceRecord
 
 IDLE_NOISE_DBFS = -80.0
@@ -121,6 +122,7 @@ def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: f
     log = SpanLog()
     pipeline.observe(log)
     recognizer = pipeline.stages[0].stage
+    assert isinstance(recognizer, RecognizerStage)  # build_pipeline's first stage: its speculation counts
     clock = Clock(PacedSource(with_trailing_silence(
         source, trailing_silence(engines.config.vad.endpoint), block_seconds=block_seconds
     )))
@@ -162,7 +164,7 @@ def utterance_timeline(run: ClipRun, uid: int) -> dict[str, Any]:
         return round(t - zero, 4)
 
     def of(kind: type) -> list[Any]:
-        return [e for e in run.events if isinstance(e, kind) and e.utterance_id == uid]
+        return [e for e in run.events if isinstance(e, kind) and getattr(e, "utterance_id", None) == uid]
 
     return {
         "speech": [rel(run.t0 + ended.start), rel(run.t0 + ended.t_end)],

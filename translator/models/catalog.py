@@ -189,7 +189,9 @@ def _parse_model(where: str, t: dict[str, Any]) -> CatalogModel:
             bundled = Bundled(b["package"], b["module"], b.get("path", ""))
         except (KeyError, TypeError):
             raise ModelError(f"{where}: bundled needs package and module") from None
-    family, sources, targets = t.get("family", ""), (), ()
+    family = t.get("family", "")
+    sources: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
     kind = Kind(t["kind"])
     if kind == Kind.MT:
         if family not in MT_FAMILIES:

@@ -219,7 +219,7 @@ def download(remote: RemoteFile, dest: Path, *, progress: Progress | None = None
             try:
                 with open(part, "ab") as out:
                     http_get(remote.url, out, resume_size=have, headers=HEADERS, expected_size=remote.size,
-                             displayed_filename=remote.name, tqdm_class=bar)  # type: ignore[arg-type]
+                             displayed_filename=remote.name, tqdm_class=bar)  # type: ignore[arg-type]  # typed as a tqdm class, but only called, entered and update()d
                 break
             except HfHubHTTPError as e:
                 code = e.response.status_code if e.response is not None else None

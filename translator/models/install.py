@@ -191,9 +191,9 @@ def install(
                     os.replace(download_dir / r.name, model_dir / Path(r.name).name)
         else:
             filename = src.location.rstrip("/").rsplit("/", 1)[-1] or f"{entry.name}.zip"
-            known = entry.checksums.get(filename, (None, None))
+            sha256, md5 = entry.checksums.get(filename, (None, None))
             archive = download_dir / filename
-            hub.download(RemoteFile(filename, src.location, sha256=known[0], md5=known[1]), archive, progress=progress)
+            hub.download(RemoteFile(filename, src.location, sha256=sha256, md5=md5), archive, progress=progress)
             root = package_root(extract_archive(archive, stage / "extract"))
             shutil.rmtree(model_dir)
             os.replace(root, model_dir)

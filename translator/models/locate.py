@@ -45,6 +45,8 @@ def _package_dir(module: str, *parts: str) -> Path | None:
         mod = importlib.import_module(module)
     except ImportError:
         return None
+    if mod.__file__ is None:  # a namespace package: not an installed package of ours
+        return None
     return Path(mod.__file__).parent.joinpath(*parts)
 
 

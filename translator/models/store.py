@@ -172,11 +172,9 @@ def remove(store: Path, name: str, *, catalog: Catalog | None = None) -> Path:
     dname = entry.name if entry is not None else name
     found = installed_dirs(store).get(dname)
     if found is None:
-        if entry is not None and bundled_available(entry):
-            raise ModelError(
-                f"{dname} is bundled in the Python package {entry.bundled.package}; "  # type: ignore[union-attr]
-                f"remove it with pip uninstall {entry.bundled.package}"  # type: ignore[union-attr]
-            )
+        if entry is not None and entry.bundled is not None and bundled_available(entry):
+            package = entry.bundled.package
+            raise ModelError(f"{dname} is bundled in the Python package {package}; remove it with pip uninstall {package}")
         raise ModelError(f"{name}: not installed in {store}")
     kind, path = found
     trash = store / PARTIAL_DIR / f"{dname}.removed-{os.getpid()}"

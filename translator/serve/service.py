@@ -297,11 +297,10 @@ class Service:
             self._reload_refused(str(e))
             return None
         if not reload:
-            self.engines = task.result
-            e = self.engines
-            log.info("models loaded and warmed up in %.1f s (speech model %s, %s)", e.load_seconds, e.config.asr.model,
-                     "speaking" if e.speaker_stage is not None else "no speech output")
-            for notice in e.notices:
+            self.engines = loaded = task.result
+            log.info("models loaded and warmed up in %.1f s (speech model %s, %s)", loaded.load_seconds, loaded.config.asr.model,
+                     "speaking" if loaded.speaker_stage is not None else "no speech output")
+            for notice in loaded.notices:
                 log.warning("%s", one_line(notice.message))
             return None
         config, engines, how = task.result

@@ -212,8 +212,8 @@ class WhisperRecognizer:
             encoded = self._encode(chunk, settings)
             if language is None:
                 language, probability = self._detect(encoded, allowed)
-            if resolved_task is None:
-                resolved_task = task(language)  # type: ignore[operator]
+            if resolved_task is None:  # task is a function of the language, now known
+                resolved_task = task if isinstance(task, str) else task(language)
                 self.check(language, resolved_task)
             decoded = self._decode(encoded, len(chunk), language, resolved_task, prompt, settings)
             # A loop is retried on twice the window, then on the stock window: the longer short
@@ -233,6 +233,8 @@ class WhisperRecognizer:
                     originals.append(self._decode(encoded, len(chunk), language, "transcribe", prompt, settings).text)
         if not pieces:
             return None
+        # A piece was decoded, so the loop above knew the language and the task by then.
+        assert language is not None and resolved_task is not None
         text = joiner("en" if resolved_task == "translate" else language).join(p.text for p in pieces)
         tokens = sum(p.tokens for p in pieces)
         return Recognition(

@@ -266,9 +266,9 @@ def choose_voice(
                 f"voice {files.name} speaks {files.language}, not {language}", time.monotonic(), NoticeLevel.WARNING
             )
         return _piper_voice(files), notice
-    files = voice_for_language(language, store=store)
-    if files is not None:
-        return _piper_voice(files), None
+    installed = voice_for_language(language, store=store)
+    if installed is not None:
+        return _piper_voice(installed), None
     if allow_fallback:
         try:
             fallback = _cached(f"espeak:{language}", lambda: EspeakVoice(language))

@@ -278,6 +278,8 @@ class Segmenter:
         capped = b - utt.start >= self._max
         if silence >= self._endpoint or (capped and utt.paused_audio is not None):
             # At the cap during a pause, end where the pause did: the speculative result stands.
+            # paused_audio is set: endpoint >= pause (VadSettings checks it), so the pause came first.
+            assert utt.paused_audio is not None
             out.append(self._ended(utt, utt.paused_audio, wall, cut=silence < self._endpoint))
             self._floor = utt.last_voiced_end + self._post_roll
             self._utt = None
