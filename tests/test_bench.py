@@ -67,8 +67,22 @@ def _has_matplotlib() -> bool:
 def bench_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> tuple[int, dict, Path, str]:
     out = tmp_path_factory.mktemp("bench")
     report, plot = out / "out.json", out / "t.png"
-    argv = ["bench", "--corpus", str(corpus), "--clips", "en/LDC93S1.wav", "en/uberi_english.wav", "--asr", "tiny.en",
-            "--repeat", "1", "--json", str(report), "--idle", "2"]
+    argv = [
+        "bench",
+        "--corpus",
+        str(corpus),
+        "--clips",
+        "en/LDC93S1.wav",
+        "en/uberi_english.wav",
+        "--asr",
+        "tiny.en",
+        "--repeat",
+        "1",
+        "--json",
+        str(report),
+        "--idle",
+        "2",
+    ]
     if _has_matplotlib():
         argv += ["--plot", str(plot)]
     buf = io.StringIO()
@@ -238,15 +252,22 @@ class _SlowTts:
 def _speculation_run(script):
     class _Mt:
         def feed(self, t):
-            yield Translation(t.utterance_id, t.text, "en", t.text, "en", "same", t.start, t.t_end, t.t_end_wall, time.monotonic(), 0.0)
+            yield Translation(
+                t.utterance_id, t.text, "en", t.text, "en", "same", t.start, t.t_end, t.t_end_wall, time.monotonic(), 0.0
+            )
 
     recognizer, tts, sink, log = _FakeRecognizer(), _SlowTts(), MemorySink(), SpanLog()
     stage = RecognizerStage(recognizer, provisional=True)
-    pipeline = Pipeline(_ScriptedSegmenter(script), [
-        StageSpec("asr", stage, (SpeechPaused, UtteranceEnded, SpeechGrowing)),
-        StageSpec("mt", _Mt(), (Transcript,)),
-        StageSpec("tts", tts, (Translation,)),
-    ], sink=sink, observers=[log])
+    pipeline = Pipeline(
+        _ScriptedSegmenter(script),
+        [
+            StageSpec("asr", stage, (SpeechPaused, UtteranceEnded, SpeechGrowing)),
+            StageSpec("mt", _Mt(), (Transcript,)),
+            StageSpec("tts", tts, (Translation,)),
+        ],
+        sink=sink,
+        observers=[log],
+    )
 
     def blocks():
         for i in range(len(script) + 2):
@@ -318,9 +339,12 @@ def test_stale_caption_snapshots_are_skipped_not_queued() -> None:
     audio = np.zeros(160, np.float32)
     script = [(lambda b, i=i: SpeechGrowing(1, audio, 0.0, 0.1 * i, b.wall)) for i in range(1, 20)]
     script.append(lambda b: UtteranceEnded(1, audio, 0.0, 2.0, b.wall, b.wall))
-    pipeline = Pipeline(_ScriptedSegmenter(script), [
-        StageSpec("asr", SlowAsr(), (SpeechGrowing, UtteranceEnded), superseded=(SpeechGrowing,)),
-    ])
+    pipeline = Pipeline(
+        _ScriptedSegmenter(script),
+        [
+            StageSpec("asr", SlowAsr(), (SpeechGrowing, UtteranceEnded), superseded=(SpeechGrowing,)),
+        ],
+    )
     blocks = (AudioBlock(audio, i * 0.01, time.monotonic()) for i in range(len(script)))
     events = list(pipeline.run(blocks))
     assert seen[-1] == "UtteranceEnded" and [e.text for e in events if isinstance(e, Transcript)] == ["done"]

@@ -227,8 +227,10 @@ def test_microphone_reports_each_burst_of_overruns(pulse: PulseServer) -> None:
         blocks = iter(mic)
         next(blocks)
         assert mic.overruns == 2
-        assert statuses == ["listening on 'default' at 44100 Hz",
-                            "input overrun: audio lost (2 overruns so far); the machine is falling behind"]
+        assert statuses == [
+            "listening on 'default' at 44100 Hz",
+            "input overrun: audio lost (2 overruns so far); the machine is falling behind",
+        ]
         callback(np.zeros((frames, mic.channels), np.float32), frames, None, overflow)  # a new burst
         assert _wait(lambda: (next(blocks), len(statuses) > 2)[1], 3), statuses
         assert statuses[2:] == ["input overrun: audio lost (3 overruns so far); the machine is falling behind"]
@@ -238,7 +240,7 @@ def test_microphone_reports_each_burst_of_overruns(pulse: PulseServer) -> None:
 
 def test_microphone_at_16k_is_bit_exact_and_mutes(pulse: PulseServer, clip: np.ndarray) -> None:
     cap = Capture(samplerate=16000)
-    part = clip[: SAMPLE_RATE]
+    part = clip[:SAMPLE_RATE]
     assert cap.wait_for(lambda: len(cap.blocks) >= 1, 3), cap.statuses
     pulse.feed(part).wait(5)
     time.sleep(0.3)
@@ -309,12 +311,12 @@ def test_microphone_that_stops_delivering_is_retried(tmp_path, clip: np.ndarray)
             assert cap.wait_for(lambda: any("no audio for 0.5 s" in m for m in cap.statuses), 3), cap.statuses
             server.idle_silence = True
             assert cap.wait_for(lambda: any("back after" in m for m in cap.statuses), 5), cap.statuses
-            server.feed(clip[: SAMPLE_RATE]).wait(5)
+            server.feed(clip[:SAMPLE_RATE]).wait(5)
             time.sleep(0.3)
         finally:
             cap.stop()
         assert cap.error is None and cap.blocks[0].start == 0.0  # nothing before the stall: no gap
-        assert align(cap.audio, clip[: SAMPLE_RATE])[1] > 0.9
+        assert align(cap.audio, clip[:SAMPLE_RATE])[1] > 0.9
 
 
 # --- speaker ------------------------------------------------------------------------------------
@@ -366,8 +368,10 @@ def test_speaker_failure_raises_once_then_recovers(pulse: PulseServer, clip: np.
         time.sleep(2.0)  # retries fail meanwhile (0.5, 1.5 s), and are not announced again
         pulse.add_sink()
         assert _wait(lambda: sink.error is None, 8), statuses  # found again with nothing to play
-        assert statuses == ["audio output 'default' failed (the audio stream stopped); speech is not played",
-                            "audio output 'default' is back"], statuses
+        assert statuses == [
+            "audio output 'default' failed (the audio stream stopped); speech is not played",
+            "audio output 'default' is back",
+        ], statuses
         with pulse.record_sink() as rec:
             sink.write(clip, SAMPLE_RATE)
             assert sink.drain(10)

@@ -122,14 +122,17 @@ def test_is_offline_reads_the_switch_now(no_network: SocketGuard, monkeypatch: p
     assert is_offline() is True
 
 
-def test_whole_file_pipeline_makes_no_network_connection(no_network: SocketGuard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_whole_file_pipeline_makes_no_network_connection(
+    no_network: SocketGuard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from translator.cli import main
 
     if not GERMAN_CLIP.is_file():
         pytest.fail(f"speech corpus not found at {GERMAN_CLIP}")
     monkeypatch.setenv("TRANSLATOR_MODELS", str(tmp_path_factory.getbasetemp() / "offline-store"))
-    code = main(["translate", str(GERMAN_CLIP), "--to", "en", "-o", str(tmp_path / "o.wav"), "--jsonl", str(tmp_path / "t.jsonl")])
+    code = main(
+        ["translate", str(GERMAN_CLIP), "--to", "en", "-o", str(tmp_path / "o.wav"), "--jsonl", str(tmp_path / "t.jsonl")]
+    )
     assert no_network.blocked == [], f"the pipeline tried to reach the network: {no_network.blocked}"
     assert code == 0
     lines = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -44,8 +44,9 @@ class Engines:
     load_seconds: float
 
 
-def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
-                 recognizer: WhisperRecognizer | None = None) -> Engines:
+def load_engines(
+    config: Config, *, speak: bool = True, warm_up: bool = True, recognizer: WhisperRecognizer | None = None
+) -> Engines:
     """Load and warm up every model the config needs, failing early (ModelError, LanguageError).
 
     Routes are planned and their models loaded here, so a language pair with no route is an error
@@ -91,12 +92,20 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     config = engines.config
     langs = engines.translator_stage.languages
     recognizer_stage = RecognizerStage(
-        engines.recognizer, config.asr, language=langs.source, allowed=langs.allowed,
-        task=engines.translator_stage.recognizer_task, provisional=True,
+        engines.recognizer,
+        config.asr,
+        language=langs.source,
+        allowed=langs.allowed,
+        task=engines.translator_stage.recognizer_task,
+        provisional=True,
     )
     stages = [
-        StageSpec("asr", recognizer_stage, (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
-                  superseded=(SpeechGrowing,)),
+        StageSpec(
+            "asr",
+            recognizer_stage,
+            (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
+            superseded=(SpeechGrowing,),
+        ),
         StageSpec("mt", engines.translator_stage, (Transcript,)),
     ]
     if engines.speaker_stage is not None:

@@ -390,7 +390,6 @@ class Pipeline(Generic[SegmenterT]):
                     out.put(Notice(str(e), time.monotonic(), NoticeLevel.ERROR))
         out.put(_END)
 
-
     def _write(self, chunk: SpeechChunk) -> None:
         assert self.sink is not None
         if not self.observed:

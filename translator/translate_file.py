@@ -22,18 +22,22 @@ from translator.transcript import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("translate", help="translate a recording (WAV, FLAC, AIFF, OGG, MP3)", epilog=cliargs.EPILOG,
-                       description="Translate a recording, printing each utterance and writing speech, subtitles and a transcript.")
+    t = sub.add_parser(
+        "translate",
+        help="translate a recording (WAV, FLAC, AIFF, OGG, MP3)",
+        epilog=cliargs.EPILOG,
+        description="Translate a recording, printing each utterance and writing speech, subtitles and a transcript.",
+    )
     t.add_argument("input", metavar="IN", help="audio file")
     t.add_argument("-o", "--output", metavar="OUT.wav", help="write the translated speech here")
     t.add_argument("--srt", metavar="FILE", help="write subtitles of the translation (SubRip)")
     t.add_argument("--jsonl", metavar="FILE", help="write one JSON line per utterance")
-    t.add_argument("--realtime", action="store_true",
-                   help="feed the audio at real-time pace, as a microphone would (for latency figures)")
+    t.add_argument(
+        "--realtime", action="store_true", help="feed the audio at real-time pace, as a microphone would (for latency figures)"
+    )
     t.add_argument("--quiet", action="store_true", help="print nothing but errors")
     cliargs.add_settings_args(t)
     t.set_defaults(func=cmd_translate)
-
 
 
 def describe(record: UtteranceRecord) -> str:

@@ -107,7 +107,10 @@ class SpeakerSink(DeviceStream):
             self._generation += 1
             generation = self._generation
         stream, rate, channels = portaudio.open_stream(
-            self.info, Kind.OUTPUT, self._want_rate or (self.rate or None), latency=self._want_latency,
+            self.info,
+            Kind.OUTPUT,
+            self._want_rate or (self.rate or None),
+            latency=self._want_latency,
             callback=self._make_callback(generation),
             finished_callback=lambda: self._on_finished(generation),
         )

@@ -123,9 +123,9 @@ def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: f
     pipeline.observe(log)
     recognizer = pipeline.stages[0].stage
     assert isinstance(recognizer, RecognizerStage)  # build_pipeline's first stage: its speculation counts
-    clock = Clock(PacedSource(with_trailing_silence(
-        source, trailing_silence(engines.config.vad.endpoint), block_seconds=block_seconds
-    )))
+    clock = Clock(
+        PacedSource(with_trailing_silence(source, trailing_silence(engines.config.vad.endpoint), block_seconds=block_seconds))
+    )
     collector = UtteranceCollector(speaking=speaking)
     records, events, failures = [], [], []
     for event in pipeline.run(clock):
@@ -137,8 +137,18 @@ def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: f
             records.append(record)
     tts_seconds = sum(len(e.samples) / e.sample_rate for e in events if isinstance(e, SpeechChunk))
     return ClipRun(
-        clip, repeat, records, log, clock.t0 or 0.0, clock.audio_seconds, events,
-        recognizer.speculative_hits, recognizer.speculative_misses, tts_seconds, pipeline.superseded, failures,
+        clip,
+        repeat,
+        records,
+        log,
+        clock.t0 or 0.0,
+        clock.audio_seconds,
+        events,
+        recognizer.speculative_hits,
+        recognizer.speculative_misses,
+        tts_seconds,
+        pipeline.superseded,
+        failures,
     )
 
 

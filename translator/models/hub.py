@@ -136,14 +136,16 @@ def list_hub_files(repo: str, revision: str, patterns: tuple[str, ...], *, requi
 
     endpoint = hub_endpoint()
     try:
-        info = HfApi(endpoint=endpoint).model_info(
-            repo, revision=revision, files_metadata=True, timeout=TIMEOUT, token=False
-        )
+        info = HfApi(endpoint=endpoint).model_info(repo, revision=revision, files_metadata=True, timeout=TIMEOUT, token=False)
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status in (401, 404):
-            raise ModelError(f"{repo}@{revision}: not found on the model hub at {endpoint}; check HF_ENDPOINT or the catalog entry") from None
-        raise DownloadInterrupted(f"{repo}: the model hub at {endpoint} answered HTTP {status} ({one_line(e)}); try again later") from None
+            raise ModelError(
+                f"{repo}@{revision}: not found on the model hub at {endpoint}; check HF_ENDPOINT or the catalog entry"
+            ) from None
+        raise DownloadInterrupted(
+            f"{repo}: the model hub at {endpoint} answered HTTP {status} ({one_line(e)}); try again later"
+        ) from None
     except Exception as e:
         if not _is_network_error(e):
             raise
@@ -218,8 +220,15 @@ def download(remote: RemoteFile, dest: Path, *, progress: Progress | None = None
                 have = 0
             try:
                 with open(part, "ab") as out:
-                    http_get(remote.url, out, resume_size=have, headers=HEADERS, expected_size=remote.size,
-                             displayed_filename=remote.name, tqdm_class=bar)  # type: ignore[arg-type]  # typed as a tqdm class, but only called, entered and update()d
+                    http_get(
+                        remote.url,
+                        out,
+                        resume_size=have,
+                        headers=HEADERS,
+                        expected_size=remote.size,
+                        displayed_filename=remote.name,
+                        tqdm_class=bar,  # type: ignore[arg-type]  # typed as a tqdm class, but only called, entered and update()d
+                    )
                 break
             except HfHubHTTPError as e:
                 code = e.response.status_code if e.response is not None else None
@@ -227,7 +236,9 @@ def download(remote: RemoteFile, dest: Path, *, progress: Progress | None = None
                     part.unlink(missing_ok=True)
                     continue
                 if code in (401, 403, 404, 410):
-                    raise ModelError(f"{remote.url}: HTTP {code}; the catalog entry is out of date or the server moved the file") from None
+                    raise ModelError(
+                        f"{remote.url}: HTTP {code}; the catalog entry is out of date or the server moved the file"
+                    ) from None
                 raise _interrupted(remote, f"HTTP {code}") from None
             except OSError as e:
                 if e.errno is None:  # http_get's size check: the body ended early

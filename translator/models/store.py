@@ -47,7 +47,9 @@ def unwritable(path: Path, error: OSError) -> ModelError:
             f"{path}: no space left on the device ({error.strerror}); free some space or install into "
             f"another store with --models-dir"
         )
-    return ModelError(f"{path}: cannot write the model store ({error.strerror}); check its permissions or choose another with --models-dir")
+    return ModelError(
+        f"{path}: cannot write the model store ({error.strerror}); check its permissions or choose another with --models-dir"
+    )
 
 
 @contextlib.contextmanager
@@ -134,7 +136,8 @@ def bundled_available(entry: CatalogModel) -> bool:
     if entry.kind == Kind.TTS:
         return locate.bundled_voice() is not None
     location = locate._package_dir(  # the bundled package's folder, as the resolver finds it
-        entry.bundled.module, *filter(None, [entry.bundled.path]))
+        entry.bundled.module, *filter(None, [entry.bundled.path])
+    )
     return location is not None and location.is_dir()
 
 
@@ -227,8 +230,11 @@ def listing(store: Path, *, catalog: Catalog | None = None) -> list[Listing]:
     catalog = catalog or load_catalog()
     rows = []
     for m in catalog.models:
-        langs = "all Whisper languages" if m.languages == ("*",) else (
-            f"{len(m.languages)} languages" if len(m.languages) > 6 else " ".join(m.languages))
+        langs = (
+            "all Whisper languages"
+            if m.languages == ("*",)
+            else (f"{len(m.languages)} languages" if len(m.languages) > 6 else " ".join(m.languages))
+        )
         if m.kind == Kind.MT and m.family == "marian":
             langs = f"{'/'.join(m.sources)} → {'/'.join(m.targets)}"
         rows.append(Listing(m.name, m.kind, langs, m.size_text, status(m, store), m.quality))

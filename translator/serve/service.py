@@ -72,8 +72,9 @@ class Service:
         self.config: cfg.Config | None = None
         self.engines: Engines | None = None
         self.running: Running | None = None
-        self.transcript = TranscriptLog(state_directory(args.state_dir), max_bytes=int(args.transcript_max_mb * 1024 * 1024),
-                                        keep=args.transcript_keep)
+        self.transcript = TranscriptLog(
+            state_directory(args.state_dir), max_bytes=int(args.transcript_max_mb * 1024 * 1024), keep=args.transcript_keep
+        )
         self.ready = False
         self.stopping = False
         self.stop_deadline = 0.0
@@ -182,9 +183,11 @@ class Service:
         what = "speech" if record.speech_to_speech is not None else "text"
         log_record(record)
         stamp = time.strftime("%H:%M:%S")
-        self.last = (f"last utterance at {stamp} {record.language or '?'}->{record.target_language or '?'}"
-                     + (f", {what} {latency:.2f} s after the speaker stopped" if latency is not None else "")
-                     + f" ({self.count} since start)")
+        self.last = (
+            f"last utterance at {stamp} {record.language or '?'}->{record.target_language or '?'}"
+            + (f", {what} {latency:.2f} s after the speaker stopped" if latency is not None else "")
+            + f" ({self.count} since start)"
+        )
         self.write_record(record.to_json(finished=datetime.now(UTC)))
 
     def write_record(self, line: str) -> None:
@@ -237,12 +240,18 @@ class Service:
         self.waiting = None
         self.attempt_delay = 0.0
         if self.no_speaker:
-            log.warning("no audio output (%s); translating without speech until the next start or reload",
-                        one_line(self.no_speaker))
+            log.warning(
+                "no audio output (%s); translating without speech until the next start or reload", one_line(self.no_speaker)
+            )
         self.running = Running(session, on_event=log_event, on_record=self.on_record, wake=self.wake)
         mic = session.microphone
-        log.info("microphone %r opened (%d Hz, %d ch); %s", mic.info.name, mic.rate, mic.channels,
-                 f"speaking on {session.speaker.info.name!r}" if session.speaker is not None else "not speaking")
+        log.info(
+            "microphone %r opened (%d Hz, %d ch); %s",
+            mic.info.name,
+            mic.rate,
+            mic.channels,
+            f"speaking on {session.speaker.info.name!r}" if session.speaker is not None else "not speaking",
+        )
         if not self.ready:
             self._send_ready()
 
@@ -298,8 +307,12 @@ class Service:
             return None
         if not reload:
             self.engines = loaded = task.result
-            log.info("models loaded and warmed up in %.1f s (speech model %s, %s)", loaded.load_seconds, loaded.config.asr.model,
-                     "speaking" if loaded.speaker_stage is not None else "no speech output")
+            log.info(
+                "models loaded and warmed up in %.1f s (speech model %s, %s)",
+                loaded.load_seconds,
+                loaded.config.asr.model,
+                "speaking" if loaded.speaker_stage is not None else "no speech output",
+            )
             for notice in loaded.notices:
                 log.warning("%s", one_line(notice.message))
             return None
@@ -341,8 +354,12 @@ class Service:
     def run(self) -> int:
         self.config = read_config(self.args.config, self.args.overrides)  # ConfigError -> EXIT_CONFIG
         self._install_signals()
-        log.info("starting: config %s, state directory %s, translating %s", self.args.config,
-                 self.transcript.directory, describe_languages(self.config))
+        log.info(
+            "starting: config %s, state directory %s, translating %s",
+            self.args.config,
+            self.transcript.directory,
+            describe_languages(self.config),
+        )
         try:
             repaired = self.transcript.open()
             if repaired:
@@ -390,8 +407,11 @@ class Service:
                     log.info("stopped")
                     return 0
                 if now > self.stop_deadline:
-                    log.error("the utterance in flight did not finish in %g s (%s); exiting", self.args.stop_timeout,
-                              self.problem or "still working")
+                    log.error(
+                        "the utterance in flight did not finish in %g s (%s); exiting",
+                        self.args.stop_timeout,
+                        self.problem or "still working",
+                    )
                     self._finish()
                     self._exit_now(1)
                 continue

@@ -273,8 +273,9 @@ class WhisperRecognizer:
             scores = [(code, prob / total) for code, prob in scores]
         return scores[0]
 
-    def _decode(self, encoded: Encoded, samples: int, language: str, task: str, prompt: str | None,
-                settings: AsrSettings) -> Decoded:
+    def _decode(
+        self, encoded: Encoded, samples: int, language: str, task: str, prompt: str | None, settings: AsrSettings
+    ) -> Decoded:
         return whisper_api.decode(
             self._model,
             encoded,

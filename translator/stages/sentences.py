@@ -19,9 +19,7 @@ _ABBREVIATIONS = frozenset(
 )
 """Words that end with a period but not a sentence (lower case, final period removed)."""
 
-_BEFORE_NUMBER = frozenset(
-    "no nr art vol p pp fig ch sec tel jan feb mar apr jun jul aug sep sept oct nov dec ca".split()
-)
+_BEFORE_NUMBER = frozenset("no nr art vol p pp fig ch sec tel jan feb mar apr jun jul aug sep sept oct nov dec ca".split())
 """Abbreviations that are not a sentence end when a number follows (``No. 5``, ``Jan. 2020``)."""
 
 _ORDINAL_DOT = frozenset("de da no nb nn fi cs sk sl hr sr bs hu lv et tr is fo".split())
