@@ -24,6 +24,8 @@ def skip_or_fail(reason: str) -> None:
     if CI:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
 SPEECH = CORPUS / "speech"
 
 
@@ -39,10 +41,7 @@ class Clip:
 def load_clips() -> list[Clip]:
     with open(SPEECH / "manifest.tsv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [
-        Clip(SPEECH / r["file"], r["lang"], float(r["seconds"]), int(r["sample_rate"]), r["transcript"])
-        for r in rows
-    ]
+    return [Clip(SPEECH / r["file"], r["lang"], float(r["seconds"]), int(r["sample_rate"]), r["transcript"]) for r in rows]
 
 
 def clip(name: str) -> Clip:
@@ -64,8 +63,9 @@ def corpus() -> Path:
 def small_disk(path: Path, size: str) -> Iterator[Path]:
     """A real tmpfs of ``size`` (e.g. ``64k``) mounted at ``path``: a disk that fills up (root only)."""
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if r.returncode:
         skip_or_fail(f"cannot mount a tmpfs ({r.stderr.strip()}): needs root")
     try:

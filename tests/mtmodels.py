@@ -41,8 +41,18 @@ EOS_BIAS = -1.0e4
 at a random point. With it every translation runs to the decoding limit, which is what the
 bounded-decoding test wants to see; pass ``eos_bias=0.0`` for a model that may stop on its own."""
 
-NLLB_TOKENS = {"en": "eng_Latn", "de": "deu_Latn", "es": "spa_Latn", "fr": "fra_Latn", "it": "ita_Latn",
-               "pt": "por_Latn", "ru": "rus_Cyrl", "zh": "zho_Hans", "ja": "jpn_Jpan", "ko": "kor_Hang"}
+NLLB_TOKENS = {
+    "en": "eng_Latn",
+    "de": "deu_Latn",
+    "es": "spa_Latn",
+    "fr": "fra_Latn",
+    "it": "ita_Latn",
+    "pt": "por_Latn",
+    "ru": "rus_Cyrl",
+    "zh": "zho_Hans",
+    "ja": "jpn_Jpan",
+    "ko": "kor_Hang",
+}
 
 _FALLBACK_TEXT = (
     "The quick brown fox jumps over the lazy dog. We will meet at the station tomorrow morning. "
@@ -55,7 +65,7 @@ _FALLBACK_TEXT = (
 # --- text and tokenisers ------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def corpus_lines(language: str) -> tuple[str, ...]:
     """Sentences in ``language`` from the shared corpus (``xx-yy.tsv``: source xx, reference yy)."""
     lines: list[str] = []
@@ -72,7 +82,7 @@ def corpus_lines(language: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(lines))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def spm_model(languages: tuple[str, ...], vocab_size: int = VOCAB) -> bytes:
     """A trained sentencepiece (unigram) model for the languages' corpus lines (cached per session)."""
     lines = [line for lang in languages for line in corpus_lines(lang)]
@@ -215,8 +225,17 @@ def build_marian(path: Path, source: str, target: str, *, eos_bias: float = EOS_
     specials = ("<unk>", "<s>", "</s>", "<pad>")
     pieces = [p for p in spm_pieces(src_spm) + spm_pieces(tgt_spm) if p not in specials]
     vocab = _unique(["</s>", "<unk>"] + pieces)  # Marian: </s>=0, <unk>=1; CT2 drops <pad>
-    save_ct2(path, vocab, vocab, pre_norm=False, activation=common_spec.Activation.SWISH,
-             decoder_start_token="</s>", zero_start=True, eos_bias=eos_bias, seed=zlib.crc32(f"{source}-{target}".encode()))
+    save_ct2(
+        path,
+        vocab,
+        vocab,
+        pre_norm=False,
+        activation=common_spec.Activation.SWISH,
+        decoder_start_token="</s>",
+        zero_start=True,
+        eos_bias=eos_bias,
+        seed=zlib.crc32(f"{source}-{target}".encode()),
+    )
     (path / "source.spm").write_bytes(src_spm)
     (path / "target.spm").write_bytes(tgt_spm)
     name = f"opus-mt-{source}-{target}"
@@ -242,8 +261,16 @@ def build_multilingual(path: Path, languages: list[str], *, family: str = "nllb"
     else:
         raise ValueError(family)
     vocab = _unique(["<s>", "<pad>", "</s>", "<unk>"] + pieces + lang_tokens + ["<mask>"])
-    save_ct2(path, vocab, vocab, pre_norm=True, activation=common_spec.Activation.RELU,
-             decoder_start_token="</s>", eos_bias=eos_bias, seed=len(languages))
+    save_ct2(
+        path,
+        vocab,
+        vocab,
+        pre_norm=True,
+        activation=common_spec.Activation.RELU,
+        decoder_start_token="</s>",
+        eos_bias=eos_bias,
+        seed=len(languages),
+    )
     (path / "sentencepiece.bpe.model").write_bytes(model)
     _write_info(path, name, family, list(languages), list(languages))
     return read_mt_model(path)
@@ -277,10 +304,25 @@ def build_argos(path: Path, source: str, target: str, *, eos_bias: float = EOS_B
     model = spm_model(tuple(sorted({source, target})))
     specials = ("<unk>", "<s>", "</s>", "<pad>")
     vocab = ["<unk>", "<blank>", "<s>", "</s>"] + [p for p in spm_pieces(model) if p not in specials]
-    save_ct2(path / "model", _unique(vocab), _unique(vocab), pre_norm=True, activation=common_spec.Activation.RELU,
-             decoder_start_token="<s>", eos_bias=eos_bias, seed=7)
+    save_ct2(
+        path / "model",
+        _unique(vocab),
+        _unique(vocab),
+        pre_norm=True,
+        activation=common_spec.Activation.RELU,
+        decoder_start_token="<s>",
+        eos_bias=eos_bias,
+        seed=7,
+    )
     (path / "sentencepiece.model").write_bytes(model)
-    meta = {"package_version": "1.0", "argos_version": "1.5", "from_code": source, "to_code": target,
-            "from_name": source, "to_name": target, "type": "translate"}
+    meta = {
+        "package_version": "1.0",
+        "argos_version": "1.5",
+        "from_code": source,
+        "to_code": target,
+        "from_name": source,
+        "to_name": target,
+        "type": "translate",
+    }
     (path / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return MtModel(f"argos-{source}-{target}", path, "marian", (source,), (target,))

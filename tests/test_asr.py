@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import clip
+
 from translator.bench.scoring import normalise as words
 from translator.bench.scoring import wer
 from translator.config import AsrSettings
@@ -160,7 +161,7 @@ def test_captions_commit_only_growing_prefixes(tiny: WhisperRecognizer) -> None:
         assert all(isinstance(c, Caption) and c.utterance_id == 1 and c.audio_end == end for c in out)
         captions += out
     assert len(captions) >= 4
-    for earlier, later in zip(captions, captions[1:]):
+    for earlier, later in pairwise(captions):
         assert later.committed.startswith(earlier.committed), (earlier, later)
     assert captions[-1].committed, "two consecutive hypotheses agreed on nothing"
     paused, ended = _ended(samples)

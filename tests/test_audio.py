@@ -86,7 +86,11 @@ def test_stereo_24bit_flac_header_facts(corpus: Path) -> None:
 
 @pytest.mark.parametrize(
     "original, sox_copy",
-    [("en/jfk.flac", "en/jfk.16k.wav"), ("fr/uberi_french.aiff", "fr/uberi_french.16k.wav"), ("zh/uberi_chinese.flac", "zh/uberi_chinese.16k.wav")],
+    [
+        ("en/jfk.flac", "en/jfk.16k.wav"),
+        ("fr/uberi_french.aiff", "fr/uberi_french.16k.wav"),
+        ("zh/uberi_chinese.flac", "zh/uberi_chinese.16k.wav"),
+    ],
 )
 def test_streamed_resampling_matches_sox(corpus: Path, original: str, sox_copy: str) -> None:
     _, ours = decode(FileSource(clip(original).path))
@@ -201,7 +205,9 @@ def test_long_file_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
     rate, minutes = 48000, 20
     t = np.arange(rate * 60) / rate
     rng = np.random.default_rng(0)
-    minute = np.stack([0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t)), 0.3 * np.sin(2 * np.pi * 660 * t)], axis=1)
+    minute = np.stack(
+        [0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t)), 0.3 * np.sin(2 * np.pi * 660 * t)], axis=1
+    )
     minute_i16 = (minute * 32767).astype(np.int16)
     path = tmp_path / "long.wav"
     with sf.SoundFile(path, "w", rate, 2, subtype="PCM_16") as f:

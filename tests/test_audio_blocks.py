@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import wave
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_paced_source_releases_blocks_on_the_clock(corpus: Path) -> None:
     started = time.monotonic()
     paced = list(PacedSource(blocks, speed=speed))
     assert len(paced) == len(blocks)
-    for original, out in zip(blocks, paced):
+    for original, out in zip(blocks, paced, strict=True):
         assert out.samples is original.samples and out.start == original.start
         assert out.wall >= started + out.end / speed
     walls = [b.wall for b in paced]
@@ -82,7 +83,7 @@ def test_silence_source_is_exact_and_contiguous() -> None:
     assert check_blocks_from == 2.5
     assert sum(len(b.samples) for b in blocks) == SR
     assert all(len(b.samples) == BLOCK for b in blocks[:-1])
-    for a, b in zip(blocks, blocks[1:]):
+    for a, b in pairwise(blocks):
         assert b.start == pytest.approx(a.end, abs=1e-9)
     assert not any(b.samples.any() for b in blocks)
 
@@ -92,7 +93,7 @@ def test_trailing_silence_continues_the_audio_clock(corpus: Path) -> None:
     blocks = list(with_trailing_silence(source, 0.8))
     speech_blocks = list(source)
     assert len(blocks) > len(speech_blocks)
-    for a, b in zip(blocks, blocks[1:]):
+    for a, b in pairwise(blocks):
         assert b.start == pytest.approx(a.end, abs=1e-9)
     assert blocks[-1].end == pytest.approx(speech_blocks[-1].end + 0.8, abs=1 / SR)
     assert not any(b.samples.any() for b in blocks[len(speech_blocks) :])
@@ -144,10 +145,9 @@ def test_wav_sink_file_is_complete_after_every_write(tmp_path: Path) -> None:
 
 def test_wav_sink_closes_on_error(tmp_path: Path) -> None:
     path = tmp_path / "out.wav"
-    with pytest.raises(RuntimeError, match="later step"):
-        with WavSink(path, SR) as sink:
-            sink.write(tone(440, 0.25, SR), SR)
-            raise RuntimeError("a later step failed")
+    with pytest.raises(RuntimeError, match="later step"), WavSink(path, SR) as sink:
+        sink.write(tone(440, 0.25, SR), SR)
+        raise RuntimeError("a later step failed")
     assert sf.info(path).frames == SR // 4
 
 

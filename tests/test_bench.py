@@ -12,15 +12,33 @@ import io
 import json
 import math
 import os
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SPEECH
 
+from translator.audio.sinks import MemorySink
 from translator.bench import scoring
 from translator.bench.report import stats
+from translator.bench.spans import SpanLog
 from translator.cli import main
+from translator.events import (
+    AudioBlock,
+    SpeechChunk,
+    SpeechDone,
+    SpeechGrowing,
+    SpeechPaused,
+    Transcript,
+    Translation,
+    UtteranceEnded,
+)
+from translator.pipeline import Pipeline, StageSpec
+from translator.stages.asr import Recognition, RecognizerStage
+from translator.transcript import UtteranceCollector
+
 
 def test_stats() -> None:
     s = stats([0.1, 0.2, 0.3, None])
@@ -49,8 +67,22 @@ def _has_matplotlib() -> bool:
 def bench_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> tuple[int, dict, Path, str]:
     out = tmp_path_factory.mktemp("bench")
     report, plot = out / "out.json", out / "t.png"
-    argv = ["bench", "--corpus", str(corpus), "--clips", "en/LDC93S1.wav", "en/uberi_english.wav", "--asr", "tiny.en",
-            "--repeat", "1", "--json", str(report), "--idle", "2"]
+    argv = [
+        "bench",
+        "--corpus",
+        str(corpus),
+        "--clips",
+        "en/LDC93S1.wav",
+        "en/uberi_english.wav",
+        "--asr",
+        "tiny.en",
+        "--repeat",
+        "1",
+        "--json",
+        str(report),
+        "--idle",
+        "2",
+    ]
     if _has_matplotlib():
         argv += ["--plot", str(plot)]
     buf = io.StringIO()
@@ -182,9 +214,7 @@ class _FakeRecognizer:
     def __init__(self) -> None:
         self.calls = 0
 
-    def recognize(self, audio, settings=None, *, language=None, allowed=None, task=None, prompt=None, retry=True):  # noqa: ANN001, ANN201, ARG002
-        from translator.stages.asr import Recognition  # noqa: PLC0415
-
+    def recognize(self, audio, settings=None, *, language=None, allowed=None, task=None, prompt=None, retry=True):
         self.calls += 1
         return Recognition(f"len {len(audio)}. second sentence. third", "en", 1.0, "transcribe", -0.1, 0.0, 1.0, 0.001, 3, 8.0)
 
@@ -192,16 +222,16 @@ class _FakeRecognizer:
 class _ScriptedSegmenter:
     """Emits a scripted list of segment events, one per block, then nothing."""
 
-    def __init__(self, script) -> None:  # noqa: ANN001
+    def __init__(self, script) -> None:
         self.script = list(script)
 
-    def feed(self, block):  # noqa: ANN001, ANN201
+    def feed(self, block):
         if self.script:
             item = self.script.pop(0)
             if item is not None:
                 yield item(block)
 
-    def flush(self, wall=None):  # noqa: ANN001, ANN201, ARG002
+    def flush(self, wall=None):
         return iter(())
 
 
@@ -211,58 +241,44 @@ class _SlowTts:
     def __init__(self) -> None:
         self.sentences = 0
 
-    def feed(self, t):  # noqa: ANN001, ANN201
-        import time as _time  # noqa: PLC0415
-
-        import numpy as np  # noqa: PLC0415
-
-        from translator.events import SpeechChunk, SpeechDone  # noqa: PLC0415
-
+    def feed(self, t):
         for i, sentence in enumerate(t.text.split(". ")):
-            _time.sleep(0.03)
+            time.sleep(0.03)
             self.sentences += 1
-            yield SpeechChunk(t.utterance_id, np.ones(10, np.float32), 16000, i, sentence, t.t_end_wall, _time.monotonic(), "fake")
-        yield SpeechDone(t.utterance_id, t.t_end_wall, _time.monotonic(), "fake")
+            yield SpeechChunk(t.utterance_id, np.ones(10, np.float32), 16000, i, sentence, t.t_end_wall, time.monotonic(), "fake")
+        yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), "fake")
 
 
-def _speculation_run(script):  # noqa: ANN001, ANN202
-    import time as _time  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-
-    from translator.stages.asr import RecognizerStage  # noqa: PLC0415
-    from translator.audio.sinks import MemorySink  # noqa: PLC0415
-    from translator.bench.spans import SpanLog  # noqa: PLC0415
-    from translator.events import AudioBlock, SpeechGrowing, SpeechPaused, Transcript, Translation, UtteranceEnded  # noqa: PLC0415
-    from translator.pipeline import Pipeline, StageSpec  # noqa: PLC0415
-
+def _speculation_run(script):
     class _Mt:
-        def feed(self, t):  # noqa: ANN001, ANN202
-            yield Translation(t.utterance_id, t.text, "en", t.text, "en", "same", t.start, t.t_end, t.t_end_wall, _time.monotonic(), 0.0)
+        def feed(self, t):
+            yield Translation(
+                t.utterance_id, t.text, "en", t.text, "en", "same", t.start, t.t_end, t.t_end_wall, time.monotonic(), 0.0
+            )
 
     recognizer, tts, sink, log = _FakeRecognizer(), _SlowTts(), MemorySink(), SpanLog()
     stage = RecognizerStage(recognizer, provisional=True)
-    pipeline = Pipeline(_ScriptedSegmenter(script), [
-        StageSpec("asr", stage, (SpeechPaused, UtteranceEnded, SpeechGrowing)),
-        StageSpec("mt", _Mt(), (Transcript,)),
-        StageSpec("tts", tts, (Translation,)),
-    ], sink=sink, observers=[log])
+    pipeline = Pipeline(
+        _ScriptedSegmenter(script),
+        [
+            StageSpec("asr", stage, (SpeechPaused, UtteranceEnded, SpeechGrowing)),
+            StageSpec("mt", _Mt(), (Transcript,)),
+            StageSpec("tts", tts, (Translation,)),
+        ],
+        sink=sink,
+        observers=[log],
+    )
 
-    def blocks():  # noqa: ANN202
+    def blocks():
         for i in range(len(script) + 2):
-            _time.sleep(0.15)  # the endpoint comes well after the speculation has finished
-            yield AudioBlock(np.zeros(160, np.float32), i * 0.01, _time.monotonic())
+            time.sleep(0.15)  # the endpoint comes well after the speculation has finished
+            yield AudioBlock(np.zeros(160, np.float32), i * 0.01, time.monotonic())
 
     events = list(pipeline.run(blocks()))
     return events, stage, tts, sink, log
 
 
 def test_speculative_translation_and_speech_are_held_until_the_endpoint() -> None:
-    import numpy as np  # noqa: PLC0415
-
-    from translator.events import SpeechChunk, SpeechPaused, Transcript, Translation, UtteranceEnded  # noqa: PLC0415
-    from translator.transcript import UtteranceCollector  # noqa: PLC0415
-
     audio = np.zeros(1600, np.float32)
     t_end = {}
     script = [
@@ -293,10 +309,6 @@ def test_speculative_translation_and_speech_are_held_until_the_endpoint() -> Non
 
 
 def test_speculation_is_dropped_when_speech_resumes() -> None:
-    import numpy as np  # noqa: PLC0415
-
-    from translator.events import SpeechChunk, SpeechGrowing, SpeechPaused, Transcript, UtteranceEnded  # noqa: PLC0415
-
     short, longer = np.zeros(1600, np.float32), np.zeros(3200, np.float32)
     script = [
         lambda b: SpeechPaused(1, short, 0.0, 0.1, b.wall, b.wall),
@@ -315,29 +327,25 @@ def test_speculation_is_dropped_when_speech_resumes() -> None:
 
 def test_stale_caption_snapshots_are_skipped_not_queued() -> None:
     """A recognizer slower than the snapshots skips those already superseded by newer audio."""
-    import time as _time  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-
-    from translator.events import AudioBlock, SpeechGrowing, Transcript, UtteranceEnded  # noqa: PLC0415
-    from translator.pipeline import Pipeline, StageSpec  # noqa: PLC0415
-
     seen: list[str] = []
 
     class SlowAsr:
-        def feed(self, e):  # noqa: ANN001, ANN202
+        def feed(self, e):
             seen.append(type(e).__name__)
-            _time.sleep(0.05)
+            time.sleep(0.05)
             if isinstance(e, UtteranceEnded):
-                yield Transcript(1, "done", "en", 1.0, "transcribe", 0.0, 1.0, e.t_end_wall, _time.monotonic(), 0.05)
+                yield Transcript(1, "done", "en", 1.0, "transcribe", 0.0, 1.0, e.t_end_wall, time.monotonic(), 0.05)
 
     audio = np.zeros(160, np.float32)
     script = [(lambda b, i=i: SpeechGrowing(1, audio, 0.0, 0.1 * i, b.wall)) for i in range(1, 20)]
     script.append(lambda b: UtteranceEnded(1, audio, 0.0, 2.0, b.wall, b.wall))
-    pipeline = Pipeline(_ScriptedSegmenter(script), [
-        StageSpec("asr", SlowAsr(), (SpeechGrowing, UtteranceEnded), superseded=(SpeechGrowing,)),
-    ])
-    blocks = (AudioBlock(audio, i * 0.01, _time.monotonic()) for i in range(len(script)))
+    pipeline = Pipeline(
+        _ScriptedSegmenter(script),
+        [
+            StageSpec("asr", SlowAsr(), (SpeechGrowing, UtteranceEnded), superseded=(SpeechGrowing,)),
+        ],
+    )
+    blocks = (AudioBlock(audio, i * 0.01, time.monotonic()) for i in range(len(script)))
     events = list(pipeline.run(blocks))
     assert seen[-1] == "UtteranceEnded" and [e.text for e in events if isinstance(e, Transcript)] == ["done"]
     assert seen.count("SpeechGrowing") < 19 and pipeline.superseded == 19 - seen.count("SpeechGrowing")

@@ -19,9 +19,9 @@ import soundfile as sf
 from conftest import SPEECH, clip, small_disk
 from mtmodels import build_marian
 
+from translator.bench.scoring import wer
 from translator.cli import main
 from translator.models.locate import resolve_asr
-from translator.bench.scoring import wer
 
 DE = SPEECH / "de" / "picovoice_leopard_test_de.wav"
 
@@ -74,8 +74,21 @@ def test_resampled_stereo_flac_and_several_utterances(tmp_path, capsys):
     """jfk.flac is 44.1 kHz stereo 24-bit; with a short endpoint its pauses split it."""
     c = clip("en/jfk.flac")
     log = tmp_path / "t.jsonl"
-    code, _, err = run(capsys, "translate", str(c.path), "--to", "en", "--asr", "tiny.en", "--jsonl", str(log),
-                       "--set", "vad.endpoint=0.3", "--set", "vad.pause=0.2")
+    code, _, err = run(
+        capsys,
+        "translate",
+        str(c.path),
+        "--to",
+        "en",
+        "--asr",
+        "tiny.en",
+        "--jsonl",
+        str(log),
+        "--set",
+        "vad.endpoint=0.3",
+        "--set",
+        "vad.pause=0.2",
+    )
     assert code == 0, err
     records = jsonl(log)
     assert len(records) >= 2
@@ -88,8 +101,23 @@ def test_direct_model_route_and_fallback_voice(tmp_path, capsys):
     model = build_marian(tmp_path / "opus-mt-en-es", "en", "es", eos_bias=0.0)
     c = clip("en/LDC93S1.wav")
     log, out_wav = tmp_path / "t.jsonl", tmp_path / "o.wav"
-    code, out, err = run(capsys, "translate", str(c.path), "--from", "en", "--to", "es", "--asr", "tiny.en",
-                         "--mt-model", str(model.path), "-o", str(out_wav), "--jsonl", str(log))
+    code, out, err = run(
+        capsys,
+        "translate",
+        str(c.path),
+        "--from",
+        "en",
+        "--to",
+        "es",
+        "--asr",
+        "tiny.en",
+        "--mt-model",
+        str(model.path),
+        "-o",
+        str(out_wav),
+        "--jsonl",
+        str(log),
+    )
     assert code == 0, err
     (r,) = jsonl(log)
     assert r["route"] == "opus-mt-en-es" and r["target_language"] == "es" and r["text"]
@@ -104,8 +132,23 @@ def test_full_disk_stops_the_speech_file_once_and_keeps_the_rest(tmp_path, capsy
     log = tmp_path / "t.jsonl"
     with small_disk(tmp_path / "disk", "128k") as disk:
         out_wav = disk / "o.wav"
-        code, out, err = run(capsys, "translate", str(c.path), "--to", "en", "--asr", "tiny.en", "--jsonl", str(log),
-                             "-o", str(out_wav), "--set", "vad.endpoint=0.3", "--set", "vad.pause=0.2")
+        code, out, err = run(
+            capsys,
+            "translate",
+            str(c.path),
+            "--to",
+            "en",
+            "--asr",
+            "tiny.en",
+            "--jsonl",
+            str(log),
+            "-o",
+            str(out_wav),
+            "--set",
+            "vad.endpoint=0.3",
+            "--set",
+            "vad.pause=0.2",
+        )
         assert code == 2
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"translator: error: {out_wav}: writing speech failed ("), err
@@ -200,8 +243,7 @@ def test_unknown_language_and_pair_without_route(tmp_path, capsys):
     code, _, err = run(capsys, "translate", str(DE), "--to", "xx")
     assert code == 2
     one_line_error(err, "'xx'")
-    code, _, err = run(capsys, "translate", str(DE), "--from", "de", "--to", "es",
-                       "--models-dir", str(tmp_path / "store"))
+    code, _, err = run(capsys, "translate", str(DE), "--from", "de", "--to", "es", "--models-dir", str(tmp_path / "store"))
     assert code == 2
     one_line_error(err, "opus-mt-de-es", "opus-mt-de-en + opus-mt-en-es")
 
@@ -215,15 +257,20 @@ def test_invalid_config_names_the_key(tmp_path, capsys):
 
 
 def test_unwritable_output_keeps_nothing_half_done(tmp_path, capsys):
-    code, _, err = run(capsys, "translate", str(DE), "--to", "en", "--asr", "tiny.en",
-                       "--jsonl", str(tmp_path / "missing-dir" / "t.jsonl"))
+    code, _, err = run(
+        capsys, "translate", str(DE), "--to", "en", "--asr", "tiny.en", "--jsonl", str(tmp_path / "missing-dir" / "t.jsonl")
+    )
     assert code == 2
     one_line_error(err, "t.jsonl")
 
 
 def test_console_script_exit_code_and_stderr():
     """The installed entry point, as a user runs it: no traceback, exit 2."""
-    proc = subprocess.run([sys.executable, "-m", "translator.cli", "translate", "/nonexistent.wav", "--to", "en"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "translate", "/nonexistent.wav", "--to", "en"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     one_line_error(proc.stderr, "/nonexistent.wav")

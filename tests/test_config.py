@@ -27,13 +27,13 @@ def test_file_values_and_from_alias(tmp_path):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ('[vad]\nendpont = 0.3\n', "vad.endpont"),
+        ("[vad]\nendpont = 0.3\n", "vad.endpont"),
         ('[vad]\nendpoint = "fast"\n', "vad.endpoint"),
-        ('[asr]\nthreads = 1.5\n', "asr.threads"),
-        ('[tts]\nenabled = 1\n', "tts.enabled"),
-        ('[nope]\nx = 1\n', "[nope]"),
-        ('[vad\n', "invalid TOML"),
-        ('[mt]\nmodels = [1]\n', "mt.models"),
+        ("[asr]\nthreads = 1.5\n", "asr.threads"),
+        ("[tts]\nenabled = 1\n", "tts.enabled"),
+        ("[nope]\nx = 1\n", "[nope]"),
+        ("[vad\n", "invalid TOML"),
+        ("[mt]\nmodels = [1]\n", "mt.models"),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, needle):
@@ -69,16 +69,16 @@ def test_unknown_language_key_lists_the_toml_names(tmp_path):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ('[vad]\nendpoint = 0.05\n', "vad.endpoint: must be >= pause (0.1 s), got 0.05"),
-        ('[vad]\npause = 0.5\n', "vad.endpoint: must be >= pause (0.5 s), got 0.4"),
-        ('[vad]\nthreshold = 1.5\n', "vad.threshold: must be between 0 and 1"),
-        ('[vad]\nneg_threshold = 0.7\n', "vad.neg_threshold:"),
-        ('[asr]\nbeam_size = 0\n', "asr.beam_size: must be at least 1"),
+        ("[vad]\nendpoint = 0.05\n", "vad.endpoint: must be >= pause (0.1 s), got 0.05"),
+        ("[vad]\npause = 0.5\n", "vad.endpoint: must be >= pause (0.5 s), got 0.4"),
+        ("[vad]\nthreshold = 1.5\n", "vad.threshold: must be between 0 and 1"),
+        ("[vad]\nneg_threshold = 0.7\n", "vad.neg_threshold:"),
+        ("[asr]\nbeam_size = 0\n", "asr.beam_size: must be at least 1"),
         ('[asr]\ncompute_type = "int3"\n', "asr.compute_type:"),
-        ('[asr]\nwindow_margin = 31.0\n', "asr.window_margin:"),
+        ("[asr]\nwindow_margin = 31.0\n", "asr.window_margin:"),
         ('[asr]\nmodel = " "\n', "asr.model:"),
-        ('[mt]\nthreads = -1\n', "mt.threads:"),
-        ('[audio]\nturn_gap = -0.5\n', "audio.turn_gap:"),
+        ("[mt]\nthreads = -1\n", "mt.threads:"),
+        ("[audio]\nturn_gap = -0.5\n", "audio.turn_gap:"),
     ],
 )
 def test_each_section_checks_its_values_and_errors_name_the_key(tmp_path, text, needle):

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 
 import numpy as np
+import pulse as harness
 import pytest
 import soundfile as sf
 import soxr
 from conftest import SPEECH
-import pulse as harness
 from pulse import PulseServer
 
 from translator.audio import portaudio
+from translator.audio.blocks import LIVE_BLOCK_SECONDS
 from translator.audio.lookup import find_device
 from translator.audio.microphone import MicrophoneSource
 from translator.audio.portaudio import DeviceInfo, list_devices
 from translator.audio.speaker import SpeakerSink
 from translator.errors import DeviceError
-from translator.audio.blocks import LIVE_BLOCK_SECONDS
 from translator.events import SAMPLE_RATE, AudioBlock
 
 CLIP = SPEECH / "en" / "LDC93S1.wav"
@@ -40,7 +41,7 @@ def clip() -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def _close_captures():  # noqa: ANN202
+def _close_captures():
     """A failed test still closes its microphone."""
     yield
     while Capture.live:
@@ -87,10 +88,10 @@ class Capture:
             for block in self.mic:
                 self.blocks.append(block)
                 self.events.append(block)
-        except BaseException as e:  # noqa: BLE001 - checked by the test
+        except BaseException as e:  # checked by the test
             self.error = e
 
-    def wait_for(self, predicate, timeout: float) -> bool:  # noqa: ANN001
+    def wait_for(self, predicate, timeout: float) -> bool:
         return _wait(predicate, timeout)
 
     def stop(self) -> None:
@@ -177,7 +178,7 @@ def test_find_device_rules_without_hardware(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(DeviceError, match=r"no default audio output device; choose one of the outputs there are: 'Speakers'"):
         find_device("", "output")
     with pytest.raises(ValueError):
-        find_device("x", "both")  # type: ignore[arg-type]
+        find_device("x", "both")  # type: ignore[arg-type]  # not a direction: the ValueError is the point
 
 
 # --- microphone ---------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ def _check_contiguous(blocks: list[AudioBlock]) -> None:
     size = round(LIVE_BLOCK_SECONDS * SAMPLE_RATE)
     assert all(len(b.samples) == size for b in blocks[:-1]) and 0 < len(blocks[-1].samples) <= size
     assert blocks[0].start == 0.0
-    assert all(round(b.start * SAMPLE_RATE) == round(a.end * SAMPLE_RATE) for a, b in zip(blocks, blocks[1:]))
+    assert all(round(b.start * SAMPLE_RATE) == round(a.end * SAMPLE_RATE) for a, b in pairwise(blocks))
 
 
 def test_microphone_captures_the_fed_clip(pulse: PulseServer, clip: np.ndarray) -> None:
@@ -205,7 +206,7 @@ def test_microphone_captures_the_fed_clip(pulse: PulseServer, clip: np.ndarray) 
     _check_contiguous(blocks)
     k, corr = align(cap.audio, clip)  # also fails if the rate were off: the clip would not line up
     assert corr > 0.9, (corr, pulse.dropped_seconds, mic.overruns)
-    assert 0 <= k and k + len(clip) <= len(cap.audio)
+    assert k >= 0 and k + len(clip) <= len(cap.audio)
     assert mic.overruns == 0
     assert cap.statuses and cap.statuses[0] == "listening on 'default' at 44100 Hz"
 
@@ -217,7 +218,7 @@ def test_microphone_reports_each_burst_of_overruns(pulse: PulseServer) -> None:
     mic = MicrophoneSource(on_status=statuses.append)
     try:
         # Called as PortAudio would, before the stream starts: no real callback comes in between.
-        callback = mic._make_callback(mic._generation)  # noqa: SLF001
+        callback = mic._make_callback(mic._generation)
         frames = 441
         overflow, fine = sd.CallbackFlags(), sd.CallbackFlags()
         overflow.input_overflow = True
@@ -226,8 +227,10 @@ def test_microphone_reports_each_burst_of_overruns(pulse: PulseServer) -> None:
         blocks = iter(mic)
         next(blocks)
         assert mic.overruns == 2
-        assert statuses == ["listening on 'default' at 44100 Hz",
-                            "input overrun: audio lost (2 overruns so far); the machine is falling behind"]
+        assert statuses == [
+            "listening on 'default' at 44100 Hz",
+            "input overrun: audio lost (2 overruns so far); the machine is falling behind",
+        ]
         callback(np.zeros((frames, mic.channels), np.float32), frames, None, overflow)  # a new burst
         assert _wait(lambda: (next(blocks), len(statuses) > 2)[1], 3), statuses
         assert statuses[2:] == ["input overrun: audio lost (3 overruns so far); the machine is falling behind"]
@@ -237,7 +240,7 @@ def test_microphone_reports_each_burst_of_overruns(pulse: PulseServer) -> None:
 
 def test_microphone_at_16k_is_bit_exact_and_mutes(pulse: PulseServer, clip: np.ndarray) -> None:
     cap = Capture(samplerate=16000)
-    part = clip[: SAMPLE_RATE]
+    part = clip[:SAMPLE_RATE]
     assert cap.wait_for(lambda: len(cap.blocks) >= 1, 3), cap.statuses
     pulse.feed(part).wait(5)
     time.sleep(0.3)
@@ -275,7 +278,7 @@ def test_microphone_survives_the_source_being_unplugged(pulse: PulseServer, clip
     lost = "input device 'default' lost (the audio stream stopped); retrying"
     assert [m for m in cap.statuses if " lost (" in m] == [lost]  # lost once, reported once
     blocks = cap.blocks
-    gaps = [(a, b) for a, b in zip(blocks, blocks[1:]) if round(b.start * SAMPLE_RATE) != round(a.end * SAMPLE_RATE)]
+    gaps = [(a, b) for a, b in pairwise(blocks) if round(b.start * SAMPLE_RATE) != round(a.end * SAMPLE_RATE)]
     assert len(gaps) == 1, [(a.end, b.start) for a, b in gaps]
     before, after = gaps[0]
     away = after.start - before.end
@@ -299,7 +302,7 @@ def test_microphone_without_retry_raises_when_lost(pulse: PulseServer) -> None:
     assert str(cap.error) == "audio input 'default' was lost (the audio stream stopped); reconnect it and start again"
 
 
-def test_microphone_that_stops_delivering_is_retried(tmp_path, clip: np.ndarray) -> None:  # noqa: ANN001
+def test_microphone_that_stops_delivering_is_retried(tmp_path, clip: np.ndarray) -> None:
     # An unclocked pipe source: no callbacks at all while nothing is fed, like a hung device.
     with PulseServer(tmp_path, idle_silence=False) as server:
         server.activate()
@@ -308,12 +311,12 @@ def test_microphone_that_stops_delivering_is_retried(tmp_path, clip: np.ndarray)
             assert cap.wait_for(lambda: any("no audio for 0.5 s" in m for m in cap.statuses), 3), cap.statuses
             server.idle_silence = True
             assert cap.wait_for(lambda: any("back after" in m for m in cap.statuses), 5), cap.statuses
-            server.feed(clip[: SAMPLE_RATE]).wait(5)
+            server.feed(clip[:SAMPLE_RATE]).wait(5)
             time.sleep(0.3)
         finally:
             cap.stop()
         assert cap.error is None and cap.blocks[0].start == 0.0  # nothing before the stall: no gap
-        assert align(cap.audio, clip[: SAMPLE_RATE])[1] > 0.9
+        assert align(cap.audio, clip[:SAMPLE_RATE])[1] > 0.9
 
 
 # --- speaker ------------------------------------------------------------------------------------
@@ -365,8 +368,10 @@ def test_speaker_failure_raises_once_then_recovers(pulse: PulseServer, clip: np.
         time.sleep(2.0)  # retries fail meanwhile (0.5, 1.5 s), and are not announced again
         pulse.add_sink()
         assert _wait(lambda: sink.error is None, 8), statuses  # found again with nothing to play
-        assert statuses == ["audio output 'default' failed (the audio stream stopped); speech is not played",
-                            "audio output 'default' is back"], statuses
+        assert statuses == [
+            "audio output 'default' failed (the audio stream stopped); speech is not played",
+            "audio output 'default' is back",
+        ], statuses
         with pulse.record_sink() as rec:
             sink.write(clip, SAMPLE_RATE)
             assert sink.drain(10)
@@ -375,7 +380,7 @@ def test_speaker_failure_raises_once_then_recovers(pulse: PulseServer, clip: np.
         sink.close()
 
 
-def _wait(predicate, timeout: float) -> bool:  # noqa: ANN001
+def _wait(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

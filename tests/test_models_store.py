@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants as hf_constants
 from conftest import small_disk
+from huggingface_hub import constants as hf_constants
 from mtmodels import build_argos, build_marian
 from rich.console import Console
 
@@ -72,9 +72,9 @@ class FakeHub:
             s = {"rfilename": name, "size": len(data)}
             if self.is_lfs(data):
                 s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-                s["blobId"] = hashlib.sha1(b"pointer" + data[:10]).hexdigest()  # noqa: S324 (like the hub: a pointer's id)
+                s["blobId"] = hashlib.sha1(b"pointer" + data[:10]).hexdigest()  # like the hub: a pointer's id
             else:
-                s["blobId"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324
+                s["blobId"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's blob id
             siblings.append(s)
         return {"id": repo, "sha": COMMIT, "siblings": siblings}
 
@@ -93,10 +93,10 @@ class FakeHub:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._serve(body=False)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._serve(body=True)
 
             def _serve(self, body: bool) -> None:
@@ -113,16 +113,24 @@ class FakeHub:
                     data = fake.files.get(name)
                 elif path.startswith("/cdn-lfs/"):
                     sha, _, name = path.removeprefix("/cdn-lfs/").partition("/")
-                    data = next((d for files in fake.repos.values() for d in files.values()
-                                 if hashlib.sha256(d).hexdigest() == sha), None)
+                    data = next(
+                        (d for files in fake.repos.values() for d in files.values() if hashlib.sha256(d).hexdigest() == sha), None
+                    )
                 elif "/resolve/" in path:
                     name = path.partition("/resolve/")[2].partition("/")[2]
                     data = fake._blob(path)
                     if data is not None and fake.is_lfs(data):  # the hub sends LFS files to its CDN
                         sha = hashlib.sha256(data).hexdigest()
-                        return self._send(302, b"", {"Location": f"/cdn-lfs/{sha}/{name.rsplit('/', 1)[-1]}",
-                                                     "X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"',
-                                                     "X-Linked-Size": str(len(data))})
+                        return self._send(
+                            302,
+                            b"",
+                            {
+                                "Location": f"/cdn-lfs/{sha}/{name.rsplit('/', 1)[-1]}",
+                                "X-Repo-Commit": COMMIT,
+                                "X-Linked-Etag": f'"{sha}"',
+                                "X-Linked-Size": str(len(data)),
+                            },
+                        )
                 if data is None:
                     return self._send(404, b"not found", {"X-Error-Code": "EntryNotFound"})
                 if name.rsplit("/", 1)[-1] in fake.corrupt:
@@ -240,8 +248,9 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, marian_dir: Path, argos_package: P
 
 
 def write_catalog(path: Path, url: str, *, voice_md5: str | None = None) -> Catalog:
-    md5 = voice_md5 or hashlib.md5(VOICE["xx_XX-test-medium.onnx"]).hexdigest()  # noqa: S324
-    path.write_text(f"""
+    md5 = voice_md5 or hashlib.md5(VOICE["xx_XX-test-medium.onnx"]).hexdigest()
+    path.write_text(
+        f"""
 [[model]]
 name = "faster-whisper-tiny"
 aliases = ["tiny"]
@@ -283,7 +292,9 @@ source = {{ url = "{url}/files/translate-en_de-1_0.argosmodel" }}
 family = "marian"
 sources = ["en"]
 targets = ["de"]
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return load_catalog(path)
 
 
@@ -445,7 +456,9 @@ def test_argos_package_from_a_url_is_read_directly(tmp_path: Path, fake_hub: Fak
     CT2Translator(mts[0]).translate_sentences(["Good morning."], "en", "de")
 
 
-def test_full_disk_on_a_real_tmpfs_is_a_clear_error_and_leaves_nothing(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
+def test_full_disk_on_a_real_tmpfs_is_a_clear_error_and_leaves_nothing(
+    tmp_path: Path, fake_hub: FakeHub, catalog: Catalog
+) -> None:
     with small_disk(tmp_path / "small", "256k") as small:
         with pytest.raises(store.DiskFull, match="no space left on the device") as err:
             install.install("tiny", small, catalog=catalog)
@@ -470,7 +483,7 @@ def test_full_disk_unit(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, mon
         def close(self) -> None:
             self.f.close()
 
-    def fake_open(path: Path, mode: str = "r", *args: object, **kw: object):  # noqa: ANN202
+    def fake_open(path: Path, mode: str = "r", *args: object, **kw: object):
         f = real_open(path, mode, *args, **kw)
         return Full(f) if str(path).endswith("model.bin.part") else f
 
@@ -495,7 +508,9 @@ def test_hub_down_is_one_clear_line(tmp_path: Path, fake_hub: FakeHub, catalog: 
     assert_nothing_installed(where, "faster-whisper-tiny")
 
 
-def test_offline_switch_refuses_downloads(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_switch_refuses_downloads(
+    tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in ("tiny", "argos-en-de"):  # from the hub, and from a plain URL
         with pytest.raises(ModelError, match="downloads are switched off .HF_HUB_OFFLINE"):
@@ -539,7 +554,7 @@ def _evil_zip(path: Path, name: str, *, symlink: bool = False) -> Path:
         z.writestr("pkg/model.bin", b"x")
         info = zipfile.ZipInfo(name)
         if symlink:
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
         z.writestr(info, "/etc/passwd" if symlink else "owned")
     return path
 
@@ -571,7 +586,7 @@ def _evil_tar(path: Path, name: str, *, link: str | None = None, hard: bool = Fa
         (lambda d: _evil_tar(d / "hard.tar", "pkg/hard", link="../outside", hard=True), "leads outside"),
     ],
 )
-def test_unsafe_archives_are_refused_and_nothing_is_written_outside(tmp_path: Path, make, why: str) -> None:  # noqa: ANN001
+def test_unsafe_archives_are_refused_and_nothing_is_written_outside(tmp_path: Path, make, why: str) -> None:
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
     archive = make(work)
@@ -768,7 +783,9 @@ def test_route_with_only_pivot_models_suggests_a_direct_one(tmp_path: Path, mult
 
 
 def test_route_whisper_translate_suggests_a_translation_model(tmp_path: Path, multilingual_asr: str) -> None:
-    code, out = run(["models", "route", "--from", "de", "--to", "en", "--asr", multilingual_asr, "--models-dir", str(tmp_path / "s")])
+    code, out = run(
+        ["models", "route", "--from", "de", "--to", "en", "--asr", multilingual_asr, "--models-dir", str(tmp_path / "s")]
+    )
     assert code == 0
     assert "de → en: whisper" in out
     assert "better: translator models install opus-mt-de-en" in out

@@ -21,6 +21,7 @@ import pytest
 from translator.offline import OFFLINE_ENV, enforce_offline, is_offline
 
 GERMAN_CLIP = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "speech" / "de" / "picovoice_leopard_test_de.wav"
+_NAME_LOOKUPS = ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr")
 
 
 class SocketGuard:
@@ -53,9 +54,8 @@ class SocketGuard:
             address = args[1] if len(args) > 1 else None
             if not self._local_address(address):
                 self._refuse(f"{event} {address!r}")
-        elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
-            if not self._local_host(args[0] if args else None):
-                self._refuse(f"{event} {args[0]!r}")
+        elif event in _NAME_LOOKUPS and not self._local_host(args[0] if args else None):
+            self._refuse(f"{event} {args[0]!r}")
 
     def _refuse(self, what: str) -> None:
         self.blocked.append(what)
@@ -122,14 +122,17 @@ def test_is_offline_reads_the_switch_now(no_network: SocketGuard, monkeypatch: p
     assert is_offline() is True
 
 
-def test_whole_file_pipeline_makes_no_network_connection(no_network: SocketGuard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_whole_file_pipeline_makes_no_network_connection(
+    no_network: SocketGuard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from translator.cli import main
 
     if not GERMAN_CLIP.is_file():
         pytest.fail(f"speech corpus not found at {GERMAN_CLIP}")
     monkeypatch.setenv("TRANSLATOR_MODELS", str(tmp_path_factory.getbasetemp() / "offline-store"))
-    code = main(["translate", str(GERMAN_CLIP), "--to", "en", "-o", str(tmp_path / "o.wav"), "--jsonl", str(tmp_path / "t.jsonl")])
+    code = main(
+        ["translate", str(GERMAN_CLIP), "--to", "en", "-o", str(tmp_path / "o.wav"), "--jsonl", str(tmp_path / "t.jsonl")]
+    )
     assert no_network.blocked == [], f"the pipeline tried to reach the network: {no_network.blocked}"
     assert code == 0
     lines = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -60,12 +60,26 @@ class FakeAsr:
     def feed(self, e):
         if e.utterance_id == self.fail_on:
             raise ModelError("boom")
-        yield Transcript(e.utterance_id, f"t{e.utterance_id}", "de", 1.0, "transcribe", e.start, e.t_end, e.t_end_wall, time.monotonic(), 0.01)
+        yield Transcript(
+            e.utterance_id, f"t{e.utterance_id}", "de", 1.0, "transcribe", e.start, e.t_end, e.t_end_wall, time.monotonic(), 0.01
+        )
 
 
 class FakeMt:
     def feed(self, t):
-        yield Translation(t.utterance_id, t.text, t.language, t.text.upper(), "en", "fake", t.start, t.t_end, t.t_end_wall, time.monotonic(), 0.0)
+        yield Translation(
+            t.utterance_id,
+            t.text,
+            t.language,
+            t.text.upper(),
+            "en",
+            "fake",
+            t.start,
+            t.t_end,
+            t.t_end_wall,
+            time.monotonic(),
+            0.0,
+        )
 
 
 class FakeTts:
@@ -211,11 +225,16 @@ class Recorder:
 def test_observer_sees_every_part_begin_step_end_in_order() -> None:
     rec = Recorder()
     sink = ListSink()
-    p = Pipeline(CountingSegmenter(every=5), [
-        StageSpec("asr", FakeAsr(), (UtteranceEnded,)),
-        StageSpec("mt", FakeMt(), (Transcript,)),
-        StageSpec("tts", FakeTts(), (Translation,)),
-    ], sink=sink, observers=[rec])
+    p = Pipeline(
+        CountingSegmenter(every=5),
+        [
+            StageSpec("asr", FakeAsr(), (UtteranceEnded,)),
+            StageSpec("mt", FakeMt(), (Transcript,)),
+            StageSpec("tts", FakeTts(), (Translation,)),
+        ],
+        sink=sink,
+        observers=[rec],
+    )
     run_collect(p, blocks(10))
     parts = {part for _, part, _ in rec.calls}
     assert parts == {"vad", "asr", "mt", "tts", "sink"}

@@ -50,7 +50,9 @@ def test_cer_for_chinese_japanese_korean() -> None:
     assert scoring.error_rate(aishell, "甚至出现交易几乎停止的情况", "zh") == pytest.approx(1 / 13)
     # the same strings scored as words would be all wrong: the segmentation differs
     assert scoring.wer(aishell, "甚至出现交易几乎停滞的情况") == 1.0
-    assert scoring.error_rate("客観的実在の判断的知識が成立するのである。", "客観的実在の判断的知識が成立するのです", "ja") == pytest.approx(2 / 20)
+    assert scoring.error_rate(
+        "客観的実在の判断的知識が成立するのである。", "客観的実在の判断的知識が成立するのです", "ja"
+    ) == pytest.approx(2 / 20)
     assert scoring.units("그는 이리저리", "ko") == list("그는이리저리")
     assert scoring.error_rate("그는 이리저리", "그는이리 저리", "ko") == 0.0
 
@@ -101,8 +103,11 @@ def test_corpus_from_the_flag_else_the_environment(tmp_path: Path, monkeypatch: 
 def test_derived_copies_are_counted_once() -> None:
     clips = corpus.read_manifest(SPEECH)
     files = [c.file for c in corpus.dedupe_derived(clips)]
-    for original, copy in (("en/jfk.flac", "en/jfk.16k.wav"), ("fr/uberi_french.aiff", "fr/uberi_french.16k.wav"),
-                           ("zh/uberi_chinese.flac", "zh/uberi_chinese.16k.wav")):
+    for original, copy in (
+        ("en/jfk.flac", "en/jfk.16k.wav"),
+        ("fr/uberi_french.aiff", "fr/uberi_french.16k.wav"),
+        ("zh/uberi_chinese.flac", "zh/uberi_chinese.16k.wav"),
+    ):
         assert original in files and copy not in files
     assert len(files) == len(clips) - 3
     # a copy whose original is not selected stays

@@ -21,16 +21,16 @@ import sys
 import threading
 import time
 import tomllib
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mtmodels import build_marian
 from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
+
 from translator import config as cfg
 from translator.errors import EXIT_CONFIG, ConfigError, OutputError
 from translator.serve import install, journal, notify, settings
@@ -43,7 +43,6 @@ UNIT = REPO / "translator" / "serve" / "translator.service"
 EXAMPLE = REPO / "translator" / "serve" / "config.toml"
 CLIP = REPO.parent / "shared" / "corpus" / "speech" / "en" / "LDC93S1.wav"
 MAX_EXPOSURE = 2.5
-
 
 
 def _missing(what: str) -> None:
@@ -79,18 +78,30 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 def test_unit_security_exposure_is_ok(tmp_path: Path) -> None:
     unit = _testable_unit(tmp_path)
-    r = subprocess.run([_analyze(), "security", "--offline=yes", "--no-pager", str(unit)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [_analyze(), "security", "--offline=yes", "--no-pager", str(unit)], capture_output=True, text=True, timeout=60
+    )
     m = re.search(r"Overall exposure level for translator\.service: ([0-9.]+) (\w+)", r.stdout + r.stderr)
     assert m, r.stdout + r.stderr
     score = float(m[1])
     print(f"\nsystemd-analyze security --offline=yes: exposure {score} {m[2]}")
     assert score <= MAX_EXPOSURE, r.stdout
     text = UNIT.read_text()
-    for line in ("Type=notify", "NotifyAccess=main", "RestartPreventExitStatus=78", "StateDirectory=translator",
-                 "ConfigurationDirectory=translator", "User=translator", "SupplementaryGroups=audio",
-                 "PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX", "DevicePolicy=closed",
-                 "DeviceAllow=char-alsa rw", "ProtectSystem=strict", "Environment=TRANSLATOR_MODELS=/var/lib/translator/models"):
+    for line in (
+        "Type=notify",
+        "NotifyAccess=main",
+        "RestartPreventExitStatus=78",
+        "StateDirectory=translator",
+        "ConfigurationDirectory=translator",
+        "User=translator",
+        "SupplementaryGroups=audio",
+        "PrivateNetwork=yes",
+        "RestrictAddressFamilies=AF_UNIX",
+        "DevicePolicy=closed",
+        "DeviceAllow=char-alsa rw",
+        "ProtectSystem=strict",
+        "Environment=TRANSLATOR_MODELS=/var/lib/translator/models",
+    ):
         assert re.search(rf"(?m)^{re.escape(line)}$", text), line
     assert not re.search(r"(?m)^PrivateDevices=yes", text)  # would hide /dev/snd
 
@@ -191,8 +202,7 @@ def test_transcript_repairs_a_torn_tail_and_rotates(tmp_path: Path) -> None:
         log.append(json.dumps({"i": i, "pad": "x" * 10}))
     log.close()
     files = sorted(p.name for p in tmp_path.glob(TRANSCRIPT_NAME + "*"))
-    assert files == [TRANSCRIPT_NAME, *(f"{TRANSCRIPT_NAME}.{k}" for k in (1, 2)),
-                     TRANSCRIPT_NAME + ".torn"], files
+    assert files == [TRANSCRIPT_NAME, *(f"{TRANSCRIPT_NAME}.{k}" for k in (1, 2)), TRANSCRIPT_NAME + ".torn"], files
     for p in tmp_path.glob(TRANSCRIPT_NAME + "*[!n]"):
         assert all(isinstance(json.loads(line), dict) for line in p.read_text().splitlines())
     # a power cut can leave zeros after the last line instead of a torn one
@@ -204,15 +214,30 @@ def test_transcript_repairs_a_torn_tail_and_rotates(tmp_path: Path) -> None:
 
 def test_transcript_lines_are_the_jsonl_format_with_the_time_first(tmp_path: Path) -> None:
     """One serialisation: the service's line is ``translate --jsonl``'s line with ``time`` added."""
-    record = UtteranceRecord(utterance_id=1, start=0.5, end=2.0, language="en", source_text="Hello \"you\"",
-                             target_language="es", text="Hola, ¿qué tal?", route="opus-mt-en-es", voice="v",
-                             asr_final=0.2, mt=0.3, speech_to_speech=0.7, caption_lags=(0.1,), asr_compute=0.1,
-                             mt_compute=0.05, speech_seconds=1.2, cut=False)
+    record = UtteranceRecord(
+        utterance_id=1,
+        start=0.5,
+        end=2.0,
+        language="en",
+        source_text='Hello "you"',
+        target_language="es",
+        text="Hola, ¿qué tal?",
+        route="opus-mt-en-es",
+        voice="v",
+        asr_final=0.2,
+        mt=0.3,
+        speech_to_speech=0.7,
+        caption_lags=(0.1,),
+        asr_compute=0.1,
+        mt_compute=0.05,
+        speech_seconds=1.2,
+        cut=False,
+    )
     with JsonlWriter(tmp_path / "file.jsonl") as w:
         w.write(record)
     log = TranscriptLog(tmp_path / "state")
     log.open()
-    log.append(record.to_json(finished=datetime(2024, 5, 1, 12, 0, 1, 250000, tzinfo=timezone.utc)))
+    log.append(record.to_json(finished=datetime(2024, 5, 1, 12, 0, 1, 250000, tzinfo=UTC)))
     log.close()
     plain = json.loads((tmp_path / "file.jsonl").read_text())
     served = json.loads((tmp_path / "state" / TRANSCRIPT_NAME).read_text())
@@ -236,7 +261,7 @@ def test_config_errors_name_the_line_of_their_key(tmp_path: Path) -> None:
     path.write_text('[languages]\nfrom = "xx"\n')
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))} line 2: languages\.from: unknown language code 'xx'"):
         settings.read_config(str(path), [])
-    path.write_text('[vad]\nendpoint = -1.0\n')
+    path.write_text("[vad]\nendpoint = -1.0\n")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))} line 2: .*endpoint"):
         settings.read_config(str(path), [])
 
@@ -383,8 +408,15 @@ def pa(tmp_path: Path) -> Iterator[PulseServer]:
 
 
 def _config(path: Path, *, to: str = "en", tts: bool = True, mt: Path | None = None) -> Path:
-    lines = ["[languages]", 'from = "en"', f'to = "{to}"', "[asr]", 'model = "tiny.en"', "[tts]",
-             f"enabled = {'true' if tts else 'false'}"]
+    lines = [
+        "[languages]",
+        'from = "en"',
+        f'to = "{to}"',
+        "[asr]",
+        'model = "tiny.en"',
+        "[tts]",
+        f"enabled = {'true' if tts else 'false'}",
+    ]
     if mt is not None:
         lines += ["[mt]", f"models = [{json.dumps(str(mt))}]"]
     path.write_text("\n".join(lines) + "\n")
@@ -542,8 +574,9 @@ def test_sigkill_mid_utterance_leaves_valid_json_lines(tmp_path: Path, pa: Pulse
     assert (state / (TRANSCRIPT_NAME + TORN_SUFFIX)).read_text().startswith('{"utterance_id": 9')
 
 
-def test_full_disk_is_reported_and_translating_goes_on(tiny_tmpfs: Path, tmp_path: Path, pa: PulseServer,
-                                                       clip: np.ndarray) -> None:
+def test_full_disk_is_reported_and_translating_goes_on(
+    tiny_tmpfs: Path, tmp_path: Path, pa: PulseServer, clip: np.ndarray
+) -> None:
     state = tiny_tmpfs
     filler = _fill(state)
     config = _config(tmp_path / "config.toml", tts=False)
@@ -571,8 +604,9 @@ def test_full_disk_is_reported_and_translating_goes_on(tiny_tmpfs: Path, tmp_pat
 def test_service_install_dry_run_prints_the_steps_and_changes_nothing(tmp_path: Path) -> None:
     watched = [Path("/etc/systemd/system/translator.service"), Path("/etc/translator"), Path("/var/lib/translator")]
     before = {p: p.exists() for p in watched}
-    r = subprocess.run([sys.executable, "-m", "translator.cli", "service", "install", "--dry-run"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "service", "install", "--dry-run"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "/etc/systemd/system/translator.service" in out and "/etc/translator/config.toml" in out

@@ -71,8 +71,7 @@ def opus(src: str, tgt: str) -> MtModel:
 
 
 def transcript(text: str, language: str, task: str = "transcribe", uid: int = 1) -> Transcript:
-    return Transcript(uid, text, language, 0.99, task, start=1.0, t_end=3.0, t_end_wall=100.0, wall=100.4,
-                      compute_seconds=0.3)
+    return Transcript(uid, text, language, 0.99, task, start=1.0, t_end=3.0, t_end_wall=100.0, wall=100.4, compute_seconds=0.3)
 
 
 # --- loading and translating --------------------------------------------------------------------
@@ -233,8 +232,7 @@ def test_nothing_installed_names_the_models_to_install() -> None:
     with pytest.raises(LanguageError) as err:
         plan_route("de", "es", [], whisper_translate_available=False)
     assert str(err.value) == (
-        "no translation route from de to es: install opus-mt-de-es, or opus-mt-de-en + opus-mt-en-es, "
-        "or nllb-200-distilled-600M"
+        "no translation route from de to es: install opus-mt-de-es, or opus-mt-de-en + opus-mt-en-es, or nllb-200-distilled-600M"
     )
     with pytest.raises(LanguageError, match="multilingual Whisper"):
         plan_route("de", "en", [], whisper_translate_available=False)
@@ -259,8 +257,10 @@ def test_route_choices() -> None:
     assert (pivot.kind, pivot.name) == ("pivot", "pivot:opus-mt-de-en+opus-mt-en-es")
     assert "through English" in pivot.note
     many = fake("nllb-200-distilled-600M", "nllb", ("de", "en", "es"), ("de", "en", "es"))
-    assert plan_route("de", "es", [opus("de", "en"), opus("en", "es"), many],
-                      whisper_translate_available=True).name == "nllb-200-distilled-600M"
+    assert (
+        plan_route("de", "es", [opus("de", "en"), opus("en", "es"), many], whisper_translate_available=True).name
+        == "nllb-200-distilled-600M"
+    )
     # Marian beats NLLB for speed when both serve the pair.
     assert plan_route("de", "en", [many, opus("de", "en")], whisper_translate_available=False).name == "opus-mt-de-en"
     # Whisper's English then one en->es model, when that is all there is.
@@ -278,8 +278,7 @@ def test_nllb_direct_route_with_real_model(nllb: MtModel) -> None:
 # --- the stage ----------------------------------------------------------------------------------
 
 
-def test_stage_pivot_notice_once_and_translation_through_both(loaded: TextTranslator, de_en: MtModel,
-                                                              en_es: MtModel) -> None:
+def test_stage_pivot_notice_once_and_translation_through_both(loaded: TextTranslator, de_en: MtModel, en_es: MtModel) -> None:
     stage = TranslatorStage(loaded, Languages(None, "es"))
     assert stage.recognizer_task("de") == "transcribe"
     events = list(stage.feed(transcript(GERMAN[0], "de")))
@@ -312,11 +311,14 @@ def test_stage_whisper_route(loaded: TextTranslator, de_en: MtModel) -> None:
     assert [type(e) for e in events] == [Notice, Translation]
     tr = events[1]
     assert (tr.text, tr.route, tr.source_language, tr.target_language) == (
-        "Good morning to you.", "whisper-translate", "de", "en")
+        "Good morning to you.",
+        "whisper-translate",
+        "de",
+        "en",
+    )
     with_model = TranslatorStage(sharing(loaded, [de_en], whisper_translate_available=True), to_english)
     assert with_model.recognizer_task("de") == "transcribe"
-    preferring = TranslatorStage(sharing(loaded, [de_en], whisper_translate_available=True, prefer_whisper=True),
-                                 to_english)
+    preferring = TranslatorStage(sharing(loaded, [de_en], whisper_translate_available=True, prefer_whisper=True), to_english)
     assert preferring.recognizer_task("de") == "translate"
     # Asked to translate but the recognizer transcribed anyway: the direct model takes over.
     (tr,) = [e for e in preferring.feed(transcript(GERMAN[0], "de")) if isinstance(e, Translation)]

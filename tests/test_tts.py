@@ -65,7 +65,7 @@ def model_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     runs: list[int] = []
     original = PiperVoice.phoneme_ids_to_audio
 
-    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def counting(self, *args, **kwargs):
         runs.append(1)
         return original(self, *args, **kwargs)
 
@@ -98,15 +98,23 @@ def test_first_sentence_is_ready_before_the_rest_is_synthesised(joe: PiperSpeake
     ("text", "expected"),
     [
         # a long first sentence is cut at its first clause break with three words on each side
-        ("When the meeting is over tomorrow, we will take the train to Berlin. See you.",
-         ["When the meeting is over tomorrow,", "we will take the train to Berlin.", "See you."]),
-        ("Yes, when the meeting is over tomorrow, we will take the train home.",
-         ["Yes, when the meeting is over tomorrow,", "we will take the train home."]),
+        (
+            "When the meeting is over tomorrow, we will take the train to Berlin. See you.",
+            ["When the meeting is over tomorrow,", "we will take the train to Berlin.", "See you."],
+        ),
+        (
+            "Yes, when the meeting is over tomorrow, we will take the train home.",
+            ["Yes, when the meeting is over tomorrow,", "we will take the train home."],
+        ),
         # short first sentences, later sentences, no break: as they are
-        ("Hello, my friend. After the meeting is over tomorrow, we will take the train.",
-         ["Hello, my friend.", "After the meeting is over tomorrow, we will take the train."]),
-        ("Unless a system is established for the frequent formal review of activities.",
-         ["Unless a system is established for the frequent formal review of activities."]),
+        (
+            "Hello, my friend. After the meeting is over tomorrow, we will take the train.",
+            ["Hello, my friend.", "After the meeting is over tomorrow, we will take the train."],
+        ),
+        (
+            "Unless a system is established for the frequent formal review of activities.",
+            ["Unless a system is established for the frequent formal review of activities."],
+        ),
         ("Dr. Smith arrived at noon. Then he left.", ["Dr. Smith arrived at noon.", "Then he left."]),
         ("", []),
     ],

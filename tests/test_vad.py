@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
 import soundfile as sf
 from conftest import clip
 
-from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.config import VadSettings
+from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SileroVad
 from translator.whisper_api import vad_model
 
@@ -180,8 +181,14 @@ def test_short_gap_is_not_a_pause_longer_gap_is_not_an_endpoint(ldc):
 
 
 def test_length_cap_cuts_without_losing_or_repeating_samples():
-    names = ["en/LDC93S1.wav", "en/picovoice_leopard_test.wav", "it/picovoice_leopard_test_it.wav",
-             "de/picovoice_leopard_test_de.wav", "en/LDC93S1.wav", "en/picovoice_leopard_test.wav"]
+    names = [
+        "en/LDC93S1.wav",
+        "en/picovoice_leopard_test.wav",
+        "it/picovoice_leopard_test_it.wav",
+        "de/picovoice_leopard_test_de.wav",
+        "en/LDC93S1.wav",
+        "en/picovoice_leopard_test.wav",
+    ]
     speech = np.concatenate([trimmed(n) for n in names])
     assert len(speech) > 22 * SR
     lead = len(silence(0.5))
@@ -200,7 +207,7 @@ def test_length_cap_cuts_without_losing_or_repeating_samples():
         np.testing.assert_array_equal(e.audio, x[a : a + len(e.audio)])
         assert e.start < e.t_end <= e.start + len(e.audio) / SR
         spans.append((a, a + len(e.audio)))
-    for (a0, b0), (a1, _), e in zip(spans, spans[1:], ended):
+    for ((_, b0), (a1, _)), e in zip(pairwise(spans), ended[:-1], strict=True):
         if e.cut:
             assert a1 == b0  # the next utterance takes up exactly where the cut one stopped
         else:
@@ -224,8 +231,13 @@ def test_cap_in_a_pause_ends_where_the_pause_did():
     events = run(x, settings=VadSettings(max_utterance=10, pause=0.2, endpoint=1.0))
 
     assert [(type(e), e.utterance_id) for e in events if not isinstance(e, SpeechGrowing)] == [
-        (SpeechStarted, 1), (SpeechPaused, 1), (UtteranceEnded, 1),
-        (SpeechStarted, 2), (SpeechPaused, 2), (UtteranceEnded, 2)]
+        (SpeechStarted, 1),
+        (SpeechPaused, 1),
+        (UtteranceEnded, 1),
+        (SpeechStarted, 2),
+        (SpeechPaused, 2),
+        (UtteranceEnded, 2),
+    ]
     paused, first, second = of(events, SpeechPaused)[0], *of(events, UtteranceEnded)
     assert first.cut and first.audio is paused.audio and first.t_end == paused.t_end
     gap_start = len(silence(0.5)) + len(speech)
@@ -261,8 +273,15 @@ def test_same_boundaries_whatever_the_block_size():
 
     def boundaries(size: int) -> list[tuple]:
         return [
-            (type(e).__name__, e.utterance_id, e.start, getattr(e, "t_end", None), getattr(e, "end", None),
-             len(getattr(e, "audio", ())), getattr(e, "cut", None))
+            (
+                type(e).__name__,
+                e.utterance_id,
+                e.start,
+                getattr(e, "t_end", None),
+                getattr(e, "end", None),
+                len(getattr(e, "audio", ())),
+                getattr(e, "cut", None),
+            )
             for e in run(x, size=size, settings=VadSettings(max_utterance=4))
         ]
 

@@ -62,8 +62,9 @@ def user_env(tmp: Path, bin_dir: Path) -> dict[str, str]:
 def test_wheel_install_runs_the_first_commands(installed: Path, tmp_path: Path) -> None:
     env = user_env(tmp_path, installed)
     translator = str(installed / "translator")
-    where = run([str(installed / "python"), "-c", "import translator; print(translator.__file__)"],
-                timeout=60, env=env, cwd=tmp_path)
+    where = run(
+        [str(installed / "python"), "-c", "import translator; print(translator.__file__)"], timeout=60, env=env, cwd=tmp_path
+    )
     assert "site-packages" in where and str(REPO) not in where, where
 
     listing = run([translator, "models", "list"], timeout=120, env=env, cwd=tmp_path)
@@ -74,14 +75,45 @@ def test_wheel_install_runs_the_first_commands(installed: Path, tmp_path: Path) 
 
     german = tmp_path / "de.wav"
     subprocess.run(["espeak-ng", "-v", "de", "-s", "150", "-w", str(german), GERMAN], check=True, timeout=60)
-    out = run([translator, "translate", str(german), "--from", "de", "--to", "en", "-o", str(tmp_path / "de.en.wav"),
-               "--jsonl", str(tmp_path / "de.en.jsonl")], timeout=600, env=env, cwd=tmp_path)
+    out = run(
+        [
+            translator,
+            "translate",
+            str(german),
+            "--from",
+            "de",
+            "--to",
+            "en",
+            "-o",
+            str(tmp_path / "de.en.wav"),
+            "--jsonl",
+            str(tmp_path / "de.en.jsonl"),
+        ],
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert "de → en" in out, out
     assert (tmp_path / "de.en.wav").stat().st_size > 10_000
     assert "Berlin" in (tmp_path / "de.en.jsonl").read_text(encoding="utf-8")
 
-    run([translator, "bench", "--asr", "tiny.en", "--corpus", str(SPEECH.parent), "--clips", "en/jfk*",
-         "--json", str(tmp_path / "bench.json")], timeout=900, env=env, cwd=tmp_path)
+    run(
+        [
+            translator,
+            "bench",
+            "--asr",
+            "tiny.en",
+            "--corpus",
+            str(SPEECH.parent),
+            "--clips",
+            "en/jfk*",
+            "--json",
+            str(tmp_path / "bench.json"),
+        ],
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
+    )
     report = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))
     assert [c["file"] for c in report["clips"]] == ["en/jfk.flac"], report["clips"]
     assert "fellow americans" in report["clips"][0]["hypothesis"].lower()

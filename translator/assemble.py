@@ -6,6 +6,7 @@ The file command, the live app, the service and the benchmark all call :func:`lo
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,9 @@ class Engines:
     load_seconds: float
 
 
-def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
-                 recognizer: WhisperRecognizer | None = None) -> Engines:
+def load_engines(
+    config: Config, *, speak: bool = True, warm_up: bool = True, recognizer: WhisperRecognizer | None = None
+) -> Engines:
     """Load and warm up every model the config needs, failing early (ModelError, LanguageError).
 
     Routes are planned and their models loaded here, so a language pair with no route is an error
@@ -58,7 +60,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
     langs = languages.from_config(config)
     store = models.store_dir(config.models.dir or None)
     warm = recognizer is not None and recognizer.serves(config.asr, store=store)
-    if not warm:
+    if recognizer is None or not warm:
         recognizer = WhisperRecognizer(config.asr, store=store)
     recognizer.check(langs.source, allowed=langs.allowed)
     mt_models = models.installed_mt_models(store=store, extra=tuple(Path(p) for p in config.mt.models))
@@ -73,9 +75,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
     notices: list[Notice] = []
     speaker_stage = None
     if speak and config.tts.enabled:
-        def voices(language: str):  # noqa: ANN202 - a tts.VoiceProvider
-            return choose_voice(language, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
-
+        voices = functools.partial(choose_voice, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
         speaker_stage = SpeakerStage(voices)
         notices.extend(speaker_stage.prepare(langs.targets))
     if warm_up and not warm:
@@ -83,7 +83,7 @@ def load_engines(config: Config, *, speak: bool = True, warm_up: bool = True,
     return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
 
 
-def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions: bool = True) -> Pipeline:
+def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions: bool = True) -> Pipeline[Segmenter]:
     """A fresh pipeline (segmenter and per-utterance state) over the loaded engines.
 
     ``captions`` False skips partial captions: a file read faster than real time has nobody
@@ -92,12 +92,20 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     config = engines.config
     langs = engines.translator_stage.languages
     recognizer_stage = RecognizerStage(
-        engines.recognizer, config.asr, language=langs.source, allowed=langs.allowed,
-        task=engines.translator_stage.recognizer_task, provisional=True,
+        engines.recognizer,
+        config.asr,
+        language=langs.source,
+        allowed=langs.allowed,
+        task=engines.translator_stage.recognizer_task,
+        provisional=True,
     )
     stages = [
-        StageSpec("asr", recognizer_stage, (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
-                  superseded=(SpeechGrowing,)),
+        StageSpec(
+            "asr",
+            recognizer_stage,
+            (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
+            superseded=(SpeechGrowing,),
+        ),
         StageSpec("mt", engines.translator_stage, (Transcript,)),
     ]
     if engines.speaker_stage is not None:

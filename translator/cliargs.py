@@ -12,12 +12,20 @@ EPILOG = "Settings come from defaults, then --config FILE (TOML), then --set sec
 def add_settings_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("settings")
     g.add_argument("--config", metavar="FILE", help="TOML settings file (example: translator config > config.toml)")
-    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override any setting, e.g. --set vad.endpoint=0.3 (repeatable)")
+    g.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override any setting, e.g. --set vad.endpoint=0.3 (repeatable)",
+    )
     g.add_argument("--from", dest="source", metavar="LANG", help="spoken language, or auto (default: auto)")
     g.add_argument("--to", dest="target", metavar="LANG", help="language to translate into (default: en)")
     g.add_argument("--asr", metavar="MODEL", help="speech model: tiny.en, base (bundled) or a model directory")
-    g.add_argument("--mt-model", metavar="DIR", action="append", default=[], help="extra translation model directory (repeatable)")
+    g.add_argument(
+        "--mt-model", metavar="DIR", action="append", default=[], help="extra translation model directory (repeatable)"
+    )
     g.add_argument("--voice", metavar="VOICE", help="Piper voice name or .onnx path")
     g.add_argument("--models-dir", metavar="DIR", help="model store (default: $TRANSLATOR_MODELS or the user data dir)")
 

@@ -22,7 +22,16 @@ from translator.errors import ConfigError
 from translator.whisper_api import STOCK_WINDOW
 
 COMPUTE_TYPES = (
-    "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32",
+    "default",
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
 )
 """CTranslate2's compute types (``asr.compute_type``)."""
 
@@ -73,22 +82,27 @@ class AsrSettings:
     compression_ratio_threshold: float = 2.4
 
     def __post_init__(self) -> None:
-        _require(bool(self.model.strip()), "model", "give a size name such as base or tiny.en, or a model directory",
-                 self.model)
-        _require(self.compute_type in COMPUTE_TYPES, "compute_type", f"must be one of {', '.join(COMPUTE_TYPES)}",
-                 self.compute_type)
+        _require(bool(self.model.strip()), "model", "give a size name such as base or tiny.en, or a model directory", self.model)
+        _require(
+            self.compute_type in COMPUTE_TYPES, "compute_type", f"must be one of {', '.join(COMPUTE_TYPES)}", self.compute_type
+        )
         _require(self.threads >= 0, "threads", "must be 0 (all cores) or more", self.threads)
         _require(self.beam_size >= 1, "beam_size", "must be at least 1", self.beam_size)
-        _finite(self, "window_margin", "min_window", "no_speech_threshold", "log_prob_threshold",
-                "compression_ratio_threshold")
-        _require(self.window_margin <= STOCK_WINDOW, "window_margin",
-                 f"must be at most {STOCK_WINDOW:g} s (negative = the stock window)", self.window_margin)
-        _require(0 <= self.min_window <= STOCK_WINDOW, "min_window", f"must be between 0 and {STOCK_WINDOW:g} s",
-                 self.min_window)
-        _require(0 <= self.no_speech_threshold <= 1, "no_speech_threshold", "must be a probability",
-                 self.no_speech_threshold)
-        _require(self.compression_ratio_threshold > 0, "compression_ratio_threshold", "must be positive",
-                 self.compression_ratio_threshold)
+        _finite(self, "window_margin", "min_window", "no_speech_threshold", "log_prob_threshold", "compression_ratio_threshold")
+        _require(
+            self.window_margin <= STOCK_WINDOW,
+            "window_margin",
+            f"must be at most {STOCK_WINDOW:g} s (negative = the stock window)",
+            self.window_margin,
+        )
+        _require(0 <= self.min_window <= STOCK_WINDOW, "min_window", f"must be between 0 and {STOCK_WINDOW:g} s", self.min_window)
+        _require(0 <= self.no_speech_threshold <= 1, "no_speech_threshold", "must be a probability", self.no_speech_threshold)
+        _require(
+            self.compression_ratio_threshold > 0,
+            "compression_ratio_threshold",
+            "must be positive",
+            self.compression_ratio_threshold,
+        )
 
     @property
     def model_fields(self) -> tuple[str, str, int]:
@@ -124,20 +138,37 @@ class VadSettings:
     """Audio kept after the last voiced frame: Whisper does better with a trailing margin."""
 
     def __post_init__(self) -> None:
-        _finite(self, "threshold", "neg_threshold", "min_speech", "pre_roll", "pause", "endpoint",
-                "max_utterance", "partial_interval", "post_roll")
+        _finite(
+            self,
+            "threshold",
+            "neg_threshold",
+            "min_speech",
+            "pre_roll",
+            "pause",
+            "endpoint",
+            "max_utterance",
+            "partial_interval",
+            "post_roll",
+        )
         _require(0 < self.threshold < 1, "threshold", "must be between 0 and 1", self.threshold)
-        _require(0 <= self.neg_threshold <= self.threshold, "neg_threshold",
-                 f"must be between 0 (automatic) and threshold ({self.threshold})", self.neg_threshold)
+        _require(
+            0 <= self.neg_threshold <= self.threshold,
+            "neg_threshold",
+            f"must be between 0 (automatic) and threshold ({self.threshold})",
+            self.neg_threshold,
+        )
         _require(0 <= self.min_speech <= 1, "min_speech", "must be 0-1 s", self.min_speech)
         _require(0 <= self.pre_roll <= 1, "pre_roll", "must be 0-1 s", self.pre_roll)
         _require(self.pause > 0, "pause", "must be > 0 s", self.pause)
         _require(self.endpoint >= self.pause, "endpoint", f"must be >= pause ({self.pause} s)", self.endpoint)
-        _require(0 <= self.post_roll <= self.pause, "post_roll", f"must be between 0 and pause ({self.pause} s)",
-                 self.post_roll)
+        _require(0 <= self.post_roll <= self.pause, "post_roll", f"must be between 0 and pause ({self.pause} s)", self.post_roll)
         _require(self.partial_interval > 0, "partial_interval", "must be > 0 s", self.partial_interval)
-        _require(self.max_utterance >= max(2.0, 2 * self.endpoint), "max_utterance",
-                 f"must be >= 2 s and >= 2 x endpoint ({self.endpoint} s)", self.max_utterance)
+        _require(
+            self.max_utterance >= max(2.0, 2 * self.endpoint),
+            "max_utterance",
+            f"must be >= 2 s and >= 2 x endpoint ({self.endpoint} s)",
+            self.max_utterance,
+        )
 
     @property
     def release(self) -> float:
@@ -274,7 +305,9 @@ def load(path: str | Path | None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; check the path, or write one with: translator config > config.toml") from None
+        raise ConfigError(
+            f"{path}: config file not found; check the path, or write one with: translator config > config.toml"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config file ({e})") from None
     try:

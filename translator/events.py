@@ -7,7 +7,7 @@ Time: ``audio_time``-style fields are seconds on the audio clock (0 = first samp
 stream); ``wall`` fields are ``time.monotonic()`` seconds. ``t_end_wall`` is the wall time at which
 the last voiced sample of an utterance reached the pipeline, so for any event
 ``event.wall - event.t_end_wall`` is its latency after the speaker stopped, computed the same way
-everywhere (see DESIGN.md, "Latency").
+everywhere.
 """
 
 from __future__ import annotations

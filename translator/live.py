@@ -95,23 +95,24 @@ class LiveSession:
     translation and speech), lets queued speech play out, then ends the iteration.
     """
 
-    def __init__(self, engines: Engines, audio: AudioSettings, *, speak: bool = True,
-                 on_status: StatusCallback | None = None) -> None:
+    def __init__(
+        self, engines: Engines, audio: AudioSettings, *, speak: bool = True, on_status: StatusCallback | None = None
+    ) -> None:
         self.engines = engines
         self.audio = audio
         """The ``[audio]`` settings: devices, lead-in, the half-duplex guard and turn-taking."""
         self.on_status = on_status
         self.microphone = MicrophoneSource(audio.input, on_status=self._status)
         try:
-            self.speaker = (SpeakerSink(audio.output, lead_in=audio.lead_in, on_status=self._status)
-                            if speak else None)
+            self.speaker = SpeakerSink(audio.output, lead_in=audio.lead_in, on_status=self._status) if speak else None
         except BaseException:
             self.microphone.close()  # its stream is open: do not leave it to the garbage collector
             raise
         self.pipeline = build_pipeline(engines, captions=True)
         if self.speaker is not None:
-            self.pipeline.sink = GuardedSink(self.speaker, self.microphone, audio.guard_tail,
-                                             guard=audio.half_duplex, talking=self._user_talking)
+            self.pipeline.sink = GuardedSink(
+                self.speaker, self.microphone, audio.guard_tail, guard=audio.half_duplex, talking=self._user_talking
+            )
         self.status = "listening"
         self._pending: set[int] = set()
 
@@ -168,9 +169,7 @@ class LiveSession:
         """Utterances between speech start and their last output, for :attr:`state`."""
         if isinstance(event, SpeechStarted):
             self._pending.add(event.utterance_id)
-        elif isinstance(event, (SpeechDone, StageFailed, Discarded)) or (
-            isinstance(event, Translation) and self.speaker is None
-        ):
+        elif isinstance(event, (SpeechDone, StageFailed, Discarded)) or (isinstance(event, Translation) and self.speaker is None):
             self._pending.discard(event.utterance_id)
 
     def stop(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",  # huggingface_hub (faster-whisper imports it): no hub requests at all
@@ -34,7 +35,7 @@ def enforce_offline() -> None:
     because it reads ``HF_HUB_OFFLINE`` only once, at import.
     """
     os.environ.update(OFFLINE_ENV)
-    constants = sys.modules.get("huggingface_hub.constants")
+    constants: Any = sys.modules.get("huggingface_hub.constants")  # huggingface_hub's, if imported
     if constants is not None:
         constants.HF_HUB_OFFLINE = True
         if hasattr(constants, "HF_HUB_DISABLE_TELEMETRY"):

@@ -5,15 +5,14 @@ bounded queues (back-pressure instead of unbounded memory when a stage falls beh
 event, in the order it was produced, to whoever iterates :meth:`Pipeline.run`. CTranslate2 and
 onnxruntime release the GIL, so the stages really overlap.
 
-Speculation (DESIGN.md, "Streaming policy"): a stage may emit an event ahead of its confirmation,
-wrapped in :class:`Provisional` (the recognizer does so at a short pause). The stages after it work
-on the inner event at once and their outputs travel wrapped with the same key, but nothing wrapped
-reaches the consumer or the audio sink until the stage that speculated says :class:`Confirm` (the
-endpoint came with no new speech): then everything held is released in order, stamped with the
-release time, and what is still being produced flows straight through. :class:`Retract` (speech
-resumed) drops what was held, and the stages stop working on the speculation at their next output.
-So translation and synthesis run during the endpoint silence, and the first audio can go out the
-moment the endpoint confirms.
+Speculation: a stage may emit an event ahead of its confirmation, wrapped in :class:`Provisional`
+(the recognizer does so at a short pause). The stages after it work on the inner event at once and
+their outputs travel wrapped with the same key, but nothing wrapped reaches the consumer or the
+audio sink until the stage that speculated says :class:`Confirm` (the endpoint came with no new
+speech): then everything held is released in order, stamped with the release time, and what is
+still being produced flows straight through. :class:`Retract` (speech resumed) drops what was held,
+and the stages stop working on the speculation at their next output. So translation and synthesis
+run during the endpoint silence, and the first audio can go out the moment the endpoint confirms.
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from translator.audio.sinks import AudioSink
 from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, NoticeLevel, SpeechChunk, StageFailed
 from translator.speculation import Confirm, Provisional, Retract
-
 
 GAP_TOLERANCE = 0.002
 """Seconds a block may start after the previous one ended before it counts as a gap."""
@@ -77,8 +75,12 @@ class _Observed:
             o.end(part, item)
 
 
+StageOutput = Event | Provisional | Confirm | Retract
+"""What a stage yields: events, and the speculation's wrapped events and decisions."""
+
+
 class Stage(Protocol):
-    def feed(self, event: Any) -> Iterator[Event]: ...
+    def feed(self, event: Any) -> Iterator[StageOutput]: ...
 
 
 class Segmenting(Protocol):
@@ -87,6 +89,9 @@ class Segmenting(Protocol):
     def flush(self, wall: float | None = None) -> Iterator[Event]: ...
 
     def reset(self) -> None: ...
+
+
+SegmenterT = TypeVar("SegmenterT", bound=Segmenting)
 
 
 @dataclass(frozen=True)
@@ -159,12 +164,16 @@ class _Failure:
     error: BaseException
 
 
-class Pipeline:
-    """Runs a segmenter and a chain of stages over an audio source, yielding every event."""
+class Pipeline(Generic[SegmenterT]):
+    """Runs a segmenter and a chain of stages over an audio source, yielding every event.
+
+    Generic in the segmenter, so whoever built the pipeline can read that segmenter's own state
+    (the live session shows the VAD's input level and whether someone is speaking).
+    """
 
     def __init__(
         self,
-        segmenter: Segmenting,
+        segmenter: SegmenterT,
         stages: list[StageSpec],
         *,
         sink: AudioSink | None = None,
@@ -380,7 +389,6 @@ class Pipeline:
                 except TranslatorError as e:
                     out.put(Notice(str(e), time.monotonic(), NoticeLevel.ERROR))
         out.put(_END)
-
 
     def _write(self, chunk: SpeechChunk) -> None:
         assert self.sink is not None

@@ -12,10 +12,9 @@ def one_line(text: object, limit: int = MESSAGE_LIMIT) -> str:
     Library errors can span many lines; our messages must stay on one (see errors.py). An
     exception with no message is named by its type.
     """
-    if isinstance(text, BaseException):
-        words = " ".join(str(text).split()) or type(text).__name__
-    else:
-        words = " ".join(str(text).split())
+    words = " ".join(str(text).split())
+    if not words and isinstance(text, BaseException):
+        words = type(text).__name__
     return words if len(words) <= limit else words[: limit - 1] + "…"
 
 

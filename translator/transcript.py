@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from translator.errors import OutputError
 from translator.events import (
@@ -86,7 +86,6 @@ class UtteranceCollector:
 
     def feed(self, event: Event) -> UtteranceRecord | None:
         """Take one event; return the record when it completes an utterance."""
-        uid = getattr(event, "utterance_id", None)
         if isinstance(event, UtteranceEnded):
             self._ended[event.utterance_id] = event
         elif isinstance(event, Caption):
@@ -99,10 +98,11 @@ class UtteranceCollector:
                 return self._close(event.utterance_id, voice="")
         elif isinstance(event, SpeechChunk):
             self._first_audio.setdefault(event.utterance_id, event.wall)
+            uid = event.utterance_id
             self._speech[uid] = self._speech.get(uid, 0.0) + len(event.samples) / event.sample_rate
         elif isinstance(event, SpeechDone):
             return self._close(event.utterance_id, voice=event.voice)
-        elif isinstance(event, StageFailed) and uid in self._ended:
+        elif isinstance(event, StageFailed) and event.utterance_id in self._ended:
             return self._close(event.utterance_id, voice="", error=f"{event.stage}: {event.message}")
         return None
 
@@ -148,7 +148,7 @@ class _LineFile:
     def __init__(self, path: str | Path, *, append: bool = False) -> None:
         self.path = Path(path)
         try:
-            self._f: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")
+            self._f: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - open for the writer's life; close() closes it
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write ({e.strerror}); check the directory exists and is writable") from None
 
@@ -160,10 +160,14 @@ class _LineFile:
         except OSError as e:
             raise OutputError(f"{self.path}: write failed ({e.strerror}); earlier lines are kept") from None
 
+    def write(self, record: UtteranceRecord) -> None:
+        """Write one utterance in this file's format (each subclass has its own)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

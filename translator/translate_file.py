@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 
 from rich.console import Console
@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from translator import cliargs
 from translator.errors import TranslatorError
-from translator.events import Event, Notice, NoticeLevel, StageFailed
+from translator.events import AudioBlock, Event, Notice, NoticeLevel, StageFailed
 from translator.text import ms
 from translator.transcript import (
     JsonlWriter,
@@ -22,18 +22,22 @@ from translator.transcript import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("translate", help="translate a recording (WAV, FLAC, AIFF, OGG, MP3)", epilog=cliargs.EPILOG,
-                       description="Translate a recording, printing each utterance and writing speech, subtitles and a transcript.")
+    t = sub.add_parser(
+        "translate",
+        help="translate a recording (WAV, FLAC, AIFF, OGG, MP3)",
+        epilog=cliargs.EPILOG,
+        description="Translate a recording, printing each utterance and writing speech, subtitles and a transcript.",
+    )
     t.add_argument("input", metavar="IN", help="audio file")
     t.add_argument("-o", "--output", metavar="OUT.wav", help="write the translated speech here")
     t.add_argument("--srt", metavar="FILE", help="write subtitles of the translation (SubRip)")
     t.add_argument("--jsonl", metavar="FILE", help="write one JSON line per utterance")
-    t.add_argument("--realtime", action="store_true",
-                   help="feed the audio at real-time pace, as a microphone would (for latency figures)")
+    t.add_argument(
+        "--realtime", action="store_true", help="feed the audio at real-time pace, as a microphone would (for latency figures)"
+    )
     t.add_argument("--quiet", action="store_true", help="print nothing but errors")
     cliargs.add_settings_args(t)
     t.set_defaults(func=cmd_translate)
-
 
 
 def describe(record: UtteranceRecord) -> str:
@@ -55,10 +59,10 @@ def describe(record: UtteranceRecord) -> str:
 
 
 def cmd_translate(args: argparse.Namespace, console: Console) -> int:
-    from translator.assemble import build_pipeline, load_engines  # noqa: PLC0415 (heavy imports)
-    from translator.audio.files import FileSource  # noqa: PLC0415
-    from translator.audio.sinks import WavSink  # noqa: PLC0415
-    from translator.audio.sources import PacedSource, with_trailing_silence  # noqa: PLC0415
+    from translator.assemble import build_pipeline, load_engines  # noqa: PLC0415 - heavy: models load only to translate
+    from translator.audio.files import FileSource  # noqa: PLC0415 - audio libraries load only to translate
+    from translator.audio.sinks import WavSink  # noqa: PLC0415 - audio libraries load only to translate
+    from translator.audio.sources import PacedSource, with_trailing_silence  # noqa: PLC0415 - audio libraries load only to translate
 
     config = cliargs.settings(args)
     source = FileSource(args.input)  # fails fast on a bad file, before loading models
@@ -69,7 +73,7 @@ def cmd_translate(args: argparse.Namespace, console: Console) -> int:
     with ExitStack() as files:
         sink = files.enter_context(WavSink(args.output, 22050)) if speak else None
         writers = [files.enter_context(w(p)) for w, p in ((SrtWriter, args.srt), (JsonlWriter, args.jsonl)) if p]
-        blocks = with_trailing_silence(source, config.vad.endpoint + 0.5)
+        blocks: Iterable[AudioBlock] = with_trailing_silence(source, config.vad.endpoint + 0.5)
         if args.realtime:
             blocks = PacedSource(blocks)
         collector = UtteranceCollector(speaking=speak)

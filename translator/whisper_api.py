@@ -26,14 +26,14 @@ STOCK_WINDOW = 30.0
 @functools.cache
 def language_codes() -> frozenset[str]:
     """Every language code Whisper knows."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES  # noqa: PLC0415
+    from faster_whisper.tokenizer import _LANGUAGE_CODES  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     return frozenset(_LANGUAGE_CODES)
 
 
 def load(path: str, *, compute_type: str, threads: int) -> WhisperModel:
     """A faster-whisper model from a CTranslate2 directory, on the CPU."""
-    from faster_whisper import WhisperModel  # noqa: PLC0415
+    from faster_whisper import WhisperModel  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     return WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=threads)
 
@@ -46,7 +46,7 @@ def is_multilingual(model: WhisperModel) -> bool:
 @functools.cache
 def fallback_temperatures() -> tuple[float, ...]:
     """The temperatures ``transcribe`` retries a poor decode at, from its own signature."""
-    from faster_whisper import WhisperModel  # noqa: PLC0415
+    from faster_whisper import WhisperModel  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     return tuple(inspect.signature(WhisperModel.transcribe).parameters["temperature"].default)
 
@@ -62,7 +62,7 @@ class Encoded:
 def encode(model: WhisperModel, audio: Any, window: int | None) -> Encoded:
     """Encode at most one stock window of 16 kHz audio, padded with silence to ``window`` samples
     (clipped to the stock window), or to the stock 30 s window when ``window`` is None."""
-    from faster_whisper.audio import pad_or_trim  # noqa: PLC0415
+    from faster_whisper.audio import pad_or_trim  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     extract = model.feature_extractor
     if window is None:
@@ -107,8 +107,8 @@ def decode(
     """One decode without timestamps, ``language`` and ``task`` forced, at most ``token_cap`` new
     tokens (None = the model's limit); ``prompt`` is earlier text that conditions the decoder.
     With more than one temperature, faster-whisper's fallback redoes a poor decode."""
-    from faster_whisper.tokenizer import Tokenizer  # noqa: PLC0415
-    from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens  # noqa: PLC0415
+    from faster_whisper.tokenizer import Tokenizer  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
+    from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     tokenizer = Tokenizer(model.hf_tokenizer, is_multilingual(model), task=task, language=language)
     previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
@@ -159,7 +159,7 @@ def decode(
 def vad_model() -> Any:
     """faster-whisper's Silero VAD (v6, one onnxruntime session; loaded once per process): called
     on a whole recording it gives a speech probability per 512-sample frame."""
-    from faster_whisper.vad import get_vad_model  # noqa: PLC0415
+    from faster_whisper.vad import get_vad_model  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     return get_vad_model()
 

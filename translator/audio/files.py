@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -54,7 +54,7 @@ class _Decoder(Protocol):
     frames: int | None
     """Frames the header promises (None if it does not say)."""
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:
+    def chunks(self, size: int) -> Generator[np.ndarray, None, None]:
         """(frames, channels) float32 arrays in order; raises _DecodeFailed when decoding breaks."""
         ...
 
@@ -74,7 +74,7 @@ class _SoundfileDecoder:
             # libsndfile has already shortened ``frames`` to what is present; recover the promise.
             self.frames = round(frames * claimed / present) if present else None
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:
+    def chunks(self, size: int) -> Generator[np.ndarray, None, None]:
         with sf.SoundFile(self.path) as f:
             while True:
                 buf = np.empty((size, f.channels), dtype=np.float32)
@@ -99,7 +99,7 @@ class _AvDecoder:
     """For what libsndfile cannot read (m4a, webm, ...), if PyAV is installed."""
 
     def __init__(self, path: Path) -> None:
-        import av  # noqa: PLC0415 (optional dependency)
+        import av  # noqa: PLC0415 - optional dependency
 
         self.path = path
         with av.open(str(path)) as container:
@@ -118,8 +118,8 @@ class _AvDecoder:
             raise _DecodeFailed("no sample rate or channel layout in the audio stream")
         self.frames = None if seconds is None else round(seconds * self.rate)
 
-    def chunks(self, size: int) -> Iterator[np.ndarray]:  # noqa: ARG002 (frames come as the codec cuts them)
-        import av  # noqa: PLC0415
+    def chunks(self, size: int) -> Generator[np.ndarray, None, None]:  # size unused: frames come as the codec cuts them
+        import av  # noqa: PLC0415 - optional dependency
 
         # Planar float keeps the rate and channels as they are: downmixing and resampling stay
         # in one place (FileSource) whatever the decoder.
@@ -142,7 +142,7 @@ def _open_decoder(path: Path) -> _Decoder:
     except sf.LibsndfileError as e:
         reason = sndfile_reason(e.error_string)
     try:
-        import av  # noqa: PLC0415 (optional dependency)
+        import av  # noqa: PLC0415 - optional dependency
     except ImportError:
         pass
     else:

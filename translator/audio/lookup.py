@@ -42,8 +42,9 @@ def find_device(query: str = "", kind: Kind | str = Kind.INPUT) -> DeviceInfo:
     devices = [d for d in portaudio.list_devices() if d.has(kind)]
     what = "microphone" if kind == Kind.INPUT else "speaker or headphones"
     if not devices:
-        raise DeviceError(f"no audio {kind} device found; connect a {what}, or check that the sound server "
-                          "(PulseAudio/PipeWire) is running")
+        raise DeviceError(
+            f"no audio {kind} device found; connect a {what}, or check that the sound server (PulseAudio/PipeWire) is running"
+        )
     q = query.strip()
     if not q:
         index = portaudio.default_index(kind)

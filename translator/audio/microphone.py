@@ -122,7 +122,9 @@ class MicrophoneSource(DeviceStream):
             self._stream_ended = False
             self._first_pending = True
         stream, rate, channels = portaudio.open_stream(
-            self.info, Kind.INPUT, self._want_rate,
+            self.info,
+            Kind.INPUT,
+            self._want_rate,
             callback=self._make_callback(generation),
             finished_callback=lambda: self._on_finished(generation),
         )
@@ -226,8 +228,7 @@ class MicrophoneSource(DeviceStream):
                 self._drop_stream()
                 continue
             with self._cond:  # wait for the first callback of the new stream
-                ok = self._cond.wait_for(lambda: bool(self._pieces) or self._stream_ended or self._closed,
-                                         self.stall_timeout)
+                ok = self._cond.wait_for(lambda: bool(self._pieces) or self._stream_ended or self._closed, self.stall_timeout)
                 if self._closed:
                     return False
                 if ok and self._pieces:
@@ -274,10 +275,12 @@ class MicrophoneSource(DeviceStream):
 
         try:
             self._start()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - PortAudioError or DeviceError: a one-line DeviceError, or retried
             if not self.retry:
-                raise DeviceError(f"audio input {self.info.name!r} cannot be started ({portaudio.reason(e)}); "
-                                  "check that it is connected and not in use") from None
+                raise DeviceError(
+                    f"audio input {self.info.name!r} cannot be started ({portaudio.reason(e)}); "
+                    "check that it is connected and not in use"
+                ) from None
             self._drop_stream()
             self._set_status(f"input device {self.info.name!r} cannot be started ({portaudio.reason(e)}); retrying")
             lost_at = time.monotonic()
@@ -302,8 +305,9 @@ class MicrophoneSource(DeviceStream):
             if overran:
                 # Worded with "lost" so the front ends show it as a warning, like a lost device.
                 n = self.overruns
-                self._set_status(f"input overrun: audio lost ({n} overrun{'' if n == 1 else 's'} so far); "
-                                 "the machine is falling behind")
+                self._set_status(
+                    f"input overrun: audio lost ({n} overrun{'' if n == 1 else 's'} so far); the machine is falling behind"
+                )
             if not pieces and self._closed:
                 yield from flush()
                 return

@@ -8,6 +8,7 @@ sounddevice is imported on first use, so the rest of the program runs where Port
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ _open_streams = 0
 def sounddevice() -> ModuleType:
     """The sounddevice module; DeviceError when the PortAudio library is missing."""
     try:
-        import sounddevice as sd  # noqa: PLC0415 (imported on first use: PortAudio may be missing)
+        import sounddevice as sd  # noqa: PLC0415 - imported on first use: PortAudio may be missing
     except OSError as e:
         raise DeviceError(f"PortAudio is not available ({e}); install it (Debian: apt-get install libportaudio2)") from None
     return sd
@@ -50,7 +51,7 @@ def reason(e: Exception) -> str:
     PortAudio puts the host API's own explanation (the part that helps) in a third argument; it is
     added to the message here.
     """
-    args = getattr(e, "args", ())
+    args = e.args
     text = str(args[0]) if args else str(e)
     if len(args) > 2 and isinstance(args[2], tuple) and len(args[2]) == 3 and args[2][2]:
         text = f"{text}: {args[2][2]}"
@@ -122,8 +123,8 @@ def rescan_devices() -> bool:
         if _open_streams:
             return False
         try:
-            sd._terminate()  # noqa: SLF001 (the documented way to re-scan)
-            sd._initialize()  # noqa: SLF001
+            sd._terminate()  # private, but the way sounddevice's docs give to re-scan
+            sd._initialize()
         except sd.PortAudioError:
             return False
     return True
@@ -185,8 +186,6 @@ def close_stream(stream: Any) -> None:
     sd = sounddevice()
     with LOCK:
         for op in (stream.abort, stream.close):
-            try:
+            with contextlib.suppress(sd.PortAudioError):
                 op()
-            except sd.PortAudioError:
-                pass
         _open_streams -= 1

@@ -71,8 +71,9 @@ class StreamResampler:
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self._stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(
-            rate, SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+        self._stream = (
+            None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+        )
 
     def __call__(self, mono: np.ndarray) -> np.ndarray:
         return mono if self._stream is None else clipped(self._stream.resample_chunk(mono))

@@ -52,9 +52,13 @@ class WavSink:
             self.path.open("wb").close()
             self._file = sf.SoundFile(self.path, "w", samplerate=sample_rate, channels=1, format="WAV", subtype="PCM_16")
         except OSError as e:
-            raise OutputError(f"{self.path}: cannot create output file ({e.strerror}); choose a path in an existing, writable folder") from None
+            raise OutputError(
+                f"{self.path}: cannot create output file ({e.strerror}); choose a path in an existing, writable folder"
+            ) from None
         except sf.LibsndfileError as e:
-            raise OutputError(f"{self.path}: cannot create output file ({sndfile_reason(e.error_string)}); choose another path") from None
+            raise OutputError(
+                f"{self.path}: cannot create output file ({sndfile_reason(e.error_string)}); choose another path"
+            ) from None
         sf._snd.sf_command(self._file._file, _SFC_SET_UPDATE_HEADER_AUTO, sf._ffi.NULL, sf._snd.SF_TRUE)
         self.error: OutputError | None = None
 
@@ -66,8 +70,10 @@ class WavSink:
             self._file.write(mono)
         except (sf.LibsndfileError, OSError) as e:
             reason = sndfile_reason(e.error_string) if isinstance(e, sf.LibsndfileError) else e.strerror
-            self.error = OutputError(f"{self.path}: writing speech failed ({reason}); the file has the speech "
-                                     "before this point; free some disk space and run again")
+            self.error = OutputError(
+                f"{self.path}: writing speech failed ({reason}); the file has the speech "
+                "before this point; free some disk space and run again"
+            )
             raise self.error from None
 
     def close(self) -> None:
@@ -76,9 +82,7 @@ class WavSink:
     def __enter__(self) -> WavSink:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
 

@@ -47,9 +47,7 @@ class PacedSource:
             yield replace(block, wall=now)
 
 
-def silence_source(
-    seconds: float, *, block_seconds: float = FILE_BLOCK_SECONDS, start: float = 0.0
-) -> Iterator[AudioBlock]:
+def silence_source(seconds: float, *, block_seconds: float = FILE_BLOCK_SECONDS, start: float = 0.0) -> Iterator[AudioBlock]:
     """``seconds`` of digital silence from audio time ``start``, in blocks like a FileSource's."""
     size = block_size(block_seconds)
     total = max(0, round(seconds * SAMPLE_RATE))

@@ -107,7 +107,10 @@ class SpeakerSink(DeviceStream):
             self._generation += 1
             generation = self._generation
         stream, rate, channels = portaudio.open_stream(
-            self.info, Kind.OUTPUT, self._want_rate or (self.rate or None), latency=self._want_latency,
+            self.info,
+            Kind.OUTPUT,
+            self._want_rate or (self.rate or None),
+            latency=self._want_latency,
             callback=self._make_callback(generation),
             finished_callback=lambda: self._on_finished(generation),
         )
@@ -203,7 +206,7 @@ class SpeakerSink(DeviceStream):
                 self._rescan_if_useful()
             self._find_again()
             self._open()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - PortAudioError or DeviceError: reported, and retried after a back-off
             with self._cond:
                 self._opening = False
             self._fail(f"cannot reopen it: {portaudio.reason(e)}")

@@ -46,8 +46,14 @@ class DeviceStream:
 
     kind: Kind
 
-    def __init__(self, device: str, on_status: StatusCallback | None, samplerate: int | None,
-                 stall_timeout: float, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        device: str,
+        on_status: StatusCallback | None,
+        samplerate: int | None,
+        stall_timeout: float,
+        backoff: tuple[float, float],
+    ) -> None:
         self.query = device
         self.info = find_device(device, self.kind)
         self.on_status = on_status
@@ -73,8 +79,10 @@ class DeviceStream:
         try:
             self._open()
         except Exception as e:  # noqa: BLE001 - PortAudioError
-            raise DeviceError(f"audio {self.kind} {self.info.name!r} cannot be opened ({portaudio.reason(e)}); "
-                              f"check that it is connected and not in use, or choose another {self.kind}") from None
+            raise DeviceError(
+                f"audio {self.kind} {self.info.name!r} cannot be opened ({portaudio.reason(e)}); "
+                f"check that it is connected and not in use, or choose another {self.kind}"
+            ) from None
 
     def _rescan_if_useful(self) -> None:
         """Before reopening hardware that went away: re-scan, so a replug with a new index is seen."""

@@ -43,21 +43,45 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
         epilog=cliargs.EPILOG,
     )
-    b.add_argument("--corpus", metavar="DIR",
-                   help=f"corpus folder holding speech/manifest.tsv (default: ${CORPUS_ENV}; one of the two is needed)")
-    b.add_argument("--clips", metavar="GLOB", nargs="+",
-                   help="only these clips: globs on the manifest paths, e.g. 'en/*' de/picovoice_leopard_test_de.wav")
+    b.add_argument(
+        "--corpus",
+        metavar="DIR",
+        help=f"corpus folder holding speech/manifest.tsv (default: ${CORPUS_ENV}; one of the two is needed)",
+    )
+    b.add_argument(
+        "--clips",
+        metavar="GLOB",
+        nargs="+",
+        help="only these clips: globs on the manifest paths, e.g. 'en/*' de/picovoice_leopard_test_de.wav",
+    )
     b.add_argument("--repeat", metavar="N", type=int, default=1, help="runs of every clip (default: 1)")
     b.add_argument("--json", metavar="FILE", help="write every figure, per clip and per utterance, as JSON")
     b.add_argument("--plot", metavar="FILE.png", help="draw a timeline of one utterance (needs matplotlib)")
-    b.add_argument("--plot-clip", metavar="GLOB",
-                   help="draw the utterance of this clip with the most sentences (default: the median speech_to_speech)")
-    b.add_argument("--idle", metavar="SECONDS", type=float, default=IDLE_SECONDS,
-                   help=f"seconds of near-silence for the idle CPU figure, 0 to skip (default: {IDLE_SECONDS:g})")
-    b.add_argument("--baseline", choices=("both", "greedy", "none"), default="both",
-                   help="stock transcribe() baseline: beam 1 and beam 5 (both), beam 1 only, or none (default: both)")
-    b.add_argument("--block-ms", metavar="MS", type=float, default=None,
-                   help=f"audio block size in ms (default: {ms(LIVE_BLOCK_SECONDS, '')}, as the live microphone delivers it)")
+    b.add_argument(
+        "--plot-clip",
+        metavar="GLOB",
+        help="draw the utterance of this clip with the most sentences (default: the median speech_to_speech)",
+    )
+    b.add_argument(
+        "--idle",
+        metavar="SECONDS",
+        type=float,
+        default=IDLE_SECONDS,
+        help=f"seconds of near-silence for the idle CPU figure, 0 to skip (default: {IDLE_SECONDS:g})",
+    )
+    b.add_argument(
+        "--baseline",
+        choices=("both", "greedy", "none"),
+        default="both",
+        help="stock transcribe() baseline: beam 1 and beam 5 (both), beam 1 only, or none (default: both)",
+    )
+    b.add_argument(
+        "--block-ms",
+        metavar="MS",
+        type=float,
+        default=None,
+        help=f"audio block size in ms (default: {ms(LIVE_BLOCK_SECONDS, '')}, as the live microphone delivers it)",
+    )
     b.add_argument("--quiet", action="store_true", help="print only the summary")
     cliargs.add_settings_args(b)
     b.set_defaults(func=cmd_bench)
@@ -66,11 +90,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark as ``args`` say; 0 when it ran (figures over target are not failures)."""
-    from translator.assemble import load_engines  # noqa: PLC0415 - heavy imports, see the docstring
-    from translator.bench import corpus, report  # noqa: PLC0415
-    from translator.bench.baseline import baseline  # noqa: PLC0415
-    from translator.bench.plot import pick_utterance, plot_timeline  # noqa: PLC0415
-    from translator.bench.runner import ClipRun, current_rss_mb, idle_cpu, peak_rss_mb, run_clip  # noqa: PLC0415
+    from translator.assemble import load_engines  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench import corpus, report  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.baseline import baseline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.plot import pick_utterance, plot_timeline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.runner import ClipRun, current_rss_mb, idle_cpu, peak_rss_mb, run_clip  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")
@@ -127,8 +151,12 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     out: dict[str, Any] = {
         "machine": info,
         "config": dataclasses.asdict(config),
-        "command": {"clips": [c.file for c in clips], "repeat": args.repeat, "corpus": str(speech_dir),
-                    "block_ms": round(block_seconds * 1000, 3)},
+        "command": {
+            "clips": [c.file for c in clips],
+            "repeat": args.repeat,
+            "corpus": str(speech_dir),
+            "block_ms": round(block_seconds * 1000, 3),
+        },
         "load_seconds": round(load_seconds, 3),
         "rss_after_load_mb": rss_after_load,
         "peak_rss_mb": peak,
@@ -150,8 +178,10 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         if picked is None:
             raise InputError("--plot: no utterance was recognised, nothing to draw")
         run, record = picked
-        title = (f"{config.asr.model}: speech_to_speech {ms(record.speech_to_speech)}, "
-                 f"asr_final {ms(record.asr_final)} ({run.clip.file}, utterance {record.utterance_id})")
+        title = (
+            f"{config.asr.model}: speech_to_speech {ms(record.speech_to_speech)}, "
+            f"asr_final {ms(record.asr_final)} ({run.clip.file}, utterance {record.utterance_id})"
+        )
         plot_timeline(Path(args.plot), run, record, title)
         out["plot"] = {"file": args.plot, "clip": run.clip.file, "utterance_id": record.utterance_id}
     if args.json:

@@ -64,10 +64,7 @@ def read_manifest(folder: Path) -> list[ManifestClip]:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{manifest}: cannot read the corpus manifest ({e})") from None
     try:
-        return [
-            ManifestClip(r["file"], folder / r["file"], r["lang"], float(r["seconds"]), r["transcript"])
-            for r in rows
-        ]
+        return [ManifestClip(r["file"], folder / r["file"], r["lang"], float(r["seconds"]), r["transcript"]) for r in rows]
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(
             f"{manifest}: expected tab-separated columns file, lang, seconds, transcript ({type(e).__name__}: {e})"
@@ -86,9 +83,7 @@ def dedupe_derived(clips: Sequence[ManifestClip]) -> list[ManifestClip]:
     return [c for c in clips if (stem := derived_from(c.file)) is None or stem not in stems]
 
 
-def select_clips(
-    clips: Sequence[ManifestClip], globs: Sequence[str] | None, *, english_only: bool
-) -> list[ManifestClip]:
+def select_clips(clips: Sequence[ManifestClip], globs: Sequence[str] | None, *, english_only: bool) -> list[ManifestClip]:
     """Clips matching ``globs`` (all when None), one of each derived-copy pair, English only for
     an English-only model. A glob that matches nothing is an error, as is an empty selection."""
     chosen = list(clips)

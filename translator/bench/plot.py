@@ -19,8 +19,7 @@ from translator.transcript import UtteranceRecord
 
 LANES = ("speech in", "VAD", "ASR", "MT", "TTS", "audio out")
 _STAGE_LANES = {"asr": "ASR", "mt": "MT", "tts": "TTS"}
-_COLOURS = {"SpeechGrowing": "#90caf9", "SpeechPaused": "#1565c0", "UtteranceEnded": "#0d47a1",
-            "SpeechStarted": "#bbdefb"}
+_COLOURS = {"SpeechGrowing": "#90caf9", "SpeechPaused": "#1565c0", "UtteranceEnded": "#0d47a1", "SpeechStarted": "#bbdefb"}
 """ASR spans by input: captions light, final decodes dark; MT and TTS have a colour each."""
 
 
@@ -35,8 +34,13 @@ def pick_utterance(runs: Sequence[ClipRun], clip_glob: str | None) -> tuple[Clip
     if clip_glob:
         chosen = [(run, r) for run, r in candidates if fnmatch.fnmatchcase(run.clip.file, clip_glob)]
         if chosen:
-            return max(chosen, key=lambda c: (sum(isinstance(e, SpeechChunk) and e.utterance_id == c[1].utterance_id
-                                                  for e in c[0].events), -c[0].repeat))
+            return max(
+                chosen,
+                key=lambda c: (
+                    sum(isinstance(e, SpeechChunk) and e.utterance_id == c[1].utterance_id for e in c[0].events),
+                    -c[0].repeat,
+                ),
+            )
     ordered = sorted(candidates, key=lambda c: c[1].speech_to_speech or 0.0)
     return ordered[(len(ordered) - 1) // 2]
 
@@ -44,10 +48,10 @@ def pick_utterance(runs: Sequence[ClipRun], clip_glob: str | None) -> tuple[Clip
 def plot_timeline(path: Path, run: ClipRun, record: UtteranceRecord, title: str) -> None:
     """Draw ``record``'s timeline into the PNG ``path``."""
     try:
-        import matplotlib  # noqa: PLC0415 - optional
+        import matplotlib  # noqa: PLC0415 - optional (the bench extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - after matplotlib.use(), which must come first
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install matplotlib (or leave out --plot)") from None
     tl = utterance_timeline(run, record.utterance_id)

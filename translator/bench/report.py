@@ -157,7 +157,7 @@ def machine(config: Config, engines: Engines) -> dict[str, Any]:
             cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu_model)
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("faster-whisper", "ctranslate2", "onnxruntime", "piper-tts", "numpy"):
         try:
             versions[package] = metadata.version(package)
@@ -165,7 +165,7 @@ def machine(config: Config, engines: Engines) -> dict[str, Any]:
             versions[package] = None
     cores = os.cpu_count() or 1
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cores": cores,
         "cpu_model": cpu_model,
         "platform": platform.platform(),
@@ -202,13 +202,21 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
             s2s = stats([u["speech_to_speech"] for u in c["utterances"]])["median"]
             b = base.get("clips", {}).get(c["file"], {})
             t.add_row(
-                escape(c["file"]), f"{c['seconds']:.1f}", str(len(c["utterances"])), c["metric"], _pct(c["error_rate"]),
-                _pct(b.get("beam1", {}).get("error_rate")), _pct(b.get("beam5", {}).get("error_rate")), ms(s2s, ""),
+                escape(c["file"]),
+                f"{c['seconds']:.1f}",
+                str(len(c["utterances"])),
+                c["metric"],
+                _pct(c["error_rate"]),
+                _pct(b.get("beam1", {}).get("error_rate")),
+                _pct(b.get("beam5", {}).get("error_rate")),
+                ms(s2s, ""),
             )
         console.print(t)
     targets = summary["targets"]
-    t = Table(title=f"{report['machine']['asr_model']} · {report['machine']['date']} · {report['machine']['cores']} cores",
-              title_justify="left")
+    t = Table(
+        title=f"{report['machine']['asr_model']} · {report['machine']['date']} · {report['machine']['cores']} cores",
+        title_justify="left",
+    )
     for col in ("figure", "median", "p95", "n", "target"):
         t.add_column(col, justify="left" if col == "figure" else "right")
     lat = summary["latency"]
@@ -223,19 +231,26 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
             target = f"≤ {ms(targets['caption_lag_median'], '')} med"
         t.add_row(f"{name} (ms)", ms(s["median"], ""), ms(s["p95"], ""), str(s["n"]), target)
     for metric, rate in summary["accuracy"].items():
-        stock = " / ".join(
-            f"stock b{k[-1]} {_pct(v.get(metric))}" for k, v in sorted(base.get("summary", {}).items())
-        )
+        stock = " / ".join(f"stock b{k[-1]} {_pct(v.get(metric))}" for k, v in sorted(base.get("summary", {}).items()))
         t.add_row(f"{metric.upper()} streaming (%)", _pct(rate), "", "", stock or "-")
     rtf = summary["rtf"]
-    t.add_row("RTF vad / asr / mt / tts",
-              f"{rtf['vad']:.4f} / {rtf['asr']:.3f} / {rtf['mt']:.3f} / {rtf['tts'] if rtf['tts'] is None else round(rtf['tts'], 3)}",
-              "", "", f"asr final only {rtf['asr_final_only']:.3f}")
+    t.add_row(
+        "RTF vad / asr / mt / tts",
+        f"{rtf['vad']:.4f} / {rtf['asr']:.3f} / {rtf['mt']:.3f} / {rtf['tts'] if rtf['tts'] is None else round(rtf['tts'], 3)}",
+        "",
+        "",
+        f"asr final only {rtf['asr_final_only']:.3f}",
+    )
     t.add_row("peak RSS (MB)", f"{report['peak_rss_mb']:.0f}", "", "", f"≤ {targets['peak_rss_mb']:.0f}")
     t.add_row("load + warm-up (s)", f"{report['load_seconds']:.2f}", "", "", f"≤ {targets['load_seconds']:g}")
     idle = report.get("idle") or {}
-    t.add_row("idle CPU (% of a core)", "-" if not idle else f"{idle['percent_of_one_core']:.2f}", "", "",
-              f"≤ {targets['idle_cpu_percent']:g}")
+    t.add_row(
+        "idle CPU (% of a core)",
+        "-" if not idle else f"{idle['percent_of_one_core']:.2f}",
+        "",
+        "",
+        f"≤ {targets['idle_cpu_percent']:g}",
+    )
     t.add_row("speculation hits / misses", f"{summary['speculative_hits']} / {summary['speculative_misses']}", "", "", "")
     t.add_row("utterances / ref. sentences", f"{summary['utterances_per_run']} / {summary['reference_sentences']}", "", "", "")
     console.print(t)

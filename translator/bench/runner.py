@@ -43,6 +43,7 @@ from translator.events import (
     UtteranceEnded,
 )
 from translator.languages import joiner
+from translator.stages.asr import RecognizerStage
 from translator.transcript import UtteranceCollector, UtteranceRecord
 
 IDLE_NOISE_DBFS = -80.0
@@ -121,9 +122,10 @@ def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: f
     log = SpanLog()
     pipeline.observe(log)
     recognizer = pipeline.stages[0].stage
-    clock = Clock(PacedSource(with_trailing_silence(
-        source, trailing_silence(engines.config.vad.endpoint), block_seconds=block_seconds
-    )))
+    assert isinstance(recognizer, RecognizerStage)  # build_pipeline's first stage: its speculation counts
+    clock = Clock(
+        PacedSource(with_trailing_silence(source, trailing_silence(engines.config.vad.endpoint), block_seconds=block_seconds))
+    )
     collector = UtteranceCollector(speaking=speaking)
     records, events, failures = [], [], []
     for event in pipeline.run(clock):
@@ -135,8 +137,18 @@ def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: f
             records.append(record)
     tts_seconds = sum(len(e.samples) / e.sample_rate for e in events if isinstance(e, SpeechChunk))
     return ClipRun(
-        clip, repeat, records, log, clock.t0 or 0.0, clock.audio_seconds, events,
-        recognizer.speculative_hits, recognizer.speculative_misses, tts_seconds, pipeline.superseded, failures,
+        clip,
+        repeat,
+        records,
+        log,
+        clock.t0 or 0.0,
+        clock.audio_seconds,
+        events,
+        recognizer.speculative_hits,
+        recognizer.speculative_misses,
+        tts_seconds,
+        pipeline.superseded,
+        failures,
     )
 
 
@@ -162,7 +174,7 @@ def utterance_timeline(run: ClipRun, uid: int) -> dict[str, Any]:
         return round(t - zero, 4)
 
     def of(kind: type) -> list[Any]:
-        return [e for e in run.events if isinstance(e, kind) and e.utterance_id == uid]
+        return [e for e in run.events if isinstance(e, kind) and getattr(e, "utterance_id", None) == uid]
 
     return {
         "speech": [rel(run.t0 + ended.start), rel(run.t0 + ended.t_end)],

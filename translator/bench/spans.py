@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from translator.pipeline import Observer
-
 
 @dataclass(frozen=True)
 class Span:
@@ -30,12 +28,18 @@ class Span:
     end: float
 
 
-class SpanLog(Observer):
-    """Every step the pipeline reports, in the order the worker threads finished them (``begin``
-    and ``end`` are the protocol's no-ops: a span is all a step needs)."""
+class SpanLog:
+    """Every step the pipeline reports, in the order the worker threads finished them: a
+    :class:`~translator.pipeline.Observer`."""
 
     def __init__(self) -> None:
         self.spans: list[Span] = []
+
+    def begin(self, part: str, item: Any) -> None:
+        """Nothing to record: a span is all a step needs."""
+
+    def end(self, part: str, item: Any) -> None:
+        """Nothing to record: a span is all a step needs."""
 
     def step(self, part: str, item: Any, start: float, end: float) -> None:
         # list.append is atomic under the GIL: the parts' threads need no lock

@@ -142,14 +142,27 @@ class Catalog:
 
 
 _MODEL_KEYS = {
-    "name", "aliases", "kind", "languages", "size", "size_approximate", "quality", "source", "bundled",
-    "family", "sources", "targets", "sha256", "md5", "bundled_sha256",
+    "name",
+    "aliases",
+    "kind",
+    "languages",
+    "size",
+    "size_approximate",
+    "quality",
+    "source",
+    "bundled",
+    "family",
+    "sources",
+    "targets",
+    "sha256",
+    "md5",
+    "bundled_sha256",
 }
 
 
 def _pairs(where: str, value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ModelError(f"{where}: expected a table of file name = \"hex digest\"")
+        raise ModelError(f'{where}: expected a table of file name = "hex digest"')
     return tuple(sorted((str(k), v.lower()) for k, v in value.items()))
 
 
@@ -189,7 +202,9 @@ def _parse_model(where: str, t: dict[str, Any]) -> CatalogModel:
             bundled = Bundled(b["package"], b["module"], b.get("path", ""))
         except (KeyError, TypeError):
             raise ModelError(f"{where}: bundled needs package and module") from None
-    family, sources, targets = t.get("family", ""), (), ()
+    family = t.get("family", "")
+    sources: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
     kind = Kind(t["kind"])
     if kind == Kind.MT:
         if family not in MT_FAMILIES:
@@ -221,7 +236,9 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
-        raise ModelError(f"{path}: model catalog not found; set TRANSLATOR_CATALOG to a catalog.toml, or unset it to use the one shipped with the translator") from None
+        raise ModelError(
+            f"{path}: model catalog not found; set TRANSLATOR_CATALOG to a catalog.toml, or unset it to use the one shipped with the translator"
+        ) from None
     return _load_catalog(str(path), mtime)
 
 

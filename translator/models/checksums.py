@@ -21,9 +21,9 @@ def file_hashes(path: Path, *, md5: bool = True, git: bool = True) -> tuple[str,
     """(sha256, md5, git blob sha1) of a file in one read ('' for those not asked for)."""
     hashers = [hashlib.sha256()]
     if md5:
-        hashers.append(hashlib.md5())  # noqa: S324 (only to compare with Piper's voices.json)
+        hashers.append(hashlib.md5(usedforsecurity=False))  # only to compare with Piper's voices.json
     if git:
-        hashers.append(hashlib.sha1(f"blob {path.stat().st_size}\0".encode()))  # noqa: S324 (git's object id)
+        hashers.append(hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False))  # git's object id
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             for h in hashers:

@@ -42,25 +42,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--models-dir", metavar="DIR", help="model store (default: $TRANSLATOR_MODELS or the user data dir)")
     g.add_argument("--config", metavar="FILE", help="TOML settings file; its [models] dir is the store")
 
-    p = subparsers.add_parser("models", help="list, install, verify and remove models", epilog=EPILOG,
-                              description="Manage the models in the store: everything works offline except downloads.")
+    p = subparsers.add_parser(
+        "models",
+        help="list, install, verify and remove models",
+        epilog=EPILOG,
+        description="Manage the models in the store: everything works offline except downloads.",
+    )
     sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
-    s = sub.add_parser("list", parents=[common], help="every known model: installed, bundled or available, with sizes", epilog=EPILOG)
+    s = sub.add_parser(
+        "list", parents=[common], help="every known model: installed, bundled or available, with sizes", epilog=EPILOG
+    )
     s.add_argument("--kind", choices=list(Kind), help="only speech recognition, synthesis or translation models")
     s.add_argument("--installed", action="store_true", help="only models usable now (installed or bundled)")
     s.set_defaults(func=cmd_list)
 
-    s = sub.add_parser("install", parents=[common], epilog=EPILOG,
-                       help="install catalog models from the hub, or from a local directory/archive with --from",
-                       description="Download catalog models (resumable, checksum-verified), or install from a directory "
-                                   "or archive (.zip, .tar[.gz], .argosmodel) with --from, e.g. a USB stick, with no network.")
-    s.add_argument("names", nargs="*", metavar="NAME", help="catalog names (see 'translator models list'); with --from: the name of that model")
-    s.add_argument("--from", dest="from_path", metavar="PATH", help="a model directory or archive, or a directory holding several")
+    s = sub.add_parser(
+        "install",
+        parents=[common],
+        epilog=EPILOG,
+        help="install catalog models from the hub, or from a local directory/archive with --from",
+        description="Download catalog models (resumable, checksum-verified), or install from a directory "
+        "or archive (.zip, .tar[.gz], .argosmodel) with --from, e.g. a USB stick, with no network.",
+    )
+    s.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="catalog names (see 'translator models list'); with --from: the name of that model",
+    )
+    s.add_argument(
+        "--from", dest="from_path", metavar="PATH", help="a model directory or archive, or a directory holding several"
+    )
     s.add_argument("--force", action="store_true", help="install again even when installed or bundled")
     s.set_defaults(func=cmd_install)
 
-    s = sub.add_parser("verify", parents=[common], epilog=EPILOG, help="re-hash installed and bundled models against their checksums")
+    s = sub.add_parser(
+        "verify", parents=[common], epilog=EPILOG, help="re-hash installed and bundled models against their checksums"
+    )
     s.add_argument("name", nargs="?", metavar="NAME", help="only this model")
     s.set_defaults(func=cmd_verify)
 
@@ -68,16 +87,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("name", metavar="NAME")
     s.set_defaults(func=cmd_remove)
 
-    s = sub.add_parser("path", parents=[common], epilog=EPILOG, help="print where an installed model is (directory, or a voice's .onnx)")
+    s = sub.add_parser(
+        "path", parents=[common], epilog=EPILOG, help="print where an installed model is (directory, or a voice's .onnx)"
+    )
     s.add_argument("name", metavar="NAME")
     s.set_defaults(func=cmd_path)
 
-    s = sub.add_parser("route", parents=[common], epilog=EPILOG,
-                       help="which translation route a language pair takes, and what would make it better")
+    s = sub.add_parser(
+        "route",
+        parents=[common],
+        epilog=EPILOG,
+        help="which translation route a language pair takes, and what would make it better",
+    )
     s.add_argument("--from", dest="source", metavar="LANG", required=True, help="spoken language")
     s.add_argument("--to", dest="target", metavar="LANG", required=True, help="language to translate into")
     s.add_argument("--asr", metavar="MODEL", help="speech model (default: [asr] model of the config, base)")
-    s.add_argument("--mt-model", metavar="DIR", action="append", default=[], help="extra translation model directory (repeatable)")
+    s.add_argument(
+        "--mt-model", metavar="DIR", action="append", default=[], help="extra translation model directory (repeatable)"
+    )
     s.add_argument("--prefer-whisper", action="store_true", default=None, help="as [mt] prefer_whisper = true")
     s.set_defaults(func=cmd_route)
 
@@ -142,7 +169,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     styles = {"installed": "green", "bundled": "cyan", "incomplete": "red"}
     for r in rows:
         style = next((v for k, v in styles.items() if r.status.startswith(k)), "dim")
-        table.add_row(escape(r.name), r.kind, escape(r.languages), r.size, f"[{style}]{escape(r.status)}[/{style}]", escape(r.quality))
+        table.add_row(
+            escape(r.name), r.kind, escape(r.languages), r.size, f"[{style}]{escape(r.status)}[/{style}]", escape(r.quality)
+        )
     console.print(table)
     return 0
 
@@ -167,8 +196,10 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
         if r.note:
             console.print(f"{escape(r.name)}: {escape(r.note)} ({escape(str(r.path))})", highlight=False)
         else:
-            console.print(f"[green]installed[/green] {escape(r.name)} ({human_size(r.size)}, verified) → {escape(str(r.path))}",
-                          highlight=False)
+            console.print(
+                f"[green]installed[/green] {escape(r.name)} ({human_size(r.size)}, verified) → {escape(str(r.path))}",
+                highlight=False,
+            )
     return 0
 
 
@@ -183,8 +214,10 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     failed = [c.name for c in checks if c.failed]
     if failed:
-        raise ModelError(f"{len(failed)} model(s) failed verification: {', '.join(failed)}; reinstall with "
-                         f"'translator models install --force NAME' (details above)")
+        raise ModelError(
+            f"{len(failed)} model(s) failed verification: {', '.join(failed)}; reinstall with "
+            f"'translator models install --force NAME' (details above)"
+        )
     return 0
 
 
@@ -211,7 +244,7 @@ def _asr_multilingual(name: str, where: Path) -> bool:
 
 
 def cmd_route(args: argparse.Namespace, console: Console) -> int:
-    from translator.stages.routes import plan_route  # noqa: PLC0415 (imports CTranslate2)
+    from translator.stages.routes import plan_route  # noqa: PLC0415 - imports CTranslate2, which listing models does not need
 
     settings = _settings(args)
     where = store_path(args)
@@ -233,8 +266,10 @@ def cmd_route(args: argparse.Namespace, console: Console) -> int:
     if route.note:
         console.print(f"  {escape(route.note)}", highlight=False)
     if route.kind == "whisper" and source != target:
-        console.print(f"  speech model {escape(asr)} translates into English itself (lower quality than a translation model)",
-                      highlight=False)
+        console.print(
+            f"  speech model {escape(asr)} translates into English itself (lower quality than a translation model)",
+            highlight=False,
+        )
     suggestions = []
     if route.kind in ("whisper", "pivot"):
         suggestions = [m for m in better if m.family == "marian"][:2] or better[:1]

@@ -35,7 +35,6 @@ class Found:
     convert: bool = False
 
 
-
 def _lang_pair(root: Path) -> tuple[str, str] | None:
     """(source, target) from a Helsinki/gaudi ``tokenizer_config.json``."""
     try:
@@ -56,7 +55,6 @@ def _marian_pair(root: Path, hint: str) -> tuple[str, str] | None:
         return pair
     match = _OPUS_DIR.search(hint) or _OPUS_DIR.search(root.name)
     return (match[1], match[2]) if match else None
-
 
 
 def _asr_name(hint: str, catalog: Catalog) -> str | None:
@@ -126,7 +124,6 @@ def detect(root: Path, hint: str, catalog: Catalog) -> list[Found]:
     return []
 
 
-
 def candidates(path: Path, catalog: Catalog) -> list[Path]:
     """Models and archives directly in ``path`` or in its asr/, tts/, mt/ folders (a USB stick)."""
     out = []
@@ -140,4 +137,3 @@ def candidates(path: Path, catalog: Catalog) -> list[Path]:
         elif child.is_dir():
             out.append(child)
     return [c for c in out if is_archive(c) or detect(c, c.name, catalog)]
-

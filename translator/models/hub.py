@@ -100,7 +100,7 @@ class RemoteFile:
 
 def hub_endpoint() -> str:
     """``HF_ENDPOINT`` as it is now (huggingface_hub reads it only once, at import)."""
-    from huggingface_hub import constants  # noqa: PLC0415 (only the installer needs the hub)
+    from huggingface_hub import constants  # noqa: PLC0415 - only the installer needs the hub
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
@@ -131,19 +131,21 @@ def list_hub_files(repo: str, revision: str, patterns: tuple[str, ...], *, requi
     fails here, naming the file, before anything is downloaded).
     """
     check_online_allowed()
-    from huggingface_hub import HfApi, hf_hub_url  # noqa: PLC0415
-    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415
+    from huggingface_hub import HfApi, hf_hub_url  # noqa: PLC0415 - only the installer needs the hub
+    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415 - only the installer needs the hub
 
     endpoint = hub_endpoint()
     try:
-        info = HfApi(endpoint=endpoint).model_info(
-            repo, revision=revision, files_metadata=True, timeout=TIMEOUT, token=False
-        )
+        info = HfApi(endpoint=endpoint).model_info(repo, revision=revision, files_metadata=True, timeout=TIMEOUT, token=False)
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status in (401, 404):
-            raise ModelError(f"{repo}@{revision}: not found on the model hub at {endpoint}; check HF_ENDPOINT or the catalog entry") from None
-        raise DownloadInterrupted(f"{repo}: the model hub at {endpoint} answered HTTP {status} ({one_line(e)}); try again later") from None
+            raise ModelError(
+                f"{repo}@{revision}: not found on the model hub at {endpoint}; check HF_ENDPOINT or the catalog entry"
+            ) from None
+        raise DownloadInterrupted(
+            f"{repo}: the model hub at {endpoint} answered HTTP {status} ({one_line(e)}); try again later"
+        ) from None
     except Exception as e:
         if not _is_network_error(e):
             raise
@@ -201,8 +203,8 @@ class _Bar:
 def download(remote: RemoteFile, dest: Path, *, progress: Progress | None = None) -> str:
     """Fetch ``remote`` into ``dest`` (resuming ``dest.part``), verify it, return its sha256."""
     check_online_allowed()  # plain URLs too: the offline switch covers every download
-    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415 (only the installer needs the hub)
-    from huggingface_hub.file_download import http_get  # noqa: PLC0415
+    from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415 - only the installer needs the hub
+    from huggingface_hub.file_download import http_get  # noqa: PLC0415 - only the installer needs the hub
 
     part = dest.with_name(dest.name + ".part")
     try:
@@ -218,8 +220,15 @@ def download(remote: RemoteFile, dest: Path, *, progress: Progress | None = None
                 have = 0
             try:
                 with open(part, "ab") as out:
-                    http_get(remote.url, out, resume_size=have, headers=HEADERS, expected_size=remote.size,
-                             displayed_filename=remote.name, tqdm_class=bar)  # type: ignore[arg-type]
+                    http_get(
+                        remote.url,
+                        out,
+                        resume_size=have,
+                        headers=HEADERS,
+                        expected_size=remote.size,
+                        displayed_filename=remote.name,
+                        tqdm_class=bar,  # type: ignore[arg-type]  # typed as a tqdm class, but only called, entered and update()d
+                    )
                 break
             except HfHubHTTPError as e:
                 code = e.response.status_code if e.response is not None else None
@@ -227,7 +236,9 @@ def download(remote: RemoteFile, dest: Path, *, progress: Progress | None = None
                     part.unlink(missing_ok=True)
                     continue
                 if code in (401, 403, 404, 410):
-                    raise ModelError(f"{remote.url}: HTTP {code}; the catalog entry is out of date or the server moved the file") from None
+                    raise ModelError(
+                        f"{remote.url}: HTTP {code}; the catalog entry is out of date or the server moved the file"
+                    ) from None
                 raise _interrupted(remote, f"HTTP {code}") from None
             except OSError as e:
                 if e.errno is None:  # http_get's size check: the body ended early

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from translator.errors import ModelError
-from translator.text import one_line
 from translator.models import hub
 from translator.models.archives import archive_stem, extract_archive, is_archive, package_root
 from translator.models.catalog import Catalog, CatalogModel, Kind, SourceType, load_catalog
@@ -31,6 +30,7 @@ from translator.models.detect import candidates, detect
 from translator.models.hub import DownloadInterrupted, Progress, RemoteFile
 from translator.models.locate import MT_INFO, PARTIAL_DIR, MtModel
 from translator.models.store import bundled_location, layout_problem, locked, read_manifest, status, unwritable, write_manifest
+from translator.text import one_line
 
 CONVERT_HINT = "install the [convert] extra: pip install 'offline-speech-translator[convert]'"
 
@@ -71,7 +71,7 @@ def _staging(store: Path, name: str) -> Iterator[Path]:
     lock_path = store / PARTIAL_DIR / f"{name}.lock"
     try:
         stage.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path, "a+")  # noqa: SIM115 (held for the whole install)
+        lock = open(lock_path, "a+")  # noqa: SIM115 - held for the whole install, closed in the finally below
     except OSError as e:
         raise unwritable(store, e) from None
     try:
@@ -105,7 +105,9 @@ def _staging(store: Path, name: str) -> Iterator[Path]:
             (store / PARTIAL_DIR).rmdir()  # only when empty
 
 
-def _commit(store: Path, model_dir: Path, kind: Kind, name: str, source: str, known: Mapping[str, str] | None = None) -> Installed:
+def _commit(
+    store: Path, model_dir: Path, kind: Kind, name: str, source: str, known: Mapping[str, str] | None = None
+) -> Installed:
     """Move a verified, complete model directory into place and record it in the manifest."""
     files = _hash_tree(model_dir, known)
     final = store / kind / name
@@ -139,7 +141,9 @@ def _check_catalog_checksums(entry: CatalogModel | None, model_dir: Path) -> Non
         if not path.is_file():
             raise ModelError(f"{entry.name}: {filename} is missing from the model; use a complete copy")
         if check_file(path, sha256=sha256, md5=md5)[0]:
-            raise ChecksumMismatch(f"{entry.name}: {filename} does not match the catalog checksum; the copy is corrupt or a different model")
+            raise ChecksumMismatch(
+                f"{entry.name}: {filename} does not match the catalog checksum; the copy is corrupt or a different model"
+            )
 
 
 def _finish_mt(entry: CatalogModel | None, model_dir: Path, name: str, guess: MtModel | None = None) -> None:
@@ -166,7 +170,9 @@ def install(
         where = entry.directory(store) if current != "bundled" else bundled_location(entry, store)
         return Installed(entry.name, entry.kind, Path(where or entry.directory(store)), 0, current, note=f"already {current}")
     if entry.source is None:
-        raise ModelError(f"{entry.name} has no download source; install it with 'translator models install --from PATH {entry.name}'")
+        raise ModelError(
+            f"{entry.name} has no download source; install it with 'translator models install --from PATH {entry.name}'"
+        )
     if entry.source.type == SourceType.CONVERT:
         _require_converter()
     with _staging(store, entry.name) as stage:
@@ -191,9 +197,9 @@ def install(
                     os.replace(download_dir / r.name, model_dir / Path(r.name).name)
         else:
             filename = src.location.rstrip("/").rsplit("/", 1)[-1] or f"{entry.name}.zip"
-            known = entry.checksums.get(filename, (None, None))
+            sha256, md5 = entry.checksums.get(filename, (None, None))
             archive = download_dir / filename
-            hub.download(RemoteFile(filename, src.location, sha256=known[0], md5=known[1]), archive, progress=progress)
+            hub.download(RemoteFile(filename, src.location, sha256=sha256, md5=md5), archive, progress=progress)
             root = package_root(extract_archive(archive, stage / "extract"))
             shutil.rmtree(model_dir)
             os.replace(root, model_dir)
@@ -248,7 +254,9 @@ def _install_one(src: Path, store: Path, name: str | None, catalog: Catalog) -> 
             root, hint, moved = src, name or src.name, False
         found = detect(root, hint, catalog)
         if not found:
-            raise ModelError(f"{src}: no model recognised (not a Whisper, Piper, CTranslate2, Argos or Transformers model directory)")
+            raise ModelError(
+                f"{src}: no model recognised (not a Whisper, Piper, CTranslate2, Argos or Transformers model directory)"
+            )
         if name is not None and len(found) > 1:
             found = [f for f in found if f.name == name] or found[:1]
         results = []
@@ -265,7 +273,7 @@ def _install_one(src: Path, store: Path, name: str | None, catalog: Catalog) -> 
             elif item.kind == Kind.TTS:
                 model_dir.mkdir(parents=True)
                 for f in item.files:  # renamed with the voice when a NAME was given
-                    renamed = item_name + f.name[len(item.name):] if f.name.startswith(item.name + ".onnx") else f.name
+                    renamed = item_name + f.name[len(item.name) :] if f.name.startswith(item.name + ".onnx") else f.name
                     shutil.copyfile(f, model_dir / renamed)
             elif moved and len(found) == 1:
                 os.replace(item.root, model_dir)
@@ -284,8 +292,8 @@ def _install_one(src: Path, store: Path, name: str | None, catalog: Catalog) -> 
 def _require_converter() -> None:
     """Fail before downloading anything when the [convert] extra is missing."""
     try:
-        import transformers  # noqa: F401, PLC0415
-        from ctranslate2.converters import TransformersConverter  # noqa: F401, PLC0415
+        import transformers  # noqa: F401, PLC0415 - only checks the [convert] extra is installed
+        from ctranslate2.converters import TransformersConverter  # noqa: F401, PLC0415 - only checks it imports
     except ImportError:
         raise ModelError(CONVERT_HINT) from None
 
@@ -293,13 +301,25 @@ def _require_converter() -> None:
 def convert_checkpoint(checkpoint: Path, out: Path) -> None:
     """Convert a Transformers Marian/NLLB/M2M100 checkpoint directory to CTranslate2 int8."""
     _require_converter()
-    from ctranslate2.converters import TransformersConverter  # noqa: PLC0415
+    from ctranslate2.converters import TransformersConverter  # noqa: PLC0415 - needs the optional [convert] extra
 
-    copy = [f for f in ("source.spm", "target.spm", "sentencepiece.bpe.model", "spm.model", "tokenizer_config.json",
-                        "special_tokens_map.json") if (checkpoint / f).is_file()]
+    copy = [
+        f
+        for f in (
+            "source.spm",
+            "target.spm",
+            "sentencepiece.bpe.model",
+            "spm.model",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        )
+        if (checkpoint / f).is_file()
+    ]
     try:
         TransformersConverter(str(checkpoint), copy_files=copy).convert(str(out), quantization="int8", force=True)
     except ImportError:
         raise ModelError(CONVERT_HINT) from None
-    except Exception as e:  # noqa: BLE001 (the converter raises anything from transformers/torch)
-        raise ModelError(f"{checkpoint}: conversion to CTranslate2 failed ({one_line(e)}); is it a Marian, NLLB or M2M100 checkpoint?") from None
+    except Exception as e:  # noqa: BLE001 - the converter raises anything from transformers/torch
+        raise ModelError(
+            f"{checkpoint}: conversion to CTranslate2 failed ({one_line(e)}); is it a Marian, NLLB or M2M100 checkpoint?"
+        ) from None

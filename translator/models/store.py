@@ -47,7 +47,9 @@ def unwritable(path: Path, error: OSError) -> ModelError:
             f"{path}: no space left on the device ({error.strerror}); free some space or install into "
             f"another store with --models-dir"
         )
-    return ModelError(f"{path}: cannot write the model store ({error.strerror}); check its permissions or choose another with --models-dir")
+    return ModelError(
+        f"{path}: cannot write the model store ({error.strerror}); check its permissions or choose another with --models-dir"
+    )
 
 
 @contextlib.contextmanager
@@ -55,7 +57,7 @@ def locked(store: Path) -> Iterator[None]:
     """An exclusive lock on the store (manifest updates, moves into place)."""
     try:
         store.mkdir(parents=True, exist_ok=True)
-        f = open(store / ".lock", "a+")  # noqa: SIM115 (closed by the with below)
+        f = open(store / ".lock", "a+")  # noqa: SIM115 - closed by the with below, once the open's OSError is handled
     except OSError as e:
         raise unwritable(store, e) from None
     with f:
@@ -133,8 +135,9 @@ def bundled_available(entry: CatalogModel) -> bool:
         return locate.bundled_base_parts() is not None
     if entry.kind == Kind.TTS:
         return locate.bundled_voice() is not None
-    location = locate._package_dir(  # noqa: SLF001 (the bundled package's folder, as the resolver finds it)
-        entry.bundled.module, *filter(None, [entry.bundled.path]))
+    location = locate._package_dir(  # the bundled package's folder, as the resolver finds it
+        entry.bundled.module, *filter(None, [entry.bundled.path])
+    )
     return location is not None and location.is_dir()
 
 
@@ -172,11 +175,9 @@ def remove(store: Path, name: str, *, catalog: Catalog | None = None) -> Path:
     dname = entry.name if entry is not None else name
     found = installed_dirs(store).get(dname)
     if found is None:
-        if entry is not None and bundled_available(entry):
-            raise ModelError(
-                f"{dname} is bundled in the Python package {entry.bundled.package}; "  # type: ignore[union-attr]
-                f"remove it with pip uninstall {entry.bundled.package}"  # type: ignore[union-attr]
-            )
+        if entry is not None and entry.bundled is not None and bundled_available(entry):
+            package = entry.bundled.package
+            raise ModelError(f"{dname} is bundled in the Python package {package}; remove it with pip uninstall {package}")
         raise ModelError(f"{name}: not installed in {store}")
     kind, path = found
     trash = store / PARTIAL_DIR / f"{dname}.removed-{os.getpid()}"
@@ -229,8 +230,11 @@ def listing(store: Path, *, catalog: Catalog | None = None) -> list[Listing]:
     catalog = catalog or load_catalog()
     rows = []
     for m in catalog.models:
-        langs = "all Whisper languages" if m.languages == ("*",) else (
-            f"{len(m.languages)} languages" if len(m.languages) > 6 else " ".join(m.languages))
+        langs = (
+            "all Whisper languages"
+            if m.languages == ("*",)
+            else (f"{len(m.languages)} languages" if len(m.languages) > 6 else " ".join(m.languages))
+        )
         if m.kind == Kind.MT and m.family == "marian":
             langs = f"{'/'.join(m.sources)} → {'/'.join(m.targets)}"
         rows.append(Listing(m.name, m.kind, langs, m.size_text, status(m, store), m.quality))

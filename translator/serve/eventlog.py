@@ -14,8 +14,11 @@ from translator.transcript import UtteranceRecord
 
 log = logging.getLogger("translator.service")
 
-_NOTICE_PRIORITY = {ev.NoticeLevel.ERROR: logging.ERROR, ev.NoticeLevel.WARNING: logging.WARNING,
-                    ev.NoticeLevel.INFO: logging.INFO}
+_NOTICE_PRIORITY = {
+    ev.NoticeLevel.ERROR: logging.ERROR,
+    ev.NoticeLevel.WARNING: logging.WARNING,
+    ev.NoticeLevel.INFO: logging.INFO,
+}
 
 
 def log_event(event: ev.Event) -> None:
@@ -24,8 +27,13 @@ def log_event(event: ev.Event) -> None:
     if isinstance(event, ev.SpeechStarted):
         log.info("utterance %d: speech started at %.2f s", uid, event.start)
     elif isinstance(event, ev.UtteranceEnded):
-        log.info("utterance %d: speech ended at %.2f s (%.1f s%s)", uid, event.t_end, event.t_end - event.start,
-                 ", cut at the length cap" if event.cut else "")
+        log.info(
+            "utterance %d: speech ended at %.2f s (%.1f s%s)",
+            uid,
+            event.t_end,
+            event.t_end - event.start,
+            ", cut at the length cap" if event.cut else "",
+        )
     elif isinstance(event, ev.Transcript):
         log.info("utterance %d: heard (%s) %s", uid, event.language, one_line(event.text))
     elif isinstance(event, ev.Translation):
@@ -40,14 +48,24 @@ def log_event(event: ev.Event) -> None:
     elif isinstance(event, ev.Caption):
         log.debug("utterance %d: caption %s", uid, one_line(f"{event.committed} {event.tentative}"))
     elif isinstance(event, ev.SpeechChunk):
-        log.debug("utterance %d: speech chunk %d (%.2f s, %s)", uid, event.index, len(event.samples) / event.sample_rate, event.voice)
+        log.debug(
+            "utterance %d: speech chunk %d (%.2f s, %s)", uid, event.index, len(event.samples) / event.sample_rate, event.voice
+        )
     elif isinstance(event, ev.SpeechPaused):
         log.debug("utterance %d: pause at %.2f s", uid, event.t_end)
 
 
 def log_record(record: UtteranceRecord) -> None:
     """The ``utterance N done`` line: languages, audio span and latencies."""
-    log.info("utterance %d done: %s->%s [%.2f-%.2f s] asr %s, mt %s, speech %s%s", record.utterance_id,
-             record.language or "?", record.target_language or "?", record.start, record.end,
-             ms(record.asr_final), ms(record.mt), ms(record.speech_to_speech),
-             f"; error: {one_line(record.error)}" if record.error else "")
+    log.info(
+        "utterance %d done: %s->%s [%.2f-%.2f s] asr %s, mt %s, speech %s%s",
+        record.utterance_id,
+        record.language or "?",
+        record.target_language or "?",
+        record.start,
+        record.end,
+        ms(record.asr_final),
+        ms(record.mt),
+        ms(record.speech_to_speech),
+        f"; error: {one_line(record.error)}" if record.error else "",
+    )

@@ -89,6 +89,7 @@ class Health:
 def same_problem(a: str | None, b: str | None) -> bool:
     """Whether two :meth:`Health.problem` answers are the same problem (only the seconds grew),
     so the journal says it once, not every tick."""
+
     def kind(text: str | None) -> str | None:
         return None if text is None else re.sub(r"\d+ s\b", "", text)
 

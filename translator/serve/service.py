@@ -38,7 +38,7 @@ import select
 import signal
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from translator import config as cfg
@@ -72,8 +72,9 @@ class Service:
         self.config: cfg.Config | None = None
         self.engines: Engines | None = None
         self.running: Running | None = None
-        self.transcript = TranscriptLog(state_directory(args.state_dir), max_bytes=int(args.transcript_max_mb * 1024 * 1024),
-                                        keep=args.transcript_keep)
+        self.transcript = TranscriptLog(
+            state_directory(args.state_dir), max_bytes=int(args.transcript_max_mb * 1024 * 1024), keep=args.transcript_keep
+        )
         self.ready = False
         self.stopping = False
         self.stop_deadline = 0.0
@@ -182,10 +183,12 @@ class Service:
         what = "speech" if record.speech_to_speech is not None else "text"
         log_record(record)
         stamp = time.strftime("%H:%M:%S")
-        self.last = (f"last utterance at {stamp} {record.language or '?'}->{record.target_language or '?'}"
-                     + (f", {what} {latency:.2f} s after the speaker stopped" if latency is not None else "")
-                     + f" ({self.count} since start)")
-        self.write_record(record.to_json(finished=datetime.now(timezone.utc)))
+        self.last = (
+            f"last utterance at {stamp} {record.language or '?'}->{record.target_language or '?'}"
+            + (f", {what} {latency:.2f} s after the speaker stopped" if latency is not None else "")
+            + f" ({self.count} since start)"
+        )
+        self.write_record(record.to_json(finished=datetime.now(UTC)))
 
     def write_record(self, line: str) -> None:
         try:
@@ -202,9 +205,9 @@ class Service:
     # --- sessions -------------------------------------------------------------------------------
 
     def _start_session(self, now: float) -> None:
-        from translator.audio.lookup import find_device  # noqa: PLC0415
-        from translator.audio.portaudio import rescan_devices  # noqa: PLC0415
-        from translator.live import LiveSession  # noqa: PLC0415
+        from translator.audio.lookup import find_device  # noqa: PLC0415 - PortAudio loads only when a session starts
+        from translator.audio.portaudio import rescan_devices  # noqa: PLC0415 - PortAudio loads only when a session starts
+        from translator.live import LiveSession  # noqa: PLC0415 - the pipeline's modules load only when a session starts
 
         assert self.config is not None and self.engines is not None
         audio = self.config.audio
@@ -237,12 +240,18 @@ class Service:
         self.waiting = None
         self.attempt_delay = 0.0
         if self.no_speaker:
-            log.warning("no audio output (%s); translating without speech until the next start or reload",
-                        one_line(self.no_speaker))
+            log.warning(
+                "no audio output (%s); translating without speech until the next start or reload", one_line(self.no_speaker)
+            )
         self.running = Running(session, on_event=log_event, on_record=self.on_record, wake=self.wake)
         mic = session.microphone
-        log.info("microphone %r opened (%d Hz, %d ch); %s", mic.info.name, mic.rate, mic.channels,
-                 f"speaking on {session.speaker.info.name!r}" if session.speaker is not None else "not speaking")
+        log.info(
+            "microphone %r opened (%d Hz, %d ch); %s",
+            mic.info.name,
+            mic.rate,
+            mic.channels,
+            f"speaking on {session.speaker.info.name!r}" if session.speaker is not None else "not speaking",
+        )
         if not self.ready:
             self._send_ready()
 
@@ -297,11 +306,14 @@ class Service:
             self._reload_refused(str(e))
             return None
         if not reload:
-            self.engines = task.result
-            e = self.engines
-            log.info("models loaded and warmed up in %.1f s (speech model %s, %s)", e.load_seconds, e.config.asr.model,
-                     "speaking" if e.speaker_stage is not None else "no speech output")
-            for notice in e.notices:
+            self.engines = loaded = task.result
+            log.info(
+                "models loaded and warmed up in %.1f s (speech model %s, %s)",
+                loaded.load_seconds,
+                loaded.config.asr.model,
+                "speaking" if loaded.speaker_stage is not None else "no speech output",
+            )
+            for notice in loaded.notices:
                 log.warning("%s", one_line(notice.message))
             return None
         config, engines, how = task.result
@@ -342,8 +354,12 @@ class Service:
     def run(self) -> int:
         self.config = read_config(self.args.config, self.args.overrides)  # ConfigError -> EXIT_CONFIG
         self._install_signals()
-        log.info("starting: config %s, state directory %s, translating %s", self.args.config,
-                 self.transcript.directory, describe_languages(self.config))
+        log.info(
+            "starting: config %s, state directory %s, translating %s",
+            self.args.config,
+            self.transcript.directory,
+            describe_languages(self.config),
+        )
         try:
             repaired = self.transcript.open()
             if repaired:
@@ -391,8 +407,11 @@ class Service:
                     log.info("stopped")
                     return 0
                 if now > self.stop_deadline:
-                    log.error("the utterance in flight did not finish in %g s (%s); exiting", self.args.stop_timeout,
-                              self.problem or "still working")
+                    log.error(
+                        "the utterance in flight did not finish in %g s (%s); exiting",
+                        self.args.stop_timeout,
+                        self.problem or "still working",
+                    )
                     self._finish()
                     self._exit_now(1)
                 continue

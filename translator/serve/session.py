@@ -51,15 +51,17 @@ def _model_settings(config: cfg.Config) -> tuple[Any, ...]:
 
 def load_for(config: cfg.Config, previous: Engines | None = None) -> tuple[Engines, str]:
     """Engines for ``config``, reusing what ``previous`` (Engines) already holds; and what was done."""
-    from translator.assemble import load_engines  # noqa: PLC0415 (heavy)
+    from translator.assemble import load_engines  # noqa: PLC0415 - heavy: CTranslate2, faster-whisper, Piper
 
     if previous is None:
         return load_engines(config, speak=True), "loaded"
     if _model_settings(config) == _model_settings(previous.config):
         return dataclasses.replace(previous, config=config), "models unchanged"
     if config.asr == previous.config.asr and config.models == previous.config.models:
-        return (load_engines(config, speak=True, recognizer=previous.recognizer),
-                "speech model kept, translation and voices reloaded")
+        return (
+            load_engines(config, speak=True, recognizer=previous.recognizer),
+            "speech model kept, translation and voices reloaded",
+        )
     return load_engines(config, speak=True), "all models reloaded"
 
 
@@ -70,9 +72,15 @@ class Running:
     :class:`~translator.live.EventThread`); the time ``on_event`` takes is probed like a stage's.
     """
 
-    def __init__(self, session: LiveSession, *, on_event: Callable[[Event], None],
-                 on_record: Callable[[UtteranceRecord], None], wake: Callable[[], None]) -> None:
-        from translator.live import EventThread  # noqa: PLC0415 (loads the pipeline's modules)
+    def __init__(
+        self,
+        session: LiveSession,
+        *,
+        on_event: Callable[[Event], None],
+        on_record: Callable[[UtteranceRecord], None],
+        wake: Callable[[], None],
+    ) -> None:
+        from translator.live import EventThread  # noqa: PLC0415 - loads the pipeline's modules
 
         self.session = session
         self.health = Health()

@@ -44,7 +44,7 @@ def with_line(error: ConfigError, path: Path) -> ConfigError:
     prefix = f"{path}: "
     if not message.startswith(prefix) or re.search(r"\bline \d", message):
         return error
-    rest = message[len(prefix):]
+    rest = message[len(prefix) :]
     m = re.match(r"(?:unknown key )?([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\b", rest)
     n = None
     if m:

@@ -30,7 +30,7 @@ def state_directory(explicit: str | None) -> Path:
     env = os.environ.get("STATE_DIRECTORY", "")
     if env:
         return Path(env.split(":")[0])
-    import platformdirs  # noqa: PLC0415
+    import platformdirs  # noqa: PLC0415 - only needed when systemd gives no state directory
 
     return Path(platformdirs.user_state_dir("translator"))
 
@@ -58,8 +58,7 @@ class TranscriptLog:
     lines).
     """
 
-    def __init__(self, directory: str | Path, *, max_bytes: int = 10 * 1024 * 1024, keep: int = 5,
-                 backlog: int = 1000) -> None:
+    def __init__(self, directory: str | Path, *, max_bytes: int = 10 * 1024 * 1024, keep: int = 5, backlog: int = 1000) -> None:
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.directory = Path(directory)
@@ -148,10 +147,13 @@ class TranscriptLog:
         except OSError as e:
             waiting = len(self.pending)
             if is_disk_full(e):
-                raise OutputError(f"{self.path}: disk full, transcript not written ({waiting} utterance(s) waiting "
-                                  "in memory); earlier transcripts are kept") from None
-            raise OutputError(f"{self.path}: write failed ({e.strerror}); {waiting} utterance(s) waiting, "
-                              "earlier transcripts are kept") from None
+                raise OutputError(
+                    f"{self.path}: disk full, transcript not written ({waiting} utterance(s) waiting "
+                    "in memory); earlier transcripts are kept"
+                ) from None
+            raise OutputError(
+                f"{self.path}: write failed ({e.strerror}); {waiting} utterance(s) waiting, earlier transcripts are kept"
+            ) from None
 
     def _rotate(self) -> None:
         assert self._fd is not None

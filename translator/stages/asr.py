@@ -159,7 +159,7 @@ class RecognizerStage:
         language = self._caption_language = recognition.language
         words = units(recognition.text, language)
         agreed = 0
-        for old, new in zip(self._previous, words):
+        for old, new in zip(self._previous, words, strict=False):  # the common prefix
             if normalise(old) != normalise(new):
                 break
             agreed += 1

@@ -21,15 +21,43 @@ SILENCE_DBFS = -60.0
 """Below this RMS the model is not run: digital silence or a muted microphone. Kept far below quiet
 speech (a distant talker is around -40 dBFS), so noise is left to the model's own guards."""
 
-_SILENCE_HALLUCINATIONS = frozenset({
-    "thank you", "thank you very much", "thanks for watching", "thank you for watching",
-    "thanks for watching and see you next time", "please subscribe", "like and subscribe",
-    "subscribe to my channel", "bye", "bye bye", "you", "so", "oh", "uh", "um", "hmm", "the end",
-    "vielen dank", "danke", "danke fürs zuschauen", "gracias", "gracias por ver", "merci",
-    "merci davoir regardé cette vidéo", "grazie", "grazie per la visione", "obrigado",
-    "спасибо", "продолжение следует", "ご視聴ありがとうございました", "谢谢观看", "谢谢",
-    "시청해주셔서 감사합니다",
-})
+_SILENCE_HALLUCINATIONS = frozenset(
+    {
+        "thank you",
+        "thank you very much",
+        "thanks for watching",
+        "thank you for watching",
+        "thanks for watching and see you next time",
+        "please subscribe",
+        "like and subscribe",
+        "subscribe to my channel",
+        "bye",
+        "bye bye",
+        "you",
+        "so",
+        "oh",
+        "uh",
+        "um",
+        "hmm",
+        "the end",
+        "vielen dank",
+        "danke",
+        "danke fürs zuschauen",
+        "gracias",
+        "gracias por ver",
+        "merci",
+        "merci davoir regardé cette vidéo",
+        "grazie",
+        "grazie per la visione",
+        "obrigado",
+        "спасибо",
+        "продолжение следует",
+        "ご視聴ありがとうございました",
+        "谢谢观看",
+        "谢谢",
+        "시청해주셔서 감사합니다",
+    }
+)
 """What Whisper says over silence and noise (caption credits of its training data), lower-cased and
 without punctuation. Rejected only on a low-confidence decode: people do say "thank you"."""
 
@@ -96,10 +124,14 @@ def looped(decoded: Decoded, token_cap: int, settings: AsrSettings, language: st
     Whisper's translate-task English repeats phrases of its own ("at the corner of the corner
     of the song"), so there only the token cap and the compression ratio count."""
     return (
-        decoded.tokens >= token_cap
-        or decoded.compression_ratio > settings.compression_ratio_threshold
-        or (task == "transcribe" and repeats(decoded.text, language))
-    ) and decoded.no_speech_prob <= settings.no_speech_threshold and bool(normalise(decoded.text))
+        (
+            decoded.tokens >= token_cap
+            or decoded.compression_ratio > settings.compression_ratio_threshold
+            or (task == "transcribe" and repeats(decoded.text, language))
+        )
+        and decoded.no_speech_prob <= settings.no_speech_threshold
+        and bool(normalise(decoded.text))
+    )
 
 
 def plausible(d: Decoded, settings: AsrSettings) -> bool:

@@ -19,26 +19,103 @@ from translator.stages.sentences import join_sentences, split_sentences
 from translator.text import one_line
 
 NLLB_CODES: dict[str, str] = {
-    "af": "afr_Latn", "am": "amh_Ethi", "ar": "arb_Arab", "as": "asm_Beng", "az": "azj_Latn",
-    "ba": "bak_Cyrl", "be": "bel_Cyrl", "bg": "bul_Cyrl", "bn": "ben_Beng", "bo": "bod_Tibt",
-    "bs": "bos_Latn", "ca": "cat_Latn", "cs": "ces_Latn", "cy": "cym_Latn", "da": "dan_Latn",
-    "de": "deu_Latn", "el": "ell_Grek", "en": "eng_Latn", "es": "spa_Latn", "et": "est_Latn",
-    "eu": "eus_Latn", "fa": "pes_Arab", "fi": "fin_Latn", "fo": "fao_Latn", "fr": "fra_Latn",
-    "gl": "glg_Latn", "gu": "guj_Gujr", "ha": "hau_Latn", "he": "heb_Hebr", "hi": "hin_Deva",
-    "hr": "hrv_Latn", "ht": "hat_Latn", "hu": "hun_Latn", "hy": "hye_Armn", "id": "ind_Latn",
-    "is": "isl_Latn", "it": "ita_Latn", "ja": "jpn_Jpan", "jw": "jav_Latn", "ka": "kat_Geor",
-    "kk": "kaz_Cyrl", "km": "khm_Khmr", "kn": "kan_Knda", "ko": "kor_Hang", "lb": "ltz_Latn",
-    "ln": "lin_Latn", "lo": "lao_Laoo", "lt": "lit_Latn", "lv": "lvs_Latn", "mg": "plt_Latn",
-    "mi": "mri_Latn", "mk": "mkd_Cyrl", "ml": "mal_Mlym", "mn": "khk_Cyrl", "mr": "mar_Deva",
-    "ms": "zsm_Latn", "mt": "mlt_Latn", "my": "mya_Mymr", "ne": "npi_Deva", "nl": "nld_Latn",
-    "nn": "nno_Latn", "no": "nob_Latn", "oc": "oci_Latn", "pa": "pan_Guru", "pl": "pol_Latn",
-    "ps": "pbt_Arab", "pt": "por_Latn", "ro": "ron_Latn", "ru": "rus_Cyrl", "sa": "san_Deva",
-    "sd": "snd_Arab", "si": "sin_Sinh", "sk": "slk_Latn", "sl": "slv_Latn", "sn": "sna_Latn",
-    "so": "som_Latn", "sq": "als_Latn", "sr": "srp_Cyrl", "su": "sun_Latn", "sv": "swe_Latn",
-    "sw": "swh_Latn", "ta": "tam_Taml", "te": "tel_Telu", "tg": "tgk_Cyrl", "th": "tha_Thai",
-    "tk": "tuk_Latn", "tl": "tgl_Latn", "tr": "tur_Latn", "tt": "tat_Cyrl", "uk": "ukr_Cyrl",
-    "ur": "urd_Arab", "uz": "uzn_Latn", "vi": "vie_Latn", "yi": "ydd_Hebr", "yo": "yor_Latn",
-    "yue": "yue_Hant", "zh": "zho_Hans",
+    "af": "afr_Latn",
+    "am": "amh_Ethi",
+    "ar": "arb_Arab",
+    "as": "asm_Beng",
+    "az": "azj_Latn",
+    "ba": "bak_Cyrl",
+    "be": "bel_Cyrl",
+    "bg": "bul_Cyrl",
+    "bn": "ben_Beng",
+    "bo": "bod_Tibt",
+    "bs": "bos_Latn",
+    "ca": "cat_Latn",
+    "cs": "ces_Latn",
+    "cy": "cym_Latn",
+    "da": "dan_Latn",
+    "de": "deu_Latn",
+    "el": "ell_Grek",
+    "en": "eng_Latn",
+    "es": "spa_Latn",
+    "et": "est_Latn",
+    "eu": "eus_Latn",
+    "fa": "pes_Arab",
+    "fi": "fin_Latn",
+    "fo": "fao_Latn",
+    "fr": "fra_Latn",
+    "gl": "glg_Latn",
+    "gu": "guj_Gujr",
+    "ha": "hau_Latn",
+    "he": "heb_Hebr",
+    "hi": "hin_Deva",
+    "hr": "hrv_Latn",
+    "ht": "hat_Latn",
+    "hu": "hun_Latn",
+    "hy": "hye_Armn",
+    "id": "ind_Latn",
+    "is": "isl_Latn",
+    "it": "ita_Latn",
+    "ja": "jpn_Jpan",
+    "jw": "jav_Latn",
+    "ka": "kat_Geor",
+    "kk": "kaz_Cyrl",
+    "km": "khm_Khmr",
+    "kn": "kan_Knda",
+    "ko": "kor_Hang",
+    "lb": "ltz_Latn",
+    "ln": "lin_Latn",
+    "lo": "lao_Laoo",
+    "lt": "lit_Latn",
+    "lv": "lvs_Latn",
+    "mg": "plt_Latn",
+    "mi": "mri_Latn",
+    "mk": "mkd_Cyrl",
+    "ml": "mal_Mlym",
+    "mn": "khk_Cyrl",
+    "mr": "mar_Deva",
+    "ms": "zsm_Latn",
+    "mt": "mlt_Latn",
+    "my": "mya_Mymr",
+    "ne": "npi_Deva",
+    "nl": "nld_Latn",
+    "nn": "nno_Latn",
+    "no": "nob_Latn",
+    "oc": "oci_Latn",
+    "pa": "pan_Guru",
+    "pl": "pol_Latn",
+    "ps": "pbt_Arab",
+    "pt": "por_Latn",
+    "ro": "ron_Latn",
+    "ru": "rus_Cyrl",
+    "sa": "san_Deva",
+    "sd": "snd_Arab",
+    "si": "sin_Sinh",
+    "sk": "slk_Latn",
+    "sl": "slv_Latn",
+    "sn": "sna_Latn",
+    "so": "som_Latn",
+    "sq": "als_Latn",
+    "sr": "srp_Cyrl",
+    "su": "sun_Latn",
+    "sv": "swe_Latn",
+    "sw": "swh_Latn",
+    "ta": "tam_Taml",
+    "te": "tel_Telu",
+    "tg": "tgk_Cyrl",
+    "th": "tha_Thai",
+    "tk": "tuk_Latn",
+    "tl": "tgl_Latn",
+    "tr": "tur_Latn",
+    "tt": "tat_Cyrl",
+    "uk": "ukr_Cyrl",
+    "ur": "urd_Arab",
+    "uz": "uzn_Latn",
+    "vi": "vie_Latn",
+    "yi": "ydd_Hebr",
+    "yo": "yor_Latn",
+    "yue": "yue_Hant",
+    "zh": "zho_Hans",
 }
 """Whisper's ISO 639-1 codes -> NLLB-200 (FLORES-200) language tokens, for every language both know."""
 
@@ -96,7 +173,7 @@ class CT2Translator:
         beam_size: int = 1,
     ) -> None:
         import ctranslate2  # noqa: PLC0415 - heavy import, only when a model is really loaded
-        import sentencepiece  # noqa: PLC0415
+        import sentencepiece  # noqa: PLC0415 - heavy import, only when a model is really loaded
 
         self.model = model
         self.beam_size = beam_size
@@ -115,7 +192,7 @@ class CT2Translator:
         if not (ct2_dir / "model.bin").is_file():
             raise ModelError(f"{ct2_dir / 'model.bin'}: missing from the translation model {model.name}; reinstall it")
 
-        def load_spm(path: Path):  # noqa: ANN202
+        def load_spm(path: Path) -> sentencepiece.SentencePieceProcessor:
             try:
                 return sentencepiece.SentencePieceProcessor(model_file=str(path))
             except (OSError, RuntimeError) as e:
@@ -237,7 +314,7 @@ class CT2Translator:
             texts = list(todo)
             pieces = self.translate_pieces(texts, source, target)
             with self._lock:
-                for sentence, toks in zip(texts, pieces):
+                for sentence, toks in zip(texts, pieces, strict=True):
                     translated = self._target_sp.decode(toks).strip() if toks else ""
                     for i in todo[sentence]:
                         out[i] = translated

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +51,9 @@ from translator.models.locate import resolve_asr
 from translator.stages.guards import SILENCE_DBFS, looped, plausible, rms_dbfs
 from translator.text import one_line
 from translator.whisper_api import STOCK_WINDOW, Decoded, Encoded
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 TASKS = ("transcribe", "translate")
 
@@ -106,7 +110,7 @@ class WhisperRecognizer:
             raise ModelError(
                 f"{self.model_dir / 'model.bin'}: cannot load the Whisper model ({one_line(e)}); reinstall the model"
             ) from e
-        except Exception as e:  # noqa: BLE001 - the tokenizers library raises bare Exception
+        except Exception as e:  # the tokenizers library raises bare Exception
             raise ModelError(
                 f"{self.model_dir / 'tokenizer.json'}: cannot load the Whisper tokenizer ({one_line(e)}); reinstall the model"
             ) from e
@@ -124,7 +128,7 @@ class WhisperRecognizer:
             return False
 
     @property
-    def model(self):  # noqa: ANN201 - faster_whisper.WhisperModel
+    def model(self) -> WhisperModel:
         """The loaded faster-whisper model (the benchmark's stock baseline runs on the same one)."""
         return self._model
 
@@ -208,8 +212,8 @@ class WhisperRecognizer:
             encoded = self._encode(chunk, settings)
             if language is None:
                 language, probability = self._detect(encoded, allowed)
-            if resolved_task is None:
-                resolved_task = task(language)  # type: ignore[operator]
+            if resolved_task is None:  # task is a function of the language, now known
+                resolved_task = task if isinstance(task, str) else task(language)
                 self.check(language, resolved_task)
             decoded = self._decode(encoded, len(chunk), language, resolved_task, prompt, settings)
             # A loop is retried on twice the window, then on the stock window: the longer short
@@ -229,6 +233,8 @@ class WhisperRecognizer:
                     originals.append(self._decode(encoded, len(chunk), language, "transcribe", prompt, settings).text)
         if not pieces:
             return None
+        # A piece was decoded, so the loop above knew the language and the task by then.
+        assert language is not None and resolved_task is not None
         text = joiner("en" if resolved_task == "translate" else language).join(p.text for p in pieces)
         tokens = sum(p.tokens for p in pieces)
         return Recognition(
@@ -267,8 +273,9 @@ class WhisperRecognizer:
             scores = [(code, prob / total) for code, prob in scores]
         return scores[0]
 
-    def _decode(self, encoded: Encoded, samples: int, language: str, task: str, prompt: str | None,
-                settings: AsrSettings) -> Decoded:
+    def _decode(
+        self, encoded: Encoded, samples: int, language: str, task: str, prompt: str | None, settings: AsrSettings
+    ) -> Decoded:
         return whisper_api.decode(
             self._model,
             encoded,

@@ -25,6 +25,7 @@ WHISPER_ROUTE = "whisper-translate"
 PIVOT = "en"
 """The language two-model routes go through, and the only one Whisper translates into."""
 
+
 def opus_mt_name(source: str, target: str) -> str:
     """The catalog name of the OPUS-MT model for a pair (``opus-mt-de-en``)."""
     return f"opus-mt-{source}-{target}"

@@ -19,9 +19,7 @@ _ABBREVIATIONS = frozenset(
 )
 """Words that end with a period but not a sentence (lower case, final period removed)."""
 
-_BEFORE_NUMBER = frozenset(
-    "no nr art vol p pp fig ch sec tel jan feb mar apr jun jul aug sep sept oct nov dec ca".split()
-)
+_BEFORE_NUMBER = frozenset("no nr art vol p pp fig ch sec tel jan feb mar apr jun jul aug sep sept oct nov dec ca".split())
 """Abbreviations that are not a sentence end when a number follows (``No. 5``, ``Jan. 2020``)."""
 
 _ORDINAL_DOT = frozenset("de da no nb nn fi cs sk sl hr sr bs hu lv et tr is fo".split())
@@ -78,9 +76,7 @@ def _is_sentence_end(text: str, m: re.Match[str], language: str) -> bool:
         return False  # an initial ("J. K. Rowling") or an acronym ("U.S.")
     if nxt.isdigit() and word in _BEFORE_NUMBER:
         return False
-    if word.isdigit() and language in _ORDINAL_DOT:
-        return False
-    return True
+    return not (word.isdigit() and language in _ORDINAL_DOT)  # an ordinal ("am 3. Mai") is no end
 
 
 def join_sentences(sentences: Iterable[str], language: str) -> str:

@@ -121,9 +121,7 @@ def _load_piper(files: VoiceFiles) -> PiperVoice:
             f"{files.config}: invalid Piper voice config ({type(e).__name__}: {one_line(e)}); reinstall the voice"
         ) from e
     except Exception as e:  # onnxruntime's own error classes derive from Exception only
-        raise ModelError(
-            f"{files.model}: not a valid Piper ONNX model ({one_line(e)}); reinstall the voice"
-        ) from e
+        raise ModelError(f"{files.model}: not a valid Piper ONNX model ({one_line(e)}); reinstall the voice") from e
 
 
 # --- espeak-ng ----------------------------------------------------------------------------------
@@ -138,9 +136,9 @@ def _espeak_voice_table() -> dict[str, str]:
     no -> nb. MBROLA voices are skipped: they need separately installed voice data.
     """
     try:
-        listing = subprocess.run(
-            [ESPEAK, "--voices"], capture_output=True, check=True, timeout=ESPEAK_TIMEOUT
-        ).stdout.decode("utf-8", "replace")
+        listing = subprocess.run([ESPEAK, "--voices"], capture_output=True, check=True, timeout=ESPEAK_TIMEOUT).stdout.decode(
+            "utf-8", "replace"
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     best: dict[str, tuple[int, str]] = {}
@@ -172,9 +170,7 @@ class EspeakVoice:
     def __init__(self, language: str, *, timeout: float = ESPEAK_TIMEOUT) -> None:
         espeak_voice = espeak_voice_for(language)
         if espeak_voice is None:
-            raise ModelError(
-                f"espeak-ng has no voice for {language!r} (or is not installed: apt install espeak-ng)"
-            )
+            raise ModelError(f"espeak-ng has no voice for {language!r} (or is not installed: apt install espeak-ng)")
         self.name = f"espeak-ng:{espeak_voice}"
         self.language = language
         self._espeak_voice = espeak_voice
@@ -262,13 +258,11 @@ def choose_voice(
         files = resolve_voice(voice, store=store)
         notice = None
         if files.language != language:
-            notice = Notice(
-                f"voice {files.name} speaks {files.language}, not {language}", time.monotonic(), NoticeLevel.WARNING
-            )
+            notice = Notice(f"voice {files.name} speaks {files.language}, not {language}", time.monotonic(), NoticeLevel.WARNING)
         return _piper_voice(files), notice
-    files = voice_for_language(language, store=store)
-    if files is not None:
-        return _piper_voice(files), None
+    installed = voice_for_language(language, store=store)
+    if installed is not None:
+        return _piper_voice(installed), None
     if allow_fallback:
         try:
             fallback = _cached(f"espeak:{language}", lambda: EspeakVoice(language))
@@ -338,7 +332,7 @@ class SpeakerStage:
             return
         try:
             voice, notice = self._resolve(t.target_language)
-        except Exception as e:  # a voice that cannot load silences its language, not the stage
+        except Exception as e:  # noqa: BLE001 - a voice that cannot load silences its language, not the stage
             self._voices[t.target_language] = None
             voice, notice = None, Notice(one_line(e), time.monotonic(), NoticeLevel.ERROR)
         if notice is not None:
@@ -355,8 +349,10 @@ class SpeakerStage:
                 sentence, samples = next(chunks)
             except StopIteration:
                 break
-            except Exception as e:  # an onnxruntime or espeak failure must not stop the stage
-                yield StageFailed("tts", t.utterance_id, f"speech synthesis with {voice.name} failed: {one_line(e)}", time.monotonic())
+            except Exception as e:  # noqa: BLE001 - an onnxruntime or espeak failure must not stop the stage
+                yield StageFailed(
+                    "tts", t.utterance_id, f"speech synthesis with {voice.name} failed: {one_line(e)}", time.monotonic()
+                )
                 break
             ready = time.monotonic()
             yield SpeechChunk(t.utterance_id, samples, voice.sample_rate, index, sentence, t.t_end_wall, ready, voice.name)

@@ -12,8 +12,8 @@ audio gives the same utterances however it is split into blocks and however fast
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -273,11 +273,21 @@ class Segmenter:
 
         if silence >= self._pause and utt.paused_audio is None:
             utt.paused_audio = self._buf.copy(utt.start, utt.last_voiced_end + self._post_roll)
-            out.append(SpeechPaused(utt.utterance_id, utt.paused_audio, self._time(utt.start),
-                                    self._time(utt.last_voiced_end), utt.last_voiced_wall, wall))
+            out.append(
+                SpeechPaused(
+                    utt.utterance_id,
+                    utt.paused_audio,
+                    self._time(utt.start),
+                    self._time(utt.last_voiced_end),
+                    utt.last_voiced_wall,
+                    wall,
+                )
+            )
         capped = b - utt.start >= self._max
         if silence >= self._endpoint or (capped and utt.paused_audio is not None):
             # At the cap during a pause, end where the pause did: the speculative result stands.
+            # paused_audio is set: endpoint >= pause (VadSettings checks it), so the pause came first.
+            assert utt.paused_audio is not None
             out.append(self._ended(utt, utt.paused_audio, wall, cut=silence < self._endpoint))
             self._floor = utt.last_voiced_end + self._post_roll
             self._utt = None
@@ -287,8 +297,9 @@ class Segmenter:
             utt.since_growing += FRAME
             if utt.since_growing >= self._partial:
                 utt.since_growing = 0
-                out.append(SpeechGrowing(utt.utterance_id, self._buf.copy(utt.start, b),
-                                         self._time(utt.start), self._time(b), wall))
+                out.append(
+                    SpeechGrowing(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), self._time(b), wall)
+                )
         if capped:
             self._cut(utt, wall, out)
 
@@ -300,8 +311,9 @@ class Segmenter:
         out.append(SpeechStarted(utt.utterance_id, self._time(utt.start), wall))
 
     def _ended(self, utt: _Utterance, audio: np.ndarray, wall: float, cut: bool = False) -> UtteranceEnded:
-        return UtteranceEnded(utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end),
-                              utt.last_voiced_wall, wall, cut)
+        return UtteranceEnded(
+            utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end), utt.last_voiced_wall, wall, cut
+        )
 
     def _cut(self, utt: _Utterance, wall: float, out: list[SegmentEvent]) -> None:
         """Split at the quietest recent frame: non-speech frames first, then the lowest energy."""
@@ -312,14 +324,30 @@ class Segmenter:
         # The window lies more than max_utterance / 3 after the onset (or the previous cut, which
         # kept at least one voiced frame), so the part before the cut always holds a voiced frame.
         last = max(j for j in range(first, k) if utt.voiced[j - first])
-        out.append(UtteranceEnded(utt.utterance_id, self._buf.copy(utt.start, cut), self._time(utt.start),
-                                  self._time((last + 1) * FRAME), utt.walls[last - first], wall, cut=True))
+        out.append(
+            UtteranceEnded(
+                utt.utterance_id,
+                self._buf.copy(utt.start, cut),
+                self._time(utt.start),
+                self._time((last + 1) * FRAME),
+                utt.walls[last - first],
+                wall,
+                cut=True,
+            )
+        )
         self._floor = cut
 
         tail = slice(k - first, None)
-        rest = _Utterance(start=cut, first_frame=k, probs=utt.probs[tail], rms=utt.rms[tail],
-                          voiced=utt.voiced[tail], walls=utt.walls[tail],
-                          last_voiced_end=utt.last_voiced_end, last_voiced_wall=utt.last_voiced_wall)
+        rest = _Utterance(
+            start=cut,
+            first_frame=k,
+            probs=utt.probs[tail],
+            rms=utt.rms[tail],
+            voiced=utt.voiced[tail],
+            walls=utt.walls[tail],
+            last_voiced_end=utt.last_voiced_end,
+            last_voiced_wall=utt.last_voiced_wall,
+        )
         rest.voiced_frames = sum(rest.voiced)
         if rest.voiced_frames:
             self._utt = rest
