@@ -108,11 +108,14 @@ class LiveSession:
         except BaseException:
             self.microphone.close()  # its stream is open: do not leave it to the garbage collector
             raise
-        self.pipeline = build_pipeline(engines, captions=True)
-        if self.speaker is not None:
-            self.pipeline.sink = GuardedSink(
-                self.speaker, self.microphone, audio.guard_tail, guard=audio.half_duplex, talking=self._user_talking
-            )
+        # The guard asks the pipeline's own segmenter whether the user is talking, so it is built
+        # first and reads ``self.pipeline`` only when speech is written.
+        sink = (
+            GuardedSink(self.speaker, self.microphone, audio.guard_tail, guard=audio.half_duplex, talking=self._user_talking)
+            if self.speaker is not None
+            else None
+        )
+        self.pipeline = build_pipeline(engines, sink=sink, captions=True)
         self.status = "listening"
         self._pending: set[int] = set()
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from translator.audio.sinks import AudioSink
 from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, NoticeLevel, SpeechChunk, StageFailed
-from translator.speculation import Confirm, Provisional, Retract
+from translator.speculation import RETRACTED, Confirm, Decisions, Provisional, Retract
 
 GAP_TOLERANCE = 0.002
 """Seconds a block may start after the previous one ended before it counts as a gap."""
@@ -107,42 +106,6 @@ class StageSpec:
     falls behind catches up instead of delaying the final result."""
 
 
-_PENDING, _CONFIRMED, _RETRACTED = "pending", "confirmed", "retracted"
-_KEEP_DECISIONS = 1024
-"""Decisions remembered per run: speculations are decided within an utterance, so a few suffice."""
-
-
-class _Decisions:
-    """What became of each speculation, in the order a thread learned it (one per thread, plus a
-    shared one the stages read to stop work on a retracted speculation early)."""
-
-    def __init__(self) -> None:
-        self._state: OrderedDict[Hashable, str] = OrderedDict()
-        self._held: dict[Hashable, list[Any]] = {}
-        self._lock = threading.Lock()
-
-    def state(self, key: Hashable) -> str:
-        with self._lock:
-            return self._state.get(key, _PENDING)
-
-    def decide(self, decision: Confirm | Retract) -> list[Any]:
-        """Record ``decision``; return what was held for its key (to release, or to drop)."""
-        with self._lock:
-            self._state[decision.key] = _CONFIRMED if isinstance(decision, Confirm) else _RETRACTED
-            while len(self._state) > _KEEP_DECISIONS:
-                old, _ = self._state.popitem(last=False)
-                self._held.pop(old, None)
-            return self._held.pop(decision.key, [])
-
-    def admit(self, item: Provisional) -> Any | None:
-        """The inner event if its speculation is confirmed; None when it is held or dropped."""
-        with self._lock:
-            state = self._state.get(item.key, _PENDING)
-            if state == _PENDING:
-                self._held.setdefault(item.key, []).append(item.event)
-            return item.event if state == _CONFIRMED else None
-
-
 def _released(event: Any) -> Any:
     """A held event as it goes out: its ``wall`` is when it is released, not when it was made."""
     wall = getattr(event, "wall", None)
@@ -186,7 +149,7 @@ class Pipeline(Generic[SegmenterT]):
         self.queue_size = queue_size
         self.observed = _Observed(list(observers or []))
         self._stop = threading.Event()
-        self._decisions = _Decisions()
+        self._decisions = Decisions()
         self._sink_box: queue.Queue[Any] | None = None
         self.superseded = 0
         """Events skipped because a later one of the same utterance was already waiting."""
@@ -204,7 +167,7 @@ class Pipeline(Generic[SegmenterT]):
         inboxes: list[queue.Queue[Any]] = [queue.Queue(self.queue_size) for _ in self.stages]
         sink_box: queue.Queue[Any] = queue.Queue(self.queue_size)
         self._sink_box = sink_box
-        self._decisions = _Decisions()
+        self._decisions = Decisions()
         first = inboxes[0] if inboxes else sink_box
 
         threads = [threading.Thread(target=self._read, args=(source, first, out), name="source", daemon=True)]
@@ -231,7 +194,7 @@ class Pipeline(Generic[SegmenterT]):
     def _drain(self, out: queue.Queue[Any], workers: int) -> Iterator[Event]:
         finished = 0
         failure: BaseException | None = None
-        decisions = _Decisions()  # in the order this thread sees them, so releases keep the order
+        decisions = Decisions()  # in the order this thread sees them, so releases keep the order
         while finished < workers:
             item = out.get()
             if item is _END:
@@ -330,7 +293,7 @@ class Pipeline(Generic[SegmenterT]):
                 key = None
                 if isinstance(item, Provisional):
                     key, item = item.key, item.event
-                    if self._decisions.state(key) == _RETRACTED:
+                    if self._decisions.state(key) == RETRACTED:
                         continue
                 if not isinstance(item, spec.accepts):
                     continue
@@ -340,7 +303,7 @@ class Pipeline(Generic[SegmenterT]):
                         if isinstance(event, (Confirm, Retract)):
                             self._decide(event, out)
                             continue
-                        if key is not None and self._decisions.state(key) == _RETRACTED:
+                        if key is not None and self._decisions.state(key) == RETRACTED:
                             close = getattr(steps, "close", None)
                             if close is not None:
                                 close()  # stop synthesising sentences nobody will hear
@@ -371,7 +334,7 @@ class Pipeline(Generic[SegmenterT]):
     def _play(self, inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:
         """Sink thread, so a blocking audio device never stalls synthesis; reports each failure
         once (the sink raises once per failure, see :class:`~translator.audio.sinks.AudioSink`)."""
-        decisions = _Decisions()
+        decisions = Decisions()
         while (item := inbox.get()) is not _END:
             if isinstance(item, (Confirm, Retract)):
                 held = decisions.decide(item)
