@@ -11,14 +11,13 @@ import importlib.util
 import io
 import json
 import math
-import os
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SPEECH
+from conftest import SPEECH, skip_or_fail
 
 from translator.audio.sinks import MemorySink
 from translator.bench import scoring
@@ -56,11 +55,7 @@ def _positive(x: object) -> bool:
 
 def _has_matplotlib() -> bool:
     """matplotlib comes with the bench extra; without it the plot is tested only outside CI."""
-    if importlib.util.find_spec("matplotlib") is not None:
-        return True
-    if os.environ.get("CI") == "true":
-        pytest.fail("matplotlib is missing: pip install -e '.[bench]'")
-    return False
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +173,7 @@ def test_bench_reports_each_utterance(bench_run) -> None:
 
 def test_bench_plot(bench_run) -> None:
     if not _has_matplotlib():
-        pytest.skip("matplotlib is not installed (the bench extra)")
+        skip_or_fail("matplotlib is missing: pip install -e '.[bench]'")
     _, r, plot, _ = bench_run
     assert plot.is_file() and plot.stat().st_size > 10_000
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

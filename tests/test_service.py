@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_or_fail
 from mtmodels import build_marian
 from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
@@ -46,10 +47,7 @@ MAX_EXPOSURE = 2.5
 
 
 def _missing(what: str) -> None:
-    """A tool the test needs is not installed: skip, but fail under CI (which must have it)."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} not installed")
-    pytest.skip(f"{what} not installed")
+    skip_or_fail(f"{what} not installed")
 
 
 def _analyze() -> str:
