@@ -31,9 +31,6 @@ from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
 
 from translator.bench import scoring
-from translator.run import app as ui
-from translator.events import Caption, SpeechChunk, Transcript
-from translator.transcript import UtteranceRecord
 
 REPO = Path(__file__).resolve().parents[1]
 EN = "en/LDC93S1.wav"  # "She had your dark suit in greasy wash water all year." (2.9 s)
@@ -102,59 +99,6 @@ def figures(recs: list[dict], label: str) -> None:
 
 def run_args(transcript: Path, *extra: str) -> list[str]:
     return ["--plain", "--transcript", str(transcript), *extra]
-
-
-# --- pieces (no audio) --------------------------------------------------------------------------
-
-
-def test_push_to_talk_counts_auto_repeat_as_held() -> None:
-    ptt = ui.PushToTalk(hold=0.6, first_hold=0.8)
-    assert not ptt.held(100.0)
-    ptt.press(100.0)  # the press; the keyboard waits up to 660 ms before repeating
-    assert ptt.held(100.7) and not ptt.held(100.85)
-    for k in range(1, 20):  # auto-repeat every 33 ms
-        ptt.press(100.66 + k * 0.033)
-    last = 100.66 + 19 * 0.033
-    assert ptt.held(last + 0.55) and not ptt.held(last + 0.65)  # released: off within 0.6 s
-    ptt.press(last + 2.0)  # a new press gets the long first window again
-    assert ptt.held(last + 2.75)
-
-
-def test_mode_is_plain_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
-    with open(tmp_path / "out", "w") as f:
-        assert ui.choose_mode(False, False, f) == "plain"
-        assert ui.choose_mode(False, True, f) == "jsonl"
-    r = subprocess.run([sys.executable, "-m", "translator.cli", "run", "--plain", "--jsonl"], capture_output=True, text=True)
-    assert r.returncode == 2 and "not allowed with" in r.stderr
-
-
-def test_plain_lines_one_per_event() -> None:
-    import io
-
-    out = io.StringIO()
-    r = ui.PlainRenderer(out)
-    r.event(Caption(1, "She had", "your dog", 1.0, 0.0, 0.3))
-    r.event(Caption(1, "She had", "your dog", 1.5, 0.0, 0.8))  # unchanged text: no line
-    r.event(Transcript(1, "She had your dark suit.", "en", 0.9, "transcribe", 0.0, 2.0, 0.0, 0.4, 0.3))
-    r.event(SpeechChunk(1, np.zeros(10, np.float32), 22050, 0, "x", 0.0, 0.6, "en_US-joe-medium"))
-    r.record(UtteranceRecord(1, 0.0, 2.0, "en", "She had your dark suit.", "es", "x", "opus-mt-en-es", "v", 0.4, 0.45,
-                             0.6, (0.3, 0.5), 0.3, 0.05, 1.0, False))
-    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
-    assert lines == [
-        "#1 caption: She had your dog  (stable: She had)",
-        "#1 heard (en): She had your dark suit.",
-        "#1 speaking (en_US-joe-medium)",
-        "#1 done (en → es): asr 400 ms · mt 450 ms · speech 600 ms · caption lag 0.40 s (2 captions)",
-    ], lines
-
-
-def test_library_stderr_goes_to_a_log_while_the_tui_runs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    log = tmp_path / "state" / "run-stderr.log"
-    with ui.stderr_to_file(log) as used:
-        os.write(2, b"ALSA lib pcm.c:8570:(snd_pcm_recover) underrun occurred\n")  # as libasound writes it
-    os.write(2, b"after\n")
-    assert used == log and "underrun occurred" in log.read_text()
-    assert capfd.readouterr().err == "after\n"
 
 
 # --- devices ------------------------------------------------------------------------------------
@@ -340,7 +284,7 @@ def test_conversation_mode_routes_each_language_to_the_other(tmp_path: Path, pa:
         spanish = len(read_jsonl(transcript))
         pa.feed(en)
         wait_records(app, transcript, spanish + 1, timeout=90)
-        app.wait_line(rf"#\d+ speaking \(espeak-ng:es\)", timeout=30)
+        app.wait_line(r"#\d+ speaking \(espeak-ng:es\)", timeout=30)
         # Ctrl-C twice: the first starts a graceful stop (which would let the long espeak-ng speech
         # of the test model's junk Spanish play out), the second exits at once with 130
         app.proc.send_signal(signal.SIGINT)

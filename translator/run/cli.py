@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from translator.run import app as ui  # noqa: PLC0415
+    from translator.run import app  # noqa: PLC0415 (the live stack is heavy: not for the other commands)
+    from translator.run.terminal import choose_mode  # noqa: PLC0415
 
     config = cliargs.settings(args)
     extra: dict[str, dict[str, object]] = {}
@@ -50,18 +51,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         extra.setdefault("audio", {})["half_duplex"] = False
     if extra:
         config = cfg.merge(config, extra, "command line")
-    options = ui.RunOptions(
-        mode=ui.choose_mode(args.plain, args.jsonl, sys.stdout),
+    options = app.RunOptions(
+        mode=choose_mode(args.plain, args.jsonl, sys.stdout),
         speak=not args.no_speak,
         ptt=args.ptt,
         transcript=args.transcript,
     )
-    return ui.run_live(config, options, console)
+    return app.run_live(config, options, console)
 
 
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
-    from translator.run import app as ui  # noqa: PLC0415
+    from translator.run.devices_table import device_table  # noqa: PLC0415 (PortAudio)
 
-    for line in ui.device_table():
+    for line in device_table():
         console.out(line, highlight=False)
     return 0
