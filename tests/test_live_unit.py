@@ -1,14 +1,22 @@
-"""The self-listening guard's sink with fake devices: mute span, and no talking over the user."""
+"""Pieces of the live app without audio devices: the self-listening guard's sink with fake
+devices (mute span, no talking over the user), push-to-talk, the choice of renderer, and library
+messages on stderr kept off the TUI. What the renderers draw: tests/test_render.py."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from translator.errors import DeviceError
 from translator.live import GuardedSink
+from translator.run.terminal import Mode, PushToTalk, choose_mode, stderr_to_file
 
 
 class FakeSpeaker:
@@ -108,3 +116,33 @@ def test_segmenter_remembers_when_it_last_heard_a_voice():
     list(seg.feed(AudioBlock(speech, 1.0, wall=500.0)))
     list(seg.feed(AudioBlock(np.zeros(16000, np.float32), 1.0 + len(speech) / 16000, wall=600.0)))
     assert seg.last_voiced_wall == 500.0
+
+
+def test_push_to_talk_counts_auto_repeat_as_held() -> None:
+    ptt = PushToTalk(hold=0.6, first_hold=0.8)
+    assert not ptt.held(100.0)
+    ptt.press(100.0)  # the press; the keyboard waits up to 660 ms before repeating
+    assert ptt.held(100.7) and not ptt.held(100.85)
+    for k in range(1, 20):  # auto-repeat every 33 ms
+        ptt.press(100.66 + k * 0.033)
+    last = 100.66 + 19 * 0.033
+    assert ptt.held(last + 0.55) and not ptt.held(last + 0.65)  # released: off within 0.6 s
+    ptt.press(last + 2.0)  # a new press gets the long first window again
+    assert ptt.held(last + 2.75)
+
+
+def test_mode_is_plain_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
+    with open(tmp_path / "out", "w") as f:
+        assert choose_mode(False, False, f) is Mode.PLAIN
+        assert choose_mode(False, True, f) is Mode.JSONL
+    r = subprocess.run([sys.executable, "-m", "translator.cli", "run", "--plain", "--jsonl"], capture_output=True, text=True)
+    assert r.returncode == 2 and "not allowed with" in r.stderr
+
+
+def test_library_stderr_goes_to_a_log_while_the_tui_runs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "state" / "run-stderr.log"
+    with stderr_to_file(log) as used:
+        os.write(2, b"ALSA lib pcm.c:8570:(snd_pcm_recover) underrun occurred\n")  # as libasound writes it
+    os.write(2, b"after\n")
+    assert used == log and "underrun occurred" in log.read_text()
+    assert capfd.readouterr().err == "after\n"

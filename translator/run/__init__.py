@@ -1,0 +1,1 @@
+"""The live terminal app: ``translator run`` (captions, translation, speech) and ``translator devices``."""
