@@ -42,9 +42,11 @@ class Watched:
                 else:
                     self.err.append(line.rstrip("\n"))
 
-    def log(self) -> str:
-        text = "\n".join(line for _, line in self.lines)
-        return text + ("\nstderr:\n" + "\n".join(self.err[-80:]) if self.err else "")
+    def log(self, lines: int | None = None) -> str:
+        """The output, then stderr apart; with ``lines``, the last that many of each."""
+        out, err = (self.lines, self.err) if lines is None else (self.lines[-lines:], self.err[-lines:])
+        text = "\n".join(line for _, line in out)
+        return text + ("\nstderr:\n" + "\n".join(err) if err else "")
 
     def wait(self, what: str, found: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -53,12 +55,14 @@ class Watched:
                 if self.proc.poll() is None:
                     self.proc.send_signal(signal.SIGUSR1)
                     time.sleep(1.0)
-                raise AssertionError(f"timed out waiting for {what}; output:\n{self.log()[-12000:]}")
+                # 200 lines of stderr: the stack dump alone is ~80, and what the libraries printed
+                # before it says why it hung
+                raise AssertionError(f"timed out waiting for {what}; output:\n{self.log(200)}")
             if self.proc.poll() is not None:
                 time.sleep(0.3)
                 if not found():
                     raise AssertionError(f"{self.label} exited ({self.proc.returncode}) waiting for {what}; "
-                                         f"output:\n{self.log()[-5000:]}")
+                                         f"output:\n{self.log(200)}")
             time.sleep(0.05)
 
     def hits(self, pattern: str, after: float = 0.0) -> list[tuple[float, str]]:
