@@ -61,8 +61,9 @@ class Watched:
             if self.proc.poll() is not None:
                 time.sleep(0.3)
                 if not found():
-                    raise AssertionError(f"{self.label} exited ({self.proc.returncode}) waiting for {what}; "
-                                         f"output:\n{self.log(200)}")
+                    raise AssertionError(
+                        f"{self.label} exited ({self.proc.returncode}) waiting for {what}; output:\n{self.log(200)}"
+                    )
             time.sleep(0.05)
 
     def hits(self, pattern: str, after: float = 0.0) -> list[tuple[float, str]]:

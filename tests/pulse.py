@@ -42,7 +42,7 @@ How it works here (Debian, PulseAudio 16, PortAudio 19.6 with no PulseAudio host
 Add to ``tests/conftest.py`` to make the fixture available everywhere: ``from pulse import pulse  # noqa: F401``.
 
 Missing tools: a test that needs the server is skipped on a developer's machine without them, but
-with ``CI=true`` in the environment it fails (:func:`missing_tool`): a CI image that lost
+with ``CI=true`` in the environment it fails (``conftest.skip_or_fail``): a CI image that lost
 pulseaudio must not turn the live and service suites green by skipping them. Mark such tests
 with :data:`needs_pulse`, which skips only outside CI.
 """
@@ -67,10 +67,10 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import pytest
+from conftest import CI, skip_or_fail
 
 RATE = 16000
 """The pipe source's rate: ``feed`` takes 16 kHz mono float32."""
@@ -88,21 +88,9 @@ def have_pulseaudio() -> bool:
     return all(shutil.which(tool) for tool in ("pulseaudio", "pactl", "parec"))
 
 
-def in_ci() -> bool:
-    """``CI`` is set to true (as GitHub Actions, GitLab CI and most others do)."""
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def missing_tool(message: str) -> NoReturn:
-    """A tool the test needs is not installed: skip, or fail under CI."""
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-needs_pulse = pytest.mark.skipif(not have_pulseaudio() and not in_ci(), reason=NO_PULSEAUDIO)
+needs_pulse = pytest.mark.skipif(not have_pulseaudio() and not CI, reason=NO_PULSEAUDIO)
 """For tests that start a :class:`PulseServer`: skipped without the tools, except under CI, where
-the server's start fails them (:func:`missing_tool`)."""
+the server's start fails them (``conftest.skip_or_fail``)."""
 
 
 @dataclass
@@ -167,7 +155,7 @@ class PulseServer:
 
     def start(self) -> PulseServer:
         if not have_pulseaudio():
-            missing_tool(NO_PULSEAUDIO)
+            skip_or_fail(NO_PULSEAUDIO)
         self.tmp_path.mkdir(parents=True, exist_ok=True)
         d = self.tmp_path / "pulse"
         if len(str(d / "native")) > 100:  # sun_path is 108 bytes
@@ -189,9 +177,19 @@ class PulseServer:
         try:
             self.proc = subprocess.Popen(
                 [
-                    "pulseaudio", "--daemonize=no", "--system=no", "-n", "-F", str(d / "default.pa"),
-                    "--exit-idle-time=-1", "--disallow-exit", "--use-pid-file=no",
-                    "--realtime=no", "--high-priority=yes", "--log-target=stderr", "--log-level=notice",
+                    "pulseaudio",
+                    "--daemonize=no",
+                    "--system=no",
+                    "-n",
+                    "-F",
+                    str(d / "default.pa"),
+                    "--exit-idle-time=-1",
+                    "--disallow-exit",
+                    "--use-pid-file=no",
+                    "--realtime=no",
+                    "--high-priority=yes",
+                    "--log-target=stderr",
+                    "--log-level=notice",
                 ],
                 env=self._server_env(),
                 stdin=subprocess.DEVNULL,
@@ -225,9 +223,21 @@ class PulseServer:
         suspending and resuming the sink makes it pick the short period up at once.
         """
         self._clock_proc = subprocess.Popen(
-            ["pacat", "--playback", f"--device={SINK}", "--raw", "--format=s16le", f"--rate={self.sink_rate}",
-             "--channels=2", "--latency-msec=10", "--client-name=sink-clock", "/dev/zero"],
-            env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            [
+                "pacat",
+                "--playback",
+                f"--device={SINK}",
+                "--raw",
+                "--format=s16le",
+                f"--rate={self.sink_rate}",
+                "--channels=2",
+                "--latency-msec=10",
+                "--client-name=sink-clock",
+                "/dev/zero",
+            ],
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 5
@@ -370,8 +380,7 @@ class PulseServer:
 
     def _source_module_args(self) -> str:
         assert self.dir is not None
-        return (f"module-pipe-source source_name={SOURCE} file={self.dir}/mic.fifo"
-                f" format=s16le rate={RATE} channels=1")
+        return f"module-pipe-source source_name={SOURCE} file={self.dir}/mic.fifo format=s16le rate={RATE} channels=1"
 
     def remove_source(self, *, kill_streams: bool = True) -> None:
         """Unplug the microphone: unload ``mic`` and (by default) kill the streams that were on it."""
@@ -401,8 +410,13 @@ class PulseServer:
         self._stop_clock()
 
     def add_sink(self) -> None:
-        self.pactl("load-module", "module-null-sink", f"sink_name={SINK}", f"rate={self.sink_rate}",
-                   f"sink_properties=device.description={SINK}")
+        self.pactl(
+            "load-module",
+            "module-null-sink",
+            f"sink_name={SINK}",
+            f"rate={self.sink_rate}",
+            f"sink_properties=device.description={SINK}",
+        )
         self._start_clock()
 
     # --- the microphone -------------------------------------------------------------------------
@@ -429,8 +443,10 @@ class PulseServer:
     def writer_state(self) -> str:
         """For a failure message: is the microphone's writer alive, and what went wrong on the FIFO."""
         alive = self._writer is not None and self._writer.is_alive()
-        return (f"writer {'alive' if alive else 'DEAD'}, {self.dropped_seconds:.1f} s dropped, "
-                f"errors: {self.writer_errors[-5:] or 'none'}; server log: {self._log_tail()}")
+        return (
+            f"writer {'alive' if alive else 'DEAD'}, {self.dropped_seconds:.1f} s dropped, "
+            f"errors: {self.writer_errors[-5:] or 'none'}; server log: {self._log_tail()}"
+        )
 
     def wait_fed(self, timeout: float | None = None) -> bool:
         """Wait until everything queued with :meth:`feed` has been written."""
@@ -565,9 +581,18 @@ class PulseServer:
         path = self.dir / f"rec-{time.monotonic_ns()}.f32"
         with open(path, "wb") as out:
             proc = subprocess.Popen(
-                ["parec", f"--device={SINK}.monitor", "--format=float32le", f"--rate={RATE}", "--channels=1",
-                 "--latency-msec=20", "--raw"],
-                env={**os.environ, **self.env}, stdout=out, stderr=subprocess.PIPE,
+                [
+                    "parec",
+                    f"--device={SINK}.monitor",
+                    "--format=float32le",
+                    f"--rate={RATE}",
+                    "--channels=1",
+                    "--latency-msec=20",
+                    "--raw",
+                ],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.PIPE,
             )
         rec.started = time.monotonic()
         time.sleep(settle)

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SPEECH, clip
+from conftest import SPEECH, clip, skip_or_fail
 from mtmodels import build_marian
 from procs import Watched, read_jsonl
-from pulse import PulseServer, missing_tool, needs_pulse
+from pulse import PulseServer, needs_pulse
 
 from translator.bench import scoring
 
@@ -63,8 +63,15 @@ class App(Watched):
     label = "run"
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        proc = subprocess.Popen([sys.executable, "-m", "translator.cli", "run", *args], env=env, cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "translator.cli", "run", *args],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         assert proc.stdout is not None and proc.stderr is not None
         super().__init__(proc, proc.stdout, proc.stderr)
 
@@ -104,8 +111,13 @@ def run_args(transcript: Path, *extra: str) -> list[str]:
 
 @needs_pulse
 def test_devices_lists_inputs_and_outputs_with_the_defaults(pa: PulseServer) -> None:
-    r = subprocess.run([sys.executable, "-m", "translator.cli", "devices"], env={**os.environ, **pa.env},
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "devices"],
+        env={**os.environ, **pa.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert out.index("inputs:") < out.index("outputs:")
@@ -117,15 +129,27 @@ def test_devices_lists_inputs_and_outputs_with_the_defaults(pa: PulseServer) -> 
 @needs_pulse
 def test_no_input_device_is_one_line_listing_the_devices_exit_2(tmp_path: Path, pa: PulseServer) -> None:
     dead = {**os.environ, **pa.env, "PULSE_SERVER": f"unix:{tmp_path}/nothing-here"}
-    r = subprocess.run([sys.executable, "-m", "translator.cli", "run", "--plain"], env=dead, capture_output=True,
-                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "run", "--plain"],
+        env=dead,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "no audio input device found" in lines[0] and "sound server" in lines[0], lines
     assert "loading models" not in r.stdout, "models were loaded before the device check"
 
-    r = subprocess.run([sys.executable, "-m", "translator.cli", "run", "--input", "usb headset"], env={**os.environ, **pa.env},
-                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "run", "--input", "usb headset"],
+        env={**os.environ, **pa.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "'usb headset'" in lines[0] and "'pulse'" in lines[0] and "'default'" in lines[0], lines
@@ -154,7 +178,7 @@ def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Pa
         span = rec.voiced_span()
         assert span is not None, "nothing was spoken on the output"
         assert 1.5 <= span[1] - span[0] <= 6.0 and abs((span[1] - span[0]) - first["speech_seconds"]) < 1.0, (span, first)
-        assert float(np.sqrt(np.mean(rec.samples ** 2))) > 1e-3
+        assert float(np.sqrt(np.mean(rec.samples**2))) > 1e-3
         assert app.hits(r"#1 caption: ") and app.hits(r"#1 done \(en → en\): asr \d+ ms · mt \d+ ms · speech \d+ ms")
         figures(recs, "live tiny.en")
 
@@ -184,8 +208,7 @@ def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Pa
 
 
 @needs_pulse
-def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path: Path, pa: PulseServer,
-                                                                         en: np.ndarray) -> None:
+def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path: Path, pa: PulseServer, en: np.ndarray) -> None:
     transcript = tmp_path / "t.jsonl"
     app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en", "--full-duplex"), {**os.environ, **pa.env})
     try:
@@ -235,14 +258,24 @@ for _ in mic:
 
 
 @needs_pulse
-@pytest.mark.xfail(strict=True, reason="PortAudio 19.6's ALSA host never returns from Pa_StartStream when the device "
-                                       "fails to start in its callback thread (it leaks a mutex): MicrophoneSource "
-                                       "then waits for good, holding the PortAudio lock; fix it in the device code")
+@pytest.mark.xfail(
+    strict=True,
+    reason="PortAudio 19.6's ALSA host never returns from Pa_StartStream when the device "
+    "fails to start in its callback thread (it leaks a mutex): MicrophoneSource "
+    "then waits for good, holding the PortAudio lock; fix it in the device code",
+)
 def test_a_microphone_gone_between_open_and_start_is_retried(pa: PulseServer) -> None:
     """What a reopen that races the device (the flake of the test above, when the replug met a
     retry) comes down to: the stream opens, then the device fails to start."""
-    proc = subprocess.Popen([sys.executable, "-c", MIC_PROBE], env={**os.environ, **pa.env}, cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MIC_PROBE],
+        env={**os.environ, **pa.env},
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     probe = Watched(proc, proc.stdout, proc.stderr)
     try:
@@ -259,7 +292,8 @@ def test_a_microphone_gone_between_open_and_start_is_retried(pa: PulseServer) ->
 
 @needs_pulse
 def test_speaker_unplugged_captions_go_on_the_error_is_shown_once_and_speech_comes_back(
-        tmp_path: Path, pa: PulseServer, en: np.ndarray) -> None:
+    tmp_path: Path, pa: PulseServer, en: np.ndarray
+) -> None:
     transcript = tmp_path / "t.jsonl"
     app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en"), {**os.environ, **pa.env})
     try:
@@ -300,8 +334,7 @@ def test_conversation_mode_routes_each_language_to_the_other(tmp_path: Path, pa:
     (spoken while the clip goes on) would mute the rest of it, as it would a person talking over it."""
     model = build_marian(tmp_path / "opus-mt-en-es", "en", "es", eos_bias=0.0)
     transcript = tmp_path / "t.jsonl"
-    app = App(run_args(transcript, "--pair", "en:es", "--mt-model", str(model.path), "--full-duplex"),
-              {**os.environ, **pa.env})
+    app = App(run_args(transcript, "--pair", "en:es", "--mt-model", str(model.path), "--full-duplex"), {**os.environ, **pa.env})
     try:
         app.wait_line(r"listening on 'default'", timeout=150)
         assert app.hits(r"ready: conversation en ⇄ es")
@@ -309,8 +342,10 @@ def test_conversation_mode_routes_each_language_to_the_other(tmp_path: Path, pa:
         pa.wait_fed(30)
         app.wait(  # every utterance begun is finished: none is in flight when the English starts
             "the Spanish clip",
-            lambda: any(r["language"] == "es" for r in read_jsonl(transcript))
-            and len(app.hits(r"#\d+ (done|not speech)")) == len(app.hits(r"speech started")) >= 1,
+            lambda: (
+                any(r["language"] == "es" for r in read_jsonl(transcript))
+                and len(app.hits(r"#\d+ (done|not speech)")) == len(app.hits(r"speech started")) >= 1
+            ),
             timeout=120,
         )
         pa.feed(en)
@@ -326,8 +361,13 @@ def test_conversation_mode_routes_each_language_to_the_other(tmp_path: Path, pa:
         app.close()
     recs = read_jsonl(transcript)
     rest, last = recs[:-1], recs[-1]
-    assert rest and all(r["language"] == "es" and r["target_language"] == "en" and r["route"] == "whisper-translate"
-                        and r["voice"] == "en_US-joe-medium" for r in rest), rest
+    assert rest and all(
+        r["language"] == "es"
+        and r["target_language"] == "en"
+        and r["route"] == "whisper-translate"
+        and r["voice"] == "en_US-joe-medium"
+        for r in rest
+    ), rest
     english = " ".join(r["text"] for r in rest).lower()
     assert re.search(r"sand|grain|white", english), english
     assert last["language"] == "en" and last["target_language"] == "es" and last["route"] == "opus-mt-en-es", last
@@ -345,7 +385,7 @@ class Tmux:
 
     def __init__(self, tmp_path: Path, argv: list[str], cwd: Path) -> None:
         if shutil.which("tmux") is None:
-            missing_tool("tmux not installed (apt-get install tmux)")
+            skip_or_fail("tmux not installed (apt-get install tmux)")
         self.sock = str(tmp_path / "tmux.sock")
         conf = tmp_path / "tmux.conf"
         conf.write_text("set -g remain-on-exit on\n")
@@ -353,8 +393,28 @@ class Tmux:
         # normally (dash would die at once); tmux's own #{pane_dead_status} is sometimes never set.
         self.rc = tmp_path / "rc"
         script = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(self.rc))}"
-        subprocess.run(["tmux", "-S", self.sock, "-f", str(conf), "new-session", "-d", "-s", "live", "-x", "120", "-y", "40",
-                        "-c", str(cwd), shlex.join(["bash", "-c", script])], check=True, timeout=30)
+        subprocess.run(
+            [
+                "tmux",
+                "-S",
+                self.sock,
+                "-f",
+                str(conf),
+                "new-session",
+                "-d",
+                "-s",
+                "live",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                "-c",
+                str(cwd),
+                shlex.join(["bash", "-c", script]),
+            ],
+            check=True,
+            timeout=30,
+        )
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True, timeout=10).stdout
@@ -375,14 +435,37 @@ class Tmux:
 
 
 @needs_pulse
-def test_tui_under_tmux_shows_captions_and_translation_push_to_talk_and_q_stops(tmp_path: Path, pa: PulseServer,
-                                                                               en: np.ndarray) -> None:
+def test_tui_under_tmux_shows_captions_and_translation_push_to_talk_and_q_stops(
+    tmp_path: Path, pa: PulseServer, en: np.ndarray
+) -> None:
     model = build_marian(tmp_path / "opus-mt-en-es", "en", "es", eos_bias=0.0)
     transcript = tmp_path / "t.jsonl"
     # pytest exports COLUMNS=80/LINES=24, which rich would obey: let the 120x40 pane decide
-    argv = ["env", "-u", "COLUMNS", "-u", "LINES", *(f"{k}={v}" for k, v in pa.env.items()), "TERM=xterm-256color",
-            sys.executable, "-m", "translator.cli", "run", "--from", "en", "--to", "es", "--asr", "tiny.en",
-            "--mt-model", str(model.path), "--ptt", "--no-speak", "--transcript", str(transcript)]
+    argv = [
+        "env",
+        "-u",
+        "COLUMNS",
+        "-u",
+        "LINES",
+        *(f"{k}={v}" for k, v in pa.env.items()),
+        "TERM=xterm-256color",
+        sys.executable,
+        "-m",
+        "translator.cli",
+        "run",
+        "--from",
+        "en",
+        "--to",
+        "es",
+        "--asr",
+        "tiny.en",
+        "--mt-model",
+        str(model.path),
+        "--ptt",
+        "--no-speak",
+        "--transcript",
+        str(transcript),
+    ]
     tmux = Tmux(tmp_path, argv, REPO)
     try:
         deadline = time.monotonic() + 120

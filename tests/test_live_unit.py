@@ -98,7 +98,8 @@ def test_a_failed_output_does_not_mute_the_microphone():
     speaker, mic = FailedSpeaker(), FakeMicrophone()
     asked: list[float] = []
     GuardedSink(speaker, mic, 0.3, talking=lambda: asked.append(time.monotonic()) or True).write(
-        np.zeros(16000, np.float32), 16000)
+        np.zeros(16000, np.float32), 16000
+    )
     assert len(speaker.writes) == 1 and asked == []  # no wait for the user either
     assert mic.until < time.monotonic()
 

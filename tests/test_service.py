@@ -46,14 +46,10 @@ CLIP = REPO.parent / "shared" / "corpus" / "speech" / "en" / "LDC93S1.wav"
 MAX_EXPOSURE = 2.5
 
 
-def _missing(what: str) -> None:
-    skip_or_fail(f"{what} not installed")
-
-
 def _analyze() -> str:
     tool = shutil.which("systemd-analyze")
     if tool is None:
-        _missing("systemd-analyze (apt-get install systemd)")
+        skip_or_fail("systemd-analyze not installed (apt-get install systemd)")
     return tool
 
 
@@ -400,7 +396,7 @@ def clip() -> np.ndarray:
 def pa(tmp_path: Path) -> Iterator[PulseServer]:
     """The private PulseAudio server, for the serve subprocesses only (this process is not pointed at it)."""
     if not have_pulseaudio():
-        _missing("pulseaudio/pactl/parec")
+        skip_or_fail("pulseaudio/pactl/parec not installed (apt-get install pulseaudio pulseaudio-utils)")
     with PulseServer(tmp_path) as server:
         yield server
 
