@@ -248,7 +248,7 @@ def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path
 
 MIC_PROBE = """
 import sys
-from translator.audio.devices import MicrophoneSource
+from translator.audio.microphone import MicrophoneSource
 mic = MicrophoneSource("", on_status=lambda m: print(m, flush=True))
 print("opened", flush=True)
 sys.stdin.readline()  # the test unplugs the microphone now: its stream is open, not started
@@ -258,12 +258,6 @@ for _ in mic:
 
 
 @needs_pulse
-@pytest.mark.xfail(
-    strict=True,
-    reason="PortAudio 19.6's ALSA host never returns from Pa_StartStream when the device "
-    "fails to start in its callback thread (it leaks a mutex): MicrophoneSource "
-    "then waits for good, holding the PortAudio lock; fix it in the device code",
-)
 def test_a_microphone_gone_between_open_and_start_is_retried(pa: PulseServer) -> None:
     """What a reopen that races the device (the flake of the test above, when the replug met a
     retry) comes down to: the stream opens, then the device fails to start."""

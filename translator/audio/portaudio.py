@@ -8,6 +8,7 @@ sounddevice is imported on first use, so the rest of the program runs where Port
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
 import threading
@@ -34,6 +35,12 @@ LOCK = threading.RLock()
 may happen while a caller holds it)."""
 
 _open_streams = 0
+
+START_TIMEOUT = 3.0
+"""Seconds a stream may take to start (PortAudio itself waits 1 s for the device)."""
+
+_stuck: list[Any] = []
+"""Streams whose start never returned; kept referenced and never closed (see :func:`start_stream`)."""
 
 
 def sounddevice() -> ModuleType:
@@ -174,15 +181,46 @@ def open_stream(info: DeviceInfo, kind: Kind, rate: int | None, **kwargs: Any) -
 
 
 def start_stream(stream: Any) -> None:
-    """Start an opened stream. Raises PortAudioError."""
+    """Start an opened stream. Raises PortAudioError, also when the start does not return.
+
+    PortAudio 19.6's ALSA host never returns from ``Pa_StartStream`` when the device fails to start
+    in its callback thread (a microphone unplugged between open and start: the thread exits holding
+    a mutex the start waits on). Waiting on it would hang this thread and, through :data:`LOCK`,
+    every device. So the start runs on a helper thread; one that has not returned in
+    :data:`START_TIMEOUT` is abandoned: its stream is never closed (closing waits on the same
+    mutex) and stays counted, so no re-scan terminates PortAudio under it, and sounddevice's exit
+    handler (``Pa_Terminate``, which would abort the process on that stream) is dropped.
+    """
+    sd = sounddevice()
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            stream.start()
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append(e)
+        else:
+            outcome.append(None)
+
     with LOCK:
-        stream.start()
+        helper = threading.Thread(target=start, name="portaudio-start", daemon=True)
+        helper.start()
+        helper.join(START_TIMEOUT)
+        if helper.is_alive():
+            _stuck.append(stream)
+            with contextlib.suppress(AttributeError, ValueError):
+                atexit.unregister(sd._exit_handler)
+            raise sd.PortAudioError(f"the device did not start within {START_TIMEOUT:g} s")
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
 
 
 def close_stream(stream: Any) -> None:
     """Abort and close: ``abort`` returns at once even when the device has stopped delivering
     (``stop`` would wait for PortAudio's poll loop to time out, about 70 s on ALSA)."""
     global _open_streams
+    if any(stream is s for s in _stuck):
+        return  # its start never returned: closing it would hang (see start_stream)
     sd = sounddevice()
     with LOCK:
         for op in (stream.abort, stream.close):
