@@ -203,7 +203,10 @@ def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Pa
         app.close()
     recs = read_jsonl(transcript)
     assert len(recs) == 3 and recs[2]["source_text"] and recs[2]["utterance_id"] == 3, recs
-    assert app.hits(r"#3 ")[0][0] >= opened and not re.search(r"\b(one|two)\b", recs[2]["source_text"].lower()), app.log()
+    # "one two" made no utterance of its own: the third one heard began after the microphone
+    # opened again. (Its text is not checked for "one"/"two": SIGTERM cuts it after a word or two,
+    # and tiny.en may make anything of that, "Can you do the next one?" once.)
+    assert app.hits(r"#3 ")[0][0] >= opened, app.log()
     assert app.hits(r"stopping: finishing the utterance in flight")
 
 
