@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 from conftest import clip
 
+from translator.audio.files import FileSource
 from translator.config import VadSettings
 from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SileroVad
@@ -398,3 +399,32 @@ def test_release_threshold_follows_the_threshold_unless_set():
     assert VadSettings().release == pytest.approx(0.35)
     assert VadSettings(threshold=0.3).release == pytest.approx(0.15)
     assert VadSettings(neg_threshold=0.2).release == 0.2
+
+
+def _probs(vad: SileroVad, x: np.ndarray) -> np.ndarray:
+    return np.array([vad.prob(x[i : i + FRAME]) for i in range(0, len(x) - FRAME + 1, FRAME)])
+
+
+def test_speech_after_long_digital_silence_scores_as_on_a_fresh_stream() -> None:
+    """30 s of exact zeros (a muted source) used to wear the model's state down: the first words
+    of jfk.flac then scored 0.43 on average instead of 0.71. Zeros now leave it as new."""
+    jfk = np.concatenate([b.samples for b in FileSource(clip("en/jfk.flac").path)])
+    words = jfk[: 2 * SR // FRAME * FRAME]
+    fresh = _probs(SileroVad(), words)
+    vad = SileroVad()
+    assert not _probs(vad, silence(30.0)[: 30 * SR // FRAME * FRAME]).any()
+    np.testing.assert_allclose(_probs(vad, words), fresh, atol=1e-5)
+    assert (fresh >= 0.5).sum() > len(fresh) // 2  # the check above compares real speech
+
+
+def test_speech_after_a_guard_mute_is_detected_from_its_first_word() -> None:
+    """The half-duplex guard feeds zeros while our speech plays: the next utterance starts where
+    it would on a stream that began with it."""
+    x = trimmed("en/LDC93S1.wav")
+    lead = silence(0.5)
+    alone = of(run(np.concatenate([lead, x, silence(1.0)])), SpeechStarted)
+    muted = np.concatenate([lead, x, silence(30.0), lead, x, silence(1.0)])
+    after = of(run(muted), SpeechStarted)
+    offset = (len(lead) + len(x) + round(30.0 * SR)) / SR
+    assert len(alone) == 1 and len(after) == 2, (alone, after)
+    assert abs((after[1].start - offset) - alone[0].start) <= FRAME / SR, (after[1].start - offset, alone[0].start)
