@@ -66,8 +66,8 @@ class AsrSettings:
     """``tiny.en``, ``base`` (bundled) or another size name / a model directory."""
     compute_type: str = "int8"
     threads: int = 0
-    """CPU threads for CTranslate2; 0 = all cores (stages mostly run one after another, so ASR may
-    use every core)."""
+    """CPU threads for CTranslate2; 0 = one per usable core, counting the process's affinity and its
+    cgroup CPU quota (stages mostly run one after another, so ASR may use every core it has)."""
     beam_size: int = 1
     """1 is greedy: the latency budget has no room for a beam."""
     window_margin: float = 1.0
@@ -183,7 +183,7 @@ class MtSettings:
     prefer_whisper: bool = False
     """For X->English, use Whisper's translate task even when a direct model is installed."""
     threads: int = 0
-    """CPU threads for CTranslate2; 0 = all cores."""
+    """CPU threads for CTranslate2; 0 = one per usable core (affinity and cgroup CPU quota, see cores.py)."""
 
     def __post_init__(self) -> None:
         _require(self.threads >= 0, "threads", "must be 0 (all cores) or more", self.threads)

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from translator import cores
 from translator.errors import LanguageError, ModelError
 from translator.models.locate import MtModel
 from translator.stages.sentences import join_sentences, split_sentences
@@ -206,7 +207,7 @@ class CT2Translator:
                 device="cpu",
                 compute_type=compute_type,
                 inter_threads=1,
-                intra_threads=cpu_threads,
+                intra_threads=cores.threads(cpu_threads),
             )
         except (RuntimeError, ValueError, OSError) as e:
             raise ModelError(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from translator import whisper_api
+from translator import cores, whisper_api
 from translator.config import AsrSettings
 from translator.errors import LanguageError, ModelError
 from translator.events import SAMPLE_RATE
@@ -104,7 +103,7 @@ class WhisperRecognizer:
         _check_json(self.model_dir / "config.json")
         try:
             self._model = whisper_api.load(
-                str(self.model_dir), compute_type=settings.compute_type, threads=settings.threads or os.cpu_count() or 1
+                str(self.model_dir), compute_type=settings.compute_type, threads=cores.threads(settings.threads)
             )
         except RuntimeError as e:  # CTranslate2, config.json being valid: model.bin is at fault
             raise ModelError(
