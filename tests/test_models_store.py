@@ -429,15 +429,21 @@ def test_voice_is_installed_flat_and_found_by_the_resolver(tmp_path: Path, fake_
     assert store.model_path(where, "xx_XX-test-medium", catalog=catalog) == onnx
 
 
-def test_marian_from_the_hub_gets_model_info_and_translates(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
+def test_marian_from_the_hub_gets_model_info_and_translates(
+    tmp_path: Path, fake_hub: FakeHub, catalog: Catalog, marian_dir: Path
+) -> None:
     from translator.stages.mt import CT2Translator
 
     where = tmp_path / "store"
     install.install("opus-mt-en-de", where, catalog=catalog)
     [mt] = locate.installed_mt_models(store=where)
     assert (mt.name, mt.family, mt.sources, mt.targets) == ("opus-mt-en-de", "marian", ("en",), ("de",))
-    [out] = CT2Translator(mt).translate_sentences(["We will meet at the station tomorrow."], "en", "de")
-    assert isinstance(out, str)
+    sentence = ["We will meet at the station tomorrow."]
+    [out] = CT2Translator(mt).translate_sentences(sentence, "en", "de")
+    # The weights are random, so the words mean nothing; but the installed copy must translate
+    # exactly as the model it was downloaded from (greedy decoding is deterministic).
+    [expected] = CT2Translator(locate.read_mt_model(marian_dir)).translate_sentences(sentence, "en", "de")
+    assert out and out == expected
 
 
 def test_argos_package_from_a_url_is_read_directly(tmp_path: Path, fake_hub: FakeHub, catalog: Catalog) -> None:
