@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -38,39 +39,37 @@ def _ratio(quota: str | None, period: str | None) -> float | None:
     return q / p if q > 0 and p > 0 else None
 
 
-def _v2_limit(root: Path, group: str) -> float | None:
-    """The tightest ``cpu.max`` from the process's cgroup up to the root (v2: "QUOTA PERIOD" or "max PERIOD")."""
+def _tightest(base: Path, group: str, limit_at: Callable[[Path], float | None]) -> float | None:
+    """The smallest limit from the process's cgroup folder up to ``base`` (a parent's quota binds
+    its children too)."""
     limits = []
-    path = root / group.lstrip("/")
+    path = base / group.lstrip("/")
     while True:
-        text = _read(path / "cpu.max")
-        if text:
-            parts = text.split()
-            limit = _ratio(parts[0], parts[1]) if len(parts) == 2 and parts[0] != "max" else None
-            if limit is not None:
-                limits.append(limit)
-        if path == root or root not in path.parents:
+        limit = limit_at(path)
+        if limit is not None:
+            limits.append(limit)
+        if path == base or base not in path.parents:
             break
         path = path.parent
     return min(limits) if limits else None
 
 
+def _v2_at(path: Path) -> float | None:
+    """``cpu.max``: "QUOTA PERIOD", or "max PERIOD" for none."""
+    parts = (_read(path / "cpu.max") or "").split()
+    return _ratio(parts[0], parts[1]) if len(parts) == 2 and parts[0] != "max" else None
+
+
+def _v1_at(path: Path) -> float | None:
+    """``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (a quota of -1 is none)."""
+    return _ratio(_read(path / "cpu.cfs_quota_us"), _read(path / "cpu.cfs_period_us"))
+
+
 def _v1_limit(root: Path, controllers: str, group: str) -> float | None:
-    """``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` of the v1 cpu controller (-1 = unlimited)."""
+    """The v1 cpu controller's quota, wherever the controller is mounted."""
     for mount in (controllers, "cpu", "cpu,cpuacct", "cpuacct,cpu"):
-        base = root / mount
-        if not base.is_dir():
-            continue
-        limits = []
-        path = base / group.lstrip("/")
-        while True:
-            limit = _ratio(_read(path / "cpu.cfs_quota_us"), _read(path / "cpu.cfs_period_us"))
-            if limit is not None:
-                limits.append(limit)
-            if path == base or base not in path.parents:
-                break
-            path = path.parent
-        return min(limits) if limits else None
+        if (root / mount).is_dir():
+            return _tightest(root / mount, group, _v1_at)
     return None
 
 
@@ -84,7 +83,7 @@ def quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | 
         hierarchy, _, rest = line.partition(":")
         controllers, _, group = rest.partition(":")
         if hierarchy == "0" and controllers == "":
-            limit = _v2_limit(root, group)
+            limit = _tightest(root, group, _v2_at)
         elif "cpu" in controllers.split(","):
             limit = _v1_limit(root, controllers, group)
         else:
