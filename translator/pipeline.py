@@ -52,6 +52,9 @@ class Observer(Protocol):
         """``part`` is done with ``item``."""
 
 
+T = TypeVar("T")
+
+
 class _Observed:
     """All observers as one; a pipeline with none pays a single ``if`` per step."""
 
@@ -72,6 +75,19 @@ class _Observed:
     def end(self, part: str, item: Any) -> None:
         for o in self.observers:
             o.end(part, item)
+
+    def call(self, part: str, item: Any, work: Callable[[], T]) -> T:
+        """``work()`` as one step of ``part`` on ``item`` (the segmenter on a block, the sink on a
+        chunk), begun, timed and ended for every observer."""
+        if not self.observers:
+            return work()
+        self.begin(part, item)
+        t0 = time.monotonic()
+        try:
+            return work()
+        finally:
+            self.step(part, item, t0, time.monotonic())
+            self.end(part, item)
 
 
 StageOutput = Event | Provisional | Confirm | Retract
@@ -241,15 +257,7 @@ class Pipeline(Generic[SegmenterT]):
             out.put(_END)
 
     def _segment(self, block: AudioBlock) -> list[Event]:
-        if not self.observed:
-            return list(self.segmenter.feed(block))
-        self.observed.begin("vad", block)
-        t0 = time.monotonic()
-        try:
-            return list(self.segmenter.feed(block))
-        finally:
-            self.observed.step("vad", block, t0, time.monotonic())
-            self.observed.end("vad", block)
+        return self.observed.call("vad", block, lambda: list(self.segmenter.feed(block)))
 
     def _steps(self, spec: StageSpec, item: Any) -> Iterator[Any]:
         """The stage's outputs for ``item``, each step reported to the observers."""
@@ -354,17 +362,9 @@ class Pipeline(Generic[SegmenterT]):
         out.put(_END)
 
     def _write(self, chunk: SpeechChunk) -> None:
-        assert self.sink is not None
-        if not self.observed:
-            self.sink.write(chunk.samples, chunk.sample_rate)
-            return
-        self.observed.begin("sink", chunk)
-        t0 = time.monotonic()
-        try:
-            self.sink.write(chunk.samples, chunk.sample_rate)
-        finally:
-            self.observed.step("sink", chunk, t0, time.monotonic())
-            self.observed.end("sink", chunk)
+        sink = self.sink
+        assert sink is not None
+        self.observed.call("sink", chunk, lambda: sink.write(chunk.samples, chunk.sample_rate))
 
 
 def _emit(event: Event, inbox: queue.Queue[Any], out: queue.Queue[Any]) -> None:
