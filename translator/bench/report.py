@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from translator import cores
 from translator.assemble import Engines
 from translator.bench import scoring
 from translator.bench.corpus import ManifestClip
@@ -163,10 +164,12 @@ def machine(config: Config, engines: Engines) -> dict[str, Any]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    cores = os.cpu_count() or 1
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cores": cores,
+        "cores": os.cpu_count() or 1,
+        # Under a cgroup CPU quota (an edge-box budget) the machine's count says nothing of the
+        # run: this is what the stages' thread counts were sized by.
+        "usable_cores": round(cores.usable(), 2),
         "cpu_model": cpu_model,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -175,8 +178,8 @@ def machine(config: Config, engines: Engines) -> dict[str, Any]:
         "asr_model_dir": str(engines.recognizer.model_dir),
         "compute_type": config.asr.compute_type,
         "threads": {
-            "asr": config.asr.threads or cores,
-            "mt": config.mt.threads or cores,
+            "asr": cores.threads(config.asr.threads),
+            "mt": cores.threads(config.mt.threads),
             "tts": "onnxruntime default",
             "vad": 1,
         },
