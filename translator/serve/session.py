@@ -57,12 +57,12 @@ def load_for(config: cfg.Config, previous: Engines | None = None) -> tuple[Engin
         return load_engines(config, speak=True), "loaded"
     if _model_settings(config) == _model_settings(previous.config):
         return dataclasses.replace(previous, config=config), "models unchanged"
-    if config.asr == previous.config.asr and config.models == previous.config.models:
-        return (
-            load_engines(config, speak=True, recognizer=previous.recognizer),
-            "speech model kept, translation and voices reloaded",
-        )
-    return load_engines(config, speak=True), "all models reloaded"
+    # load_engines keeps the loaded speech model when it is the one the new [asr] and [models]
+    # settings name (only decoding knobs changed); it tells by the recognizer it returns.
+    engines = load_engines(config, speak=True, recognizer=previous.recognizer)
+    if engines.recognizer is previous.recognizer:
+        return engines, "speech model kept, translation and voices reloaded"
+    return engines, "all models reloaded"
 
 
 class Running:
