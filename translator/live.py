@@ -21,12 +21,11 @@ import numpy as np
 from translator.assemble import Engines, build_pipeline
 from translator.audio.microphone import MicrophoneSource
 from translator.audio.speaker import SpeakerSink
+from translator.audio.stream import StatusCallback
 from translator.config import AudioSettings
 from translator.errors import DeviceError
 from translator.events import Discarded, Event, SpeechDone, SpeechStarted, StageFailed, Translation
 from translator.transcript import UtteranceCollector, UtteranceRecord
-
-StatusCallback = Callable[[str], None]
 
 
 class State(enum.StrEnum):

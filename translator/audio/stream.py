@@ -18,8 +18,19 @@ from translator.audio import portaudio
 from translator.audio.lookup import find_device
 from translator.audio.portaudio import Kind
 from translator.errors import DeviceError
+from translator.events import NoticeLevel
 
 StatusCallback = Callable[[str], None]
+"""How a device reports what happens to it: one line of text, from the device's own threads."""
+
+_TROUBLE = ("lost", "failed", "cannot", "no audio", "not played")
+"""Words the devices' status lines use when sound is lost (the rest say it is back or open)."""
+
+
+def status_level(message: str) -> NoticeLevel:
+    """How loudly a front end shows a device's status line."""
+    return NoticeLevel.WARNING if any(w in message for w in _TROUBLE) else NoticeLevel.INFO
+
 
 BACKOFF = (0.5, 5.0)
 """First and longest wait between attempts to reopen a lost device, in seconds."""

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from translator import config as cfg
+from translator.audio.stream import status_level
 from translator.errors import DeviceError, OutputError, TranslatorError
 from translator.events import Event, NoticeLevel, SpeechGrowing, SpeechPaused
 from translator.languages import from_config
@@ -47,9 +48,6 @@ REFRESH_HZ = 8.0
 
 PTT_POLL = 0.05
 """Seconds between looks at the space bar while it is held, so letting go mutes at once."""
-
-_BAD_STATUS = ("lost", "failed", "cannot", "not played")
-"""Words that make a device's status message a warning (the devices only give text)."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +144,7 @@ def _run(
     inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
     def on_status(message: str) -> None:  # device threads: queue only
-        bad = any(w in message for w in _BAD_STATUS)
-        inbox.put(functools.partial(renderer.status, message, NoticeLevel.WARNING if bad else NoticeLevel.INFO))
+        inbox.put(functools.partial(renderer.status, message, status_level(message)))
         signals.wake()
 
     session = LiveSession(engines, audio, speak=speak, on_status=on_status)

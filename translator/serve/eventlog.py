@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from translator import events as ev
+from translator.audio.stream import status_level
 from translator.text import ms, one_line
 from translator.transcript import UtteranceRecord
 
@@ -19,6 +20,11 @@ _NOTICE_PRIORITY = {
     ev.NoticeLevel.WARNING: logging.WARNING,
     ev.NoticeLevel.INFO: logging.INFO,
 }
+
+
+def log_device_status(message: str) -> None:
+    """A microphone's or speaker's status line: a warning when sound is lost."""
+    log.log(_NOTICE_PRIORITY[status_level(message)], "%s", one_line(message))
 
 
 def log_event(event: ev.Event) -> None:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from translator import config as cfg
 from translator.errors import EXIT_CONFIG, ConfigError, DeviceError, LanguageError, ModelError, OutputError, TranslatorError
-from translator.serve.eventlog import log_event, log_record
+from translator.serve.eventlog import log_device_status, log_event, log_record
 from translator.serve.health import same_problem
 from translator.serve.notify import Notifier
 from translator.serve.session import Running, Task, load_for
@@ -173,8 +173,7 @@ class Service:
     # --- events ---------------------------------------------------------------------------------
 
     def on_device_status(self, message: str) -> None:
-        bad = any(w in message for w in ("lost", "failed", "cannot", "no audio", "not played"))
-        log.log(logging.WARNING if bad else logging.INFO, "%s", one_line(message))
+        log_device_status(message)
         self.wake()
 
     def on_record(self, record: UtteranceRecord) -> None:
