@@ -98,6 +98,7 @@ def decode(
     task: str,
     prompt: str | None,
     token_cap: int | None,
+    prefix: str | None = None,
     beam_size: int,
     log_prob_threshold: float,
     no_speech_threshold: float,
@@ -105,14 +106,16 @@ def decode(
     temperatures: tuple[float, ...],
 ) -> Decoded:
     """One decode without timestamps, ``language`` and ``task`` forced, at most ``token_cap`` new
-    tokens (None = the model's limit); ``prompt`` is earlier text that conditions the decoder.
-    With more than one temperature, faster-whisper's fallback redoes a poor decode."""
+    tokens (None = the model's limit); ``prompt`` is earlier text that conditions the decoder;
+    ``prefix`` is the text of the window's first audio, forced as the start of the decode so the
+    decoder continues after it (and returns only what follows). With more than one temperature,
+    faster-whisper's fallback redoes a poor decode."""
     from faster_whisper.tokenizer import Tokenizer  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
     from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     tokenizer = Tokenizer(model.hf_tokenizer, is_multilingual(model), task=task, language=language)
     previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
-    sequence = model.get_prompt(tokenizer, previous, without_timestamps=True)
+    sequence = model.get_prompt(tokenizer, previous, without_timestamps=True, prefix=prefix)
     cap = model.max_length if token_cap is None else token_cap
     options = TranscriptionOptions(
         beam_size=beam_size,
@@ -146,6 +149,9 @@ def decode(
         encoded.output, sequence, tokenizer, options
     )
     tokens = result.sequences_ids[0]
+    if prefix:  # CTranslate2 returns the forced prefix with the rest
+        forced = sequence[sequence.index(tokenizer.no_timestamps) + 1 :]
+        tokens = tokens[len(forced) :] if tokens[: len(forced)] == forced else tokens
     return Decoded(
         text=tokenizer.decode(tokens).strip(),
         avg_logprob=float(avg_logprob),

@@ -48,6 +48,7 @@ from translator.languages import check as check_language
 from translator.languages import joiner
 from translator.models.locate import resolve_asr
 from translator.stages.guards import SILENCE_DBFS, looped, plausible, rms_dbfs
+from translator.stages.language_prior import LanguagePrior
 from translator.text import one_line
 from translator.whisper_api import STOCK_WINDOW, Decoded, Encoded
 
@@ -90,6 +91,17 @@ class Recognition:
 
 TaskChoice = str | Callable[[str], str]
 """A task, or a function of the detected language giving it (the translator's route decides)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """The utterance just before, to decode the next one after it (``asr.context_gap``)."""
+
+    audio: np.ndarray
+    text: str
+    """What was recognised in ``audio``: forced as the decoder's prefix."""
+    language: str
+    task: str
 
 
 class WhisperRecognizer:
@@ -183,6 +195,8 @@ class WhisperRecognizer:
         task: TaskChoice = "transcribe",
         prompt: str | None = None,
         retry: bool = True,
+        prior: LanguagePrior | None = None,
+        context: Context | None = None,
     ) -> Recognition | None:
         """Text of one utterance (16 kHz mono float32), or None for silence, noise or a hallucination.
 
@@ -191,7 +205,10 @@ class WhisperRecognizer:
         the language, applied once the language is known. ``prompt`` is earlier text that
         conditions the decoder. ``retry`` False takes a looping short-window decode as it is
         instead of redoing it on longer windows: for partial captions, which the next snapshot
-        replaces anyway.
+        replaces anyway. ``prior`` weighs detection by the conversation's recent languages.
+        ``context`` is the utterance before: when both fit in the shortest window and share the
+        language and task, the audio is decoded after it (its text forced as the prefix), so the
+        decoder knows how the sentence began; the encoder runs that window anyway.
         """
         started = time.perf_counter()
         audio = np.asarray(audio, dtype=np.float32)
@@ -208,28 +225,26 @@ class WhisperRecognizer:
             chunk = audio[offset : offset + window]
             if rms_dbfs(chunk) < SILENCE_DBFS:
                 continue
+            prefix = None
+            if offset == 0 and language is not None and self._fits(context, chunk, language, task, settings):
+                assert context is not None  # language and task known: one encode, with the context
+                chunk, prefix = np.concatenate([context.audio, chunk]), context.text
             encoded = self._encode(chunk, settings)
             if language is None:
-                language, probability = self._detect(encoded, allowed)
+                language, probability = self._detect(encoded, allowed, prior)
             if resolved_task is None:  # task is a function of the language, now known
                 resolved_task = task if isinstance(task, str) else task(language)
                 self.check(language, resolved_task)
-            decoded = self._decode(encoded, len(chunk), language, resolved_task, prompt, settings)
-            # A loop is retried on twice the window, then on the stock window: the longer short
-            # window fixes every loop seen on the corpus at a third of the stock window's cost.
-            for longer in (2 * encoded.seconds, None) if retry else ():
-                if encoded.seconds >= STOCK_WINDOW or not looped(
-                    decoded, self._token_cap(len(chunk)), settings, language, resolved_task
-                ):
-                    break
-                if longer is not None and longer >= STOCK_WINDOW:
-                    continue
-                encoded = whisper_api.encode(self._model, chunk, None if longer is None else int(longer * SAMPLE_RATE))
-                decoded = self._decode(encoded, len(chunk), language, resolved_task, prompt, settings)
+            if offset == 0 and prefix is None and self._fits(context, chunk, language, resolved_task, settings):
+                assert context is not None  # detected on the utterance alone, decoded after the context
+                chunk, prefix = np.concatenate([context.audio, chunk]), context.text
+                encoded = self._encode(chunk, settings)
+            decoded, encoded = self._decode_checked(chunk, encoded, language, resolved_task, prompt, settings, prefix, retry)
             if plausible(decoded, settings):
                 pieces.append(decoded)
                 if resolved_task == "translate":
-                    originals.append(self._decode(encoded, len(chunk), language, "transcribe", prompt, settings).text)
+                    words, _ = self._decode_checked(chunk, encoded, language, "transcribe", prompt, settings, None, retry)
+                    originals.append(words.text)
         if not pieces:
             return None
         # A piece was decoded, so the loop above knew the language and the task by then.
@@ -260,9 +275,46 @@ class WhisperRecognizer:
         samples = max(len(chunk) + int(settings.window_margin * SAMPLE_RATE), int(self.min_window(settings) * SAMPLE_RATE))
         return whisper_api.encode(self._model, chunk, samples)
 
-    def _detect(self, encoded: Encoded, allowed: tuple[str, ...] | None) -> tuple[str, float]:
+    def _decode_checked(
+        self,
+        chunk: np.ndarray,
+        encoded: Encoded,
+        language: str,
+        task: str,
+        prompt: str | None,
+        settings: AsrSettings,
+        prefix: str | None,
+        retry: bool,
+    ) -> tuple[Decoded, Encoded]:
+        """Decode ``chunk``'s encoding; with ``retry``, a loop is redone on twice the window, then
+        on the stock window (the longer short window fixes every loop seen on the corpus at a
+        third of the stock window's cost). Returns the decode and the encoding it was made on."""
+        decoded = self._decode(encoded, len(chunk), language, task, prompt, settings, prefix)
+        for longer in (2 * encoded.seconds, None) if retry else ():
+            if encoded.seconds >= STOCK_WINDOW or not looped(decoded, self._token_cap(len(chunk)), settings, language, task):
+                break
+            if longer is not None and longer >= STOCK_WINDOW:
+                continue
+            encoded = whisper_api.encode(self._model, chunk, None if longer is None else int(longer * SAMPLE_RATE))
+            decoded = self._decode(encoded, len(chunk), language, task, prompt, settings, prefix)
+        return decoded, encoded
+
+    def _fits(self, context: Context | None, chunk: np.ndarray, language: str, task: TaskChoice, settings: AsrSettings) -> bool:
+        """Whether ``context`` can go before ``chunk``: the same language, both transcribed (the
+        translate task also decodes the words alone, which would need a second encoder run), and
+        the two fit in the shortest window, so the context costs the encoder nothing."""
+        return (
+            context is not None
+            and bool(context.text)
+            and context.language == language
+            and context.task == task == "transcribe"
+            and settings.window_margin >= 0
+            and len(context.audio) + len(chunk) + settings.window_margin * SAMPLE_RATE <= self.min_window(settings) * SAMPLE_RATE
+        )
+
+    def _detect(self, encoded: Encoded, allowed: tuple[str, ...] | None, prior: LanguagePrior | None = None) -> tuple[str, float]:
         """Language of an encoded window; with ``allowed`` the best of those, its probability
-        renormalised among them."""
+        renormalised among them; with ``prior`` weighed by the recent languages."""
         if not self.multilingual:
             return "en", 1.0
         scores = whisper_api.detect_language(self._model, encoded)
@@ -270,10 +322,17 @@ class WhisperRecognizer:
             scores = [(code, prob) for code, prob in scores if code in allowed]
             total = sum(prob for _, prob in scores) or 1.0
             scores = [(code, prob / total) for code, prob in scores]
-        return scores[0]
+        return scores[0] if prior is None else prior.choose(scores)
 
     def _decode(
-        self, encoded: Encoded, samples: int, language: str, task: str, prompt: str | None, settings: AsrSettings
+        self,
+        encoded: Encoded,
+        samples: int,
+        language: str,
+        task: str,
+        prompt: str | None,
+        settings: AsrSettings,
+        prefix: str | None = None,
     ) -> Decoded:
         return whisper_api.decode(
             self._model,
@@ -281,6 +340,7 @@ class WhisperRecognizer:
             language=language,
             task=task,
             prompt=prompt,
+            prefix=prefix,
             token_cap=self._token_cap(samples) if encoded.seconds < STOCK_WINDOW else None,
             beam_size=settings.beam_size,
             log_prob_threshold=settings.log_prob_threshold,
