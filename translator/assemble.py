@@ -26,6 +26,7 @@ from translator.models import locate as models
 from translator.offline import enforce_offline
 from translator.pipeline import AudioSink, Pipeline, StageSpec
 from translator.stages.asr import RecognizerStage
+from translator.stages.language_prior import LanguagePrior
 from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.translate import TextTranslator, TranslatorStage
 from translator.stages.tts import SpeakerStage, choose_voice
@@ -98,6 +99,7 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
         allowed=langs.allowed,
         task=engines.translator_stage.recognizer_task,
         provisional=True,
+        prior=LanguagePrior(config.languages.switch_evidence),
     )
     stages = [
         StageSpec(

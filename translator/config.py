@@ -55,6 +55,18 @@ class LanguageSettings:
     target: str = "en"
     pair: str = ""
     """Conversation mode ``en:es``: detect between the two, translate each into the other."""
+    allowed: tuple[str, ...] = ()
+    """The languages detection may choose from (``--languages en,es,de``): the ones the user
+    speaks; empty = any Whisper knows. Conversation mode restricts detection to the pair."""
+    switch_evidence: float = 10.0
+    """How many times likelier than the conversation's recent language another language must be
+    for detection to switch to it, so one short phrase does not flip the session while a real
+    switch still wins (see stages/language_prior.py for the figures); 1 = every utterance is
+    detected on its own."""
+
+    def __post_init__(self) -> None:
+        _finite(self, "switch_evidence")
+        _require(self.switch_evidence >= 1, "switch_evidence", "must be 1 (no memory) or more", self.switch_evidence)
 
 
 @dataclass(frozen=True)
@@ -68,8 +80,15 @@ class AsrSettings:
     threads: int = 0
     """CPU threads for CTranslate2; 0 = one per usable core, counting the process's affinity and its
     cgroup CPU quota (stages mostly run one after another, so ASR may use every core it has)."""
-    beam_size: int = 1
-    """1 is greedy: the latency budget has no room for a beam."""
+    beam_size: int = 5
+    """Beam of the final transcript (stock faster-whisper's default; 1 = greedy). Partial
+    captions are always greedy: the next snapshot replaces them anyway."""
+    context_gap: float = 2.0
+    """An utterance that starts within this many seconds of the previous one's end is decoded
+    after it: the previous audio is put before it in the encoder window and its text forced as
+    the decoder's prefix, so a pause mid-sentence does not cost the words their context
+    ("ask not" alone comes out "is not"). Only when both fit in the shortest window (which the
+    encoder runs anyway) and in the same language and task; 0 = every utterance alone."""
     window_margin: float = 1.0
     """Seconds of padding after the utterance fed to the encoder; negative = stock 30 s window."""
     min_window: float = 0.0
@@ -88,13 +107,22 @@ class AsrSettings:
         )
         _require(self.threads >= 0, "threads", "must be 0 (all cores) or more", self.threads)
         _require(self.beam_size >= 1, "beam_size", "must be at least 1", self.beam_size)
-        _finite(self, "window_margin", "min_window", "no_speech_threshold", "log_prob_threshold", "compression_ratio_threshold")
+        _finite(
+            self,
+            "window_margin",
+            "min_window",
+            "context_gap",
+            "no_speech_threshold",
+            "log_prob_threshold",
+            "compression_ratio_threshold",
+        )
         _require(
             self.window_margin <= STOCK_WINDOW,
             "window_margin",
             f"must be at most {STOCK_WINDOW:g} s (negative = the stock window)",
             self.window_margin,
         )
+        _require(self.context_gap >= 0, "context_gap", "must be 0 s (off) or more", self.context_gap)
         _require(0 <= self.min_window <= STOCK_WINDOW, "min_window", f"must be between 0 and {STOCK_WINDOW:g} s", self.min_window)
         _require(0 <= self.no_speech_threshold <= 1, "no_speech_threshold", "must be a probability", self.no_speech_threshold)
         _require(

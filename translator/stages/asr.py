@@ -8,10 +8,9 @@ itself is :class:`~translator.stages.recognizer.WhisperRecognizer`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
-
-import numpy as np
 
 from translator.config import AsrSettings
 from translator.events import (
@@ -26,7 +25,8 @@ from translator.events import (
 )
 from translator.speculation import Confirm, Provisional, Retract
 from translator.stages.guards import join_units, normalise, units
-from translator.stages.recognizer import DEFAULT, Recognition, TaskChoice, WhisperRecognizer
+from translator.stages.language_prior import LanguagePrior
+from translator.stages.recognizer import DEFAULT, Context, Recognition, TaskChoice, WhisperRecognizer
 
 
 class RecognizerStage:
@@ -54,10 +54,17 @@ class RecognizerStage:
         allowed: tuple[str, ...] | None = None,
         task: TaskChoice = "transcribe",
         provisional: bool = False,
+        prior: LanguagePrior | None = None,
     ) -> None:
         self.recognizer = recognizer
         self.settings = settings
-        """The ``[asr]`` decoding settings, passed with every recognition."""
+        """The ``[asr]`` decoding settings, passed with every final recognition."""
+        self._caption_settings = dataclasses.replace(settings, beam_size=1)
+        """Captions decode greedily: the next snapshot replaces them anyway."""
+        self.prior = prior
+        """The conversation's recent languages, weighing detection (None = each utterance alone)."""
+        self._context: tuple[float, Context] | None = None
+        """The last final utterance (its end, audio clock) as the next one's context."""
         self.language = language
         """The forced spoken language; None = detect (among ``allowed`` when given)."""
         self.allowed = allowed
@@ -87,7 +94,7 @@ class RecognizerStage:
         elif isinstance(event, SpeechPaused):
             yield from self._discard_speculation()
             key = (event.utterance_id, event.t_end, len(event.audio))
-            recognition = self._final(event.audio)
+            recognition = self._final(event)
             self._speculation = (key, recognition)
             if self.provisional and recognition is not None:
                 self._emitted = True
@@ -102,13 +109,15 @@ class RecognizerStage:
                     self._emitted = False
                     if event.utterance_id == self._utterance:
                         self._start(None)
+                    self._remember(event, recognition)
                     yield Confirm(key)  # its transcript is already downstream: let it out
                     return
             else:
                 yield from self._discard_speculation()
-                recognition = self._final(event.audio)
+                recognition = self._final(event)
             if event.utterance_id == self._utterance:
                 self._start(None)
+            self._remember(event, recognition)
             if recognition is None:
                 yield Discarded(event.utterance_id, event.t_end_wall, time.monotonic())
             else:
@@ -130,8 +139,28 @@ class RecognizerStage:
             original=recognition.original,
         )
 
-    def _final(self, audio: np.ndarray) -> Recognition | None:
-        return self.recognizer.recognize(audio, self.settings, language=self.language, allowed=self.allowed, task=self.task)
+    def _final(self, event: SpeechPaused | UtteranceEnded) -> Recognition | None:
+        context = None
+        if self._context is not None and 0 <= event.start - self._context[0] <= self.settings.context_gap:
+            context = self._context[1]
+        return self.recognizer.recognize(
+            event.audio,
+            self.settings,
+            language=self.language,
+            allowed=self.allowed,
+            task=self.task,
+            prior=self.prior,
+            context=context,
+        )
+
+    def _remember(self, event: UtteranceEnded, recognition: Recognition | None) -> None:
+        """A final transcript was decided: its language joins the prior, and it is the context
+        of an utterance that follows soon."""
+        if recognition is None:
+            return
+        if self.prior is not None:
+            self.prior.observe(recognition.language)
+        self._context = (event.t_end, Context(event.audio, recognition.text, recognition.language, recognition.task))
 
     def _discard_speculation(self) -> Iterator[Retract]:
         if self._speculation is not None:
@@ -151,7 +180,12 @@ class RecognizerStage:
         if event.utterance_id != self._utterance:
             self._start(event.utterance_id)
         recognition = self.recognizer.recognize(
-            event.audio, self.settings, language=self._caption_language, allowed=self.allowed, task="transcribe", retry=False
+            event.audio,
+            self._caption_settings,
+            language=self._caption_language,
+            allowed=self.allowed,
+            task="transcribe",
+            retry=False,
         )
         if recognition is None:
             self._previous = []
