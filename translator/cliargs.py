@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from translator import config as cfg
+from translator import languages
 
 EPILOG = "Settings come from defaults, then --config FILE (TOML), then --set section.key=value and the flags."
 
@@ -21,6 +22,11 @@ def add_settings_args(p: argparse.ArgumentParser) -> None:
         help="override any setting, e.g. --set vad.endpoint=0.3 (repeatable)",
     )
     g.add_argument("--from", dest="source", metavar="LANG", help="spoken language, or auto (default: auto)")
+    g.add_argument(
+        "--languages",
+        metavar="LIST",
+        help="detect only among these spoken languages, e.g. en,es,de (default: any; sets languages.allowed)",
+    )
     g.add_argument("--to", dest="target", metavar="LANG", help="language to translate into (default: en)")
     g.add_argument("--asr", metavar="MODEL", help="speech model: tiny.en, base (bundled) or a model directory")
     g.add_argument(
@@ -43,6 +49,8 @@ def settings(args: argparse.Namespace) -> cfg.Config:
     ):
         if value is not None:
             flags.setdefault(section, {})[key] = value
+    if args.languages is not None:
+        flags.setdefault("languages", {})["allowed"] = languages.parse_list(args.languages)
     if args.mt_model:
         flags.setdefault("mt", {})["models"] = list(config.mt.models) + args.mt_model
     return cfg.merge(config, flags, "command line")

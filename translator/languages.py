@@ -46,16 +46,18 @@ class Languages:
     utterance goes to the other one, see :meth:`target_for`)."""
     pair: tuple[str, str] | None = None
     """Conversation mode: detection chooses between these two, each is translated into the other."""
+    spoken: tuple[str, ...] | None = None
+    """``[languages] allowed``: the languages the user speaks, detection chooses among them."""
 
     @property
     def allowed(self) -> tuple[str, ...] | None:
         """The languages detection may choose from (None = any)."""
-        return self.pair
+        return self.pair or self.spoken
 
     @property
     def sources(self) -> list[str]:
         """Spoken languages known in advance (to prepare routes for), empty when detected freely."""
-        return list(self.pair) if self.pair else [self.source] if self.source else []
+        return [self.source] if self.source else list(self.allowed or ())
 
     @property
     def targets(self) -> list[str]:
@@ -91,16 +93,31 @@ def _check_key(key: str, code: str) -> str:
         raise LanguageError(f"languages.{key}: {e}") from None
 
 
-def from_settings(source: str, target: str, pair: str) -> Languages:
+def from_settings(source: str, target: str, pair: str, allowed: tuple[str, ...] = ()) -> Languages:
     """The ``[languages]`` settings, checked; errors name the key (:class:`ConfigError` for a
-    malformed pair, :class:`LanguageError` for an unknown code)."""
+    malformed pair or contradicting keys, :class:`LanguageError` for an unknown code)."""
+    spoken = tuple(dict.fromkeys(_check_key("allowed", code.strip()) for code in allowed)) or None
     if pair:
+        if spoken:
+            raise ConfigError(
+                "languages.allowed: conversation mode (languages.pair) already restricts detection to the pair; leave allowed empty"
+            )
         a, b = parse_pair(pair)
         return Languages(None, a, (a, b))
-    return Languages(None if source in ("", AUTO) else _check_key("from", source), _check_key("to", target))
+    forced = None if source in ("", AUTO) else _check_key("from", source)
+    if forced and spoken and forced not in spoken:
+        raise ConfigError(
+            f"languages.from: {forced!r} is not among languages.allowed ({', '.join(spoken)}); add it or detect with auto"
+        )
+    return Languages(forced, _check_key("to", target), spoken=spoken)
+
+
+def parse_list(text: str) -> list[str]:
+    """``"en, es,de"`` -> ``["en", "es", "de"]`` (the ``--languages`` flag); codes checked later."""
+    return [code.strip() for code in text.split(",") if code.strip()]
 
 
 def from_config(config: Config) -> Languages:
     """The config's ``[languages]``, checked."""
     lang = config.languages
-    return from_settings(lang.source, lang.target, lang.pair)
+    return from_settings(lang.source, lang.target, lang.pair, lang.allowed)
