@@ -38,8 +38,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="latency and accuracy on real recordings, paced in real time",
         description=(
             "Feed the speech corpus through the live pipeline in real time and report latencies "
-            "(median, p95), WER/CER against the references and a stock faster-whisper baseline, the "
-            "real-time factor of each stage, peak memory, load time and idle CPU."
+            "(median, p95), WER/CER against the references and a stock faster-whisper baseline (overall "
+            "and per language), language identification against the manifest, the real-time factor of "
+            "each stage, peak memory, load time and idle CPU."
         ),
         epilog=cliargs.EPILOG,
     )
