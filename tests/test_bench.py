@@ -136,6 +136,13 @@ def test_bench_report_has_every_figure(bench_run) -> None:
             entry = b["clips"][clip][beam]
             assert _positive(entry["compute_seconds"]) and entry["text"] and entry["language"] == "en"
             assert entry["error_rate"] == pytest.approx(scoring.error_rate(references[clip], entry["text"], "en"), abs=1e-4)
+    # one language here, so its figures are the overall ones; tiny.en detects no language
+    en = s["per_language"]["en"]
+    assert (en["metric"], en["clips"], en["utterances"]) == ("wer", 2, s["utterances_per_run"])
+    assert en["streaming"] == s["accuracy"]["wer"]
+    assert (en["beam1"], en["beam5"]) == (b["summary"]["beam1"]["wer"], b["summary"]["beam5"]["wer"])
+    assert s["language_id"]["pinned"] == "en (model is English-only)" and s["language_id"]["streaming"] is None
+    assert "per language" in printed and "en (model is English-only)" in printed
     points = s["accuracy_points_above_baseline_beam1"]["wer"]
     assert points == pytest.approx(100 * (s["accuracy"]["wer"] - b["summary"]["beam1"]["wer"]), abs=0.01)
 

@@ -24,6 +24,19 @@ def test_english_uses_whispers_english_normaliser() -> None:
     assert scoring.wer("Mr. Quilter is the apostle", "Mister Quilter is the apostle.") == 0.0
 
 
+def test_successive_digits_count_the_same_spelled_or_written() -> None:
+    # Whisper's normaliser joins spelled digits ("one two three" -> "123") but not written ones:
+    # without the added rule this pair scored 300 %
+    assert scoring.normalise("one two three") == scoring.normalise("1. 2 3.") == "123"
+    assert scoring.wer("one two three", "1, 2, 3.") == 0.0
+    assert scoring.wer("call nine one one now", "Call 9 1 1 now.") == 0.0
+    assert scoring.wer("room one two", "room 1 2") == 0.0
+    # a wrong digit is still one wrong number, and lone numbers are left as Whisper writes them
+    assert scoring.wer("one two three", "1 2 4") == 1.0
+    assert scoring.normalise("I have 1 dog and 2 cats") == "i have one dog and 2 cats"
+    assert scoring.normalise("1 23") == "one 23"
+
+
 def test_other_languages_use_the_basic_normaliser() -> None:
     assert scoring.normalise("¿Qué? ¡Sí!", "es") == "qué sí"
     assert scoring.normalise("Пётр сказал: «Привет!»", "ru") == "пётр сказал привет"

@@ -38,8 +38,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="latency and accuracy on real recordings, paced in real time",
         description=(
             "Feed the speech corpus through the live pipeline in real time and report latencies "
-            "(median, p95), WER/CER against the references and a stock faster-whisper baseline, the "
-            "real-time factor of each stage, peak memory, load time and idle CPU."
+            "(median, p95), WER/CER against the references and a stock faster-whisper baseline (overall "
+            "and per language), language identification against the manifest, the real-time factor of "
+            "each stage, peak memory, load time and idle CPU."
         ),
         epilog=cliargs.EPILOG,
     )
@@ -162,7 +163,13 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         "peak_rss_mb": peak,
         "peak_rss_mb_with_baseline": peak_rss_mb(),
         "idle": idle,
-        "summary": report.summarise(runs, config.asr.model),
+        "summary": report.summarise(
+            runs,
+            config.asr.model,
+            stock,
+            multilingual=engines.recognizer.multilingual,
+            source=engines.translator_stage.languages.source,
+        ),
         "baseline": stock,
         "clips": [report.clip_report(run) for run in runs],
         "bench_seconds": None,

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from translator import cores
 from translator.assemble import Engines
-from translator.bench import scoring
+from translator.bench import accuracy, scoring
 from translator.bench.corpus import ManifestClip
 from translator.bench.runner import ClipRun, from_voice_end, utterance_timeline
 from translator.config import Config
@@ -75,9 +75,14 @@ def _sentences(clip: ManifestClip) -> int:
     return max(1, len(split_sentences(clip.transcript, clip.lang)))
 
 
-def summarise(runs: Sequence[ClipRun], model: str) -> dict[str, Any]:
+def summarise(
+    runs: Sequence[ClipRun], model: str, stock: dict[str, Any] | None, *, multilingual: bool, source: str | None
+) -> dict[str, Any]:
     """Latencies over every utterance of every run, real-time factors, accuracy of the first run
-    of each clip (repeats would weigh a clip twice), speculation and caption counts, failures."""
+    of each clip (repeats would weigh a clip twice) overall and per language, language
+    identification against the manifest and the ``stock`` baseline (``multilingual``: the model
+    detects languages; ``source``: the spoken language it is pinned to, None = detected),
+    speculation and caption counts, failures."""
     records = [r for run in runs for r in run.records]
     latency = {
         "caption_lag": stats([x for r in records for x in r.caption_lags]),
@@ -109,6 +114,8 @@ def summarise(runs: Sequence[ClipRun], model: str) -> dict[str, Any]:
         "latency": latency,
         "rtf": rtf,
         "accuracy": {m: round(e.rate, 4) for m, e in sums.items()},
+        "per_language": accuracy.per_language(runs, stock, multilingual=multilingual, source=source),
+        "language_id": accuracy.language_id(runs, stock, multilingual=multilingual, source=source),
         "reference_sentences": sum(_sentences(run.clip) for run in first),
         "utterances_per_run": sum(len(run.records) for run in first),
         "speculative_hits": sum(run.speculative_hits for run in runs),
@@ -192,7 +199,8 @@ def _pct(x: float | None) -> str:
 
 
 def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> None:
-    """The per-clip table (unless ``quiet``) and the summary table with the targets."""
+    """The per-clip and per-language tables (unless ``quiet``), the summary table with the targets
+    and the clips whose language was detected wrong."""
     summary = report["summary"]
     base = report.get("baseline") or {}
     if not quiet:
@@ -215,6 +223,7 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
                 ms(s2s, ""),
             )
         console.print(t)
+        console.print(accuracy.language_table(summary))
     targets = summary["targets"]
     t = Table(
         title=f"{report['machine']['asr_model']} · {report['machine']['date']} · {report['machine']['cores']} cores",
@@ -236,6 +245,8 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
     for metric, rate in summary["accuracy"].items():
         stock = " / ".join(f"stock b{k[-1]} {_pct(v.get(metric))}" for k, v in sorted(base.get("summary", {}).items()))
         t.add_row(f"{metric.upper()} streaming (%)", _pct(rate), "", "", stock or "-")
+    for row in accuracy.language_id_rows(summary):
+        t.add_row(*map(escape, row))
     rtf = summary["rtf"]
     t.add_row(
         "RTF vad / asr / mt / tts",
@@ -257,6 +268,8 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
     t.add_row("speculation hits / misses", f"{summary['speculative_hits']} / {summary['speculative_misses']}", "", "", "")
     t.add_row("utterances / ref. sentences", f"{summary['utterances_per_run']} / {summary['reference_sentences']}", "", "", "")
     console.print(t)
+    for line in accuracy.language_id_lines(summary):
+        console.print(line, highlight=False)
     for failure in summary["failures"]:
         console.print(f"[red]failure: {escape(failure)}[/red]", highlight=False)
 
