@@ -62,7 +62,7 @@ def test_overrides_parse_toml_values_or_strings():
 def test_unknown_language_key_lists_the_toml_names(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[languages]\nform = "de"\n')
-    with pytest.raises(ConfigError, match=r"known keys in \[languages\]: from, to, pair$"):
+    with pytest.raises(ConfigError, match=r"known keys in \[languages\]: from, to, pair, allowed, switch_evidence$"):
         cfg.load(path)
 
 
