@@ -128,6 +128,7 @@ class RecognizerStage:
             wall=time.monotonic(),
             compute_seconds=recognition.compute_seconds,
             original=recognition.original,
+            translated=recognition.translated,
         )
 
     def _final(self, audio: np.ndarray) -> Recognition | None:
