@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,17 @@ def skip_or_fail(reason: str) -> None:
 
 
 SPEECH = CORPUS / "speech"
+
+SPANISH_NUMBER = "Mi número favorito es 3061."
+"""espeak-ng says it; base's greedy translate task answers in Spanish ("Minumero favorito, S6, S61")."""
+
+
+def espeak(path: Path, voice: str, text: str) -> Path:
+    """``text`` spoken by espeak-ng's ``voice`` into the WAV file ``path`` (22.05 kHz mono)."""
+    if shutil.which("espeak-ng") is None:
+        skip_or_fail("espeak-ng is not installed (apt install espeak-ng)")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    return path
 
 
 @dataclass(frozen=True)

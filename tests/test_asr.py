@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import clip
+import soxr
+from conftest import SPANISH_NUMBER, clip, espeak
 
 from translator.bench.scoring import normalise as words
 from translator.bench.scoring import wer
@@ -33,6 +34,7 @@ from translator.events import (
 from translator.models.locate import resolve_asr
 from translator.stages.asr import RecognizerStage
 from translator.stages.guards import join_units, plausible, repeats, units
+from translator.stages.langcheck import wrong_language
 from translator.stages.recognizer import Recognition, WhisperRecognizer
 from translator.whisper_api import Decoded
 
@@ -202,6 +204,21 @@ def test_stage_task_can_follow_the_detected_language(base: WhisperRecognizer) ->
     (transcript,) = stage.feed(ended)
     assert (transcript.language, transcript.task) == ("de", "translate")
     assert "room" in transcript.text.lower() or "hall" in transcript.text.lower()
+
+
+def test_a_translation_in_the_spoken_language_is_never_passed_off_as_english(base: WhisperRecognizer, tmp_path: Path) -> None:
+    """Whisper's translate task can answer in the language it heard: the recognizer decodes again
+    and, when that is still not English, says the text is no translation."""
+    samples, rate = sf.read(espeak(tmp_path / "es.wav", "es", SPANISH_NUMBER), dtype="float32")
+    samples = soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32)
+    settings = AsrSettings(model="base")
+    first = base._decode(base._encode(samples, settings), len(samples), "es", "translate", None, settings)  # unguarded
+    assert wrong_language(first.text, expected="en", source="es"), f"the clip no longer fails: {first.text!r}"
+    stage = RecognizerStage(base, settings, language="es", task="translate")
+    _, ended = _ended(samples)
+    (transcript,) = stage.feed(ended)
+    assert isinstance(transcript, Transcript) and transcript.task == "translate" and transcript.original
+    assert not transcript.translated or not wrong_language(transcript.text, expected="en", source="es"), transcript
 
 
 def test_stage_discards_silence_without_a_transcript(tiny: WhisperRecognizer) -> None:

@@ -16,12 +16,13 @@ import wave
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SPEECH, clip, small_disk
+from conftest import SPANISH_NUMBER, SPEECH, clip, espeak, small_disk
 from mtmodels import build_marian
 
 from translator.bench.scoring import wer
 from translator.cli import main
 from translator.models.locate import resolve_asr
+from translator.stages.langcheck import wrong_language
 
 DE = SPEECH / "de" / "picovoice_leopard_test_de.wav"
 
@@ -58,6 +59,25 @@ def test_german_to_english_speech_subtitles_and_transcript(tmp_path, capsys):
     # subtitles: one cue, timed on the source audio
     cue = srt.read_text(encoding="utf-8").strip().splitlines()
     assert cue[0] == "1" and re.fullmatch(r"00:00:0\d,\d{3} --> 00:00:0\d,\d{3}", cue[1]) and cue[2] == r["text"]
+
+
+def test_spanish_that_whisper_answers_in_spanish_is_never_presented_as_english(tmp_path, capsys):
+    """base's greedy translate task answers this clip in Spanish (tests/test_asr.py checks that):
+    what is printed, spoken, subtitled and logged is English, or the Spanish marked not translated."""
+    spoken = espeak(tmp_path / "es.wav", "es", SPANISH_NUMBER)
+    out_wav, srt, log = tmp_path / "o.wav", tmp_path / "o.srt", tmp_path / "o.jsonl"
+    argv = ["translate", str(spoken), "--from", "es", "--to", "en", "--asr", "base", "-o", str(out_wav), "--srt", str(srt)]
+    code, out, err = run(capsys, *argv, "--jsonl", str(log))
+    assert code == 0, err
+    (r,) = jsonl(log)
+    assert (r["language"], r["language_probability"], r["route"]) == ("es", 1.0, "whisper-translate")
+    cue = srt.read_text(encoding="utf-8").strip().splitlines()[2]
+    if r["translated"]:
+        assert r["text"] and not wrong_language(r["text"], expected="en", source="es"), r
+        assert r["speech_seconds"] > 0 and cue == r["text"] and f"→ {r['text']}" in out
+    else:
+        assert r["text"] == "" and r["voice"] == "" and r["speech_seconds"] == 0, r
+        assert cue == f"[not translated] {r['source_text']}" and "→ not translated" in out
 
 
 def test_english_recording_in_english_is_transcribed_not_translated(tmp_path, capsys):

@@ -4,10 +4,15 @@ functions of a snapshot or a record."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+import logging
 import re
+from pathlib import Path
 
 import numpy as np
+import pytest
 from rich.console import Console, RenderableType
 from rich.text import Text
 
@@ -25,7 +30,9 @@ from translator.events import (
 from translator.live import State
 from translator.run import plain, tui
 from translator.run.snapshot import SessionInfo, Snapshot
-from translator.transcript import UtteranceRecord
+from translator.serve.eventlog import log_event
+from translator.transcript import SrtWriter, UtteranceRecord
+from translator.translate_file import describe
 
 INFO = SessionInfo(languages="en → es", microphone="default", speaker="default", half_duplex=True, ptt=True, keys=True)
 RECORD = UtteranceRecord(
@@ -271,3 +278,72 @@ def test_jsonl_writes_records_on_stdout_and_notices_on_stderr() -> None:
     r.record(RECORD)
     assert out.getvalue() == RECORD.to_json() + "\n"
     assert lines(err) == ["warning: audio output 'default' failed"]
+
+
+# --- an utterance without a translation -----------------------------------------------------------
+
+SPOKEN = "Mi número favorito es 3061."
+UNTRANSLATED = Translation(4, SPOKEN, "es", "", "en", "whisper-translate", 0.0, 2.0, 0.0, 0.5, 0.0, translated=False)
+UNTRANSLATED_RECORD = dataclasses.replace(
+    RECORD,
+    utterance_id=4,
+    language="es",
+    source_text=SPOKEN,
+    target_language="en",
+    text="",
+    route="whisper-translate",
+    voice="",
+    speech_to_speech=None,
+    language_probability=1.0,
+    translated=False,
+)
+
+
+def test_an_untranslated_utterance_shows_its_source_words_marked_in_the_tui() -> None:
+    live = tui.caption_lines([tui.LiveCaption(language="es", final=SPOKEN, target="en", translated=False)])
+    assert [t.plain for t in live] == [f"es {SPOKEN}", "  → en not translated"]
+    assert live[1].style == "yellow"
+    assert render(tui.history(UNTRANSLATED_RECORD, "12:00:00")) == [
+        f"12:00:00 es→en {SPOKEN}",
+        "               → not translated",
+    ]
+    r = tui.TuiRenderer(Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None))
+    r.event(Transcript(4, "Minumero favorito, S6, S61", "es", 1.0, "translate", 0.0, 2.0, 0.0, 0.4, 0.3, original=SPOKEN))
+    r.event(UNTRANSLATED)
+    assert r.view().captions == (tui.LiveCaption(language="es", final=SPOKEN, target="en", translated=False),)
+
+
+def test_an_untranslated_utterance_shows_its_source_words_marked_in_plain_lines() -> None:
+    assert plain.event_line(UNTRANSLATED) == f"#4 not translated (es → en, whisper-translate): {SPOKEN}"
+    assert (
+        plain.record_line(UNTRANSLATED_RECORD)
+        == "#4 done (es → en): asr 400 ms · mt 450 ms · caption lag 0.40 s (2 captions) · not translated"
+    )
+    assert plain.record_line(RECORD).endswith("(2 captions)")
+
+
+def test_an_untranslated_utterance_in_the_translate_command_the_transcript_the_subtitles_and_the_journal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    printed = describe(UNTRANSLATED_RECORD).splitlines()
+    assert printed[1:3] == [f"  {SPOKEN}", "  [yellow]→ not translated[/yellow]"]
+    assert "→ Tenía tu traje oscuro." in describe(RECORD)
+    line = json.loads(UNTRANSLATED_RECORD.to_json())
+    assert (line["translated"], line["text"], line["source_text"], line["language_probability"]) == (False, "", SPOKEN, 1.0)
+    assert json.loads(RECORD.to_json())["translated"] is True
+    with SrtWriter(tmp_path / "t.srt") as srt:
+        srt.write(RECORD)
+        srt.write(UNTRANSLATED_RECORD)
+    cues = (tmp_path / "t.srt").read_text(encoding="utf-8").split("\n\n")
+    assert cues[0].splitlines()[2] == "Tenía tu traje oscuro."
+    assert cues[1].splitlines()[0] == "2" and cues[1].splitlines()[2] == f"[not translated] {SPOKEN}"
+    with caplog.at_level(logging.INFO, logger="translator.service"):
+        log_event(UNTRANSLATED)
+        log_event(Translation(5, "She had", "en", "Tenía", "es", "opus-mt-en-es", 0.0, 1.0, 0.0, 0.1, 0.0))
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            f"utterance 4: not translated (es->en, whisper-translate came back in es), nothing spoken: {SPOKEN}",
+        ),
+        (logging.INFO, "utterance 5: translated (es, opus-mt-en-es) Tenía"),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -340,3 +341,61 @@ def test_stage_same_language_empty_text_and_pair(loaded: TextTranslator, de_en: 
     (tr,) = pair.feed(transcript(GERMAN[1], "de"))
     assert (tr.target_language, tr.route) == ("en", "opus-mt-de-en")
     assert [r.kind for r in pair.prepare(["de"])] == ["direct"]
+
+
+# --- nothing in the source language passes as a translation ---------------------------------------
+
+
+class Scripted:
+    """A fake loaded model that answers from a table (unit tests of the stage only)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    def translate_sentences(self, sentences: list[str], source: str, target: str) -> list[str]:
+        return [self.answers.get(s, s) for s in sentences]  # unknown input is copied, as Marian does
+
+    def warm_up(self) -> None:
+        pass
+
+
+def scripted(models: list[MtModel], answers: dict[str, str], **kwargs: bool) -> TextTranslator:
+    fixed = Scripted(answers)
+    return TextTranslator(models, loader=lambda _m: fixed, **kwargs)
+
+
+def failed_whisper(english: str, original: str, language: str = "de") -> Transcript:
+    """Whisper's translate task answered in the spoken language (the recognizer says so)."""
+    return dataclasses.replace(transcript(english, language, task="translate"), original=original, translated=False)
+
+
+def test_stage_translates_the_words_as_spoken_when_whispers_translation_failed() -> None:
+    models = [opus("de", "en")]
+    stage = TranslatorStage(
+        scripted(models, {GERMAN[1]: ENGLISH[1]}, whisper_translate_available=True, prefer_whisper=True), Languages(None, "en")
+    )
+    assert stage.recognizer_task("de") == "translate"
+    (tr,) = [e for e in stage.feed(failed_whisper("Wir treffen uns morgen am Bahnhof.", GERMAN[1])) if isinstance(e, Translation)]
+    assert (tr.route, tr.text, tr.translated, tr.source_text) == ("opus-mt-de-en", ENGLISH[1], True, GERMAN[1])
+
+
+def test_stage_marks_a_failed_whisper_translation_without_a_text_route() -> None:
+    stage = TranslatorStage(scripted([], {}, whisper_translate_available=True), Languages(None, "en"))
+    events = list(stage.feed(failed_whisper("Wir treffen uns morgen am Bahnhof.", GERMAN[1])))
+    (tr,) = [e for e in events if isinstance(e, Translation)]
+    assert (tr.route, tr.text, tr.translated, tr.source_text) == ("whisper-translate", "", False, GERMAN[1])
+    # A translation Whisper got right still goes through.
+    (ok,) = [e for e in stage.feed(transcript(ENGLISH[1], "de", task="translate", uid=2)) if isinstance(e, Translation)]
+    assert (ok.text, ok.translated) == (ENGLISH[1], True)
+
+
+def test_stage_marks_a_models_copy_or_wrong_script_as_not_translated() -> None:
+    answers = {GERMAN[0]: "Доброе утро, как дела?", ENGLISH[0]: "Buenos días, ¿cómo estás?"}
+    stage = TranslatorStage(scripted([opus("de", "en")], answers), Languages(None, "en"))
+    (copied,) = stage.feed(transcript(GERMAN[1], "de"))  # not in the table: copied
+    assert (copied.route, copied.text, copied.translated, copied.source_text) == ("opus-mt-de-en", "", False, GERMAN[1])
+    (cyrillic,) = stage.feed(transcript(GERMAN[0], "de", uid=2))
+    assert (cyrillic.text, cyrillic.translated) == ("", False)
+    to_spanish = TranslatorStage(scripted([opus("en", "es")], answers), Languages(None, "es"))
+    (spanish,) = to_spanish.feed(transcript(ENGLISH[0], "en"))
+    assert (spanish.text, spanish.translated) == ("Buenos días, ¿cómo estás?", True)

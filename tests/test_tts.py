@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import shutil
@@ -164,6 +165,16 @@ def test_no_voice_means_text_only(store: Path) -> None:
 def test_empty_text_is_only_speech_done(joe: PiperSpeakerVoice) -> None:
     events = list(SpeakerStage({"en": joe}).feed(translation("  ", "en")))
     assert [type(e) for e in events] == [SpeechDone]
+
+
+def test_what_is_not_a_translation_is_not_spoken(joe: PiperSpeakerVoice) -> None:
+    """The source language in the target's voice would pass it off as the translation: silence,
+    and no notice (the utterance's own line says "not translated")."""
+    stage = SpeakerStage({"en": joe})
+    untranslated = dataclasses.replace(translation("Minumero favorito, S6, S61", "en"), translated=False)
+    events = list(stage.feed(untranslated))
+    assert [type(e) for e in events] == [SpeechDone] and events[0].voice == ""
+    assert [type(e) for e in stage.feed(translation("My number is 61.", "en", 2))] == [SpeechChunk, SpeechDone]
 
 
 class FailingVoice:

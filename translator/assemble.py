@@ -25,9 +25,11 @@ from translator.events import (
 from translator.models import locate as models
 from translator.offline import enforce_offline
 from translator.pipeline import AudioSink, Pipeline, StageSpec
+from translator.stages import langcheck
 from translator.stages.asr import RecognizerStage
 from translator.stages.language_prior import LanguagePrior
 from translator.stages.recognizer import WhisperRecognizer
+from translator.stages.routes import RouteKind
 from translator.stages.translate import TextTranslator, TranslatorStage
 from translator.stages.tts import SpeakerStage, choose_voice
 from translator.stages.vad import Segmenter
@@ -72,7 +74,12 @@ def load_engines(
         prefer_whisper=config.mt.prefer_whisper,
     )
     translator_stage = TranslatorStage(text_translator, langs)
-    translator_stage.prepare(langs.sources, warm_up=warm_up)
+    routes = translator_stage.prepare(langs.sources, warm_up=warm_up)
+    # Whisper's translations are checked for the source language (stages/langcheck.py); a spoken
+    # language detected per utterance may need the translate task too.
+    translates = any(r.kind is RouteKind.WHISPER for r in routes) or not langs.sources
+    if warm_up and recognizer.multilingual and translates:
+        langcheck.warm_up()
     notices: list[Notice] = []
     speaker_stage = None
     if speak and config.tts.enabled:

@@ -129,6 +129,9 @@ class Transcript:
     compute_seconds: float
     original: str = ""
     """With ``task == "translate"``: the words as spoken (same encoder pass, one more decode)."""
+    translated: bool = True
+    """With ``task == "translate"``: False when Whisper's text still reads as ``language``, not
+    English, after a second decode; the translator then works from ``original`` or gives up."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,12 @@ class Translation:
     t_end_wall: float
     wall: float
     compute_seconds: float
+    translated: bool = True
+    """False when no translation could be made: what came back still read as the source language
+    (Whisper's translate task answering in the language it heard, a model copying its input, see
+    :mod:`~translator.stages.langcheck`) and no other route could do better. ``text`` is then
+    empty, so nothing speaks or shows it as a translation; front ends show ``source_text`` marked
+    "not translated"."""
 
 
 # --- Speaker -> sink ----------------------------------------------------------------------------

@@ -54,6 +54,11 @@ class UtteranceRecord:
     speech_seconds: float
     cut: bool
     error: str = ""
+    language_probability: float | None = None
+    """How sure detection was of ``language`` (1.0 when it was given), None without a transcript."""
+    translated: bool = True
+    """False when the translation came back in the source language and was dropped
+    (:attr:`Translation.translated`): ``text`` is empty, ``source_text`` holds the words."""
 
     def to_json(self, finished: datetime | None = None) -> str:
         """The record as one JSON line (no newline): the one format of every transcript file.
@@ -135,6 +140,8 @@ class UtteranceCollector:
             speech_seconds=round(speech, 3),
             cut=ended.cut,
             error=error,
+            language_probability=round(tr.language_probability, 3) if tr else None,
+            translated=mt.translated if mt else True,
         )
 
 
@@ -181,19 +188,31 @@ class JsonlWriter(_LineFile):
         self._write(record.to_json() + "\n")
 
 
+NOT_TRANSLATED = "not translated"
+"""What every front end says beside the source words of an utterance whose translation came back
+in the source language (:attr:`UtteranceRecord.translated` False)."""
+
+NOT_TRANSLATED_MARK = f"[{NOT_TRANSLATED}]"
+"""Before those source words in the subtitles."""
+
+
 class SrtWriter(_LineFile):
-    """SubRip subtitles of the translation, timed on the source audio."""
+    """SubRip subtitles of the translation, timed on the source audio; an utterance without one
+    shows its source words after :data:`NOT_TRANSLATED_MARK`."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)
         self._n = 0
 
     def write(self, record: UtteranceRecord) -> None:
-        if not record.text:
+        text = record.text.strip()
+        if not record.translated and record.source_text.strip():
+            text = f"{NOT_TRANSLATED_MARK} {record.source_text.strip()}"
+        if not text:
             return
         self._n += 1
         end = max(record.end, record.start + 0.5)
-        self._write(f"{self._n}\n{srt_time(record.start)} --> {srt_time(end)}\n{record.text.strip()}\n\n")
+        self._write(f"{self._n}\n{srt_time(record.start)} --> {srt_time(end)}\n{text}\n\n")
 
 
 def srt_time(seconds: float) -> str:

@@ -14,6 +14,7 @@ from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, NoticeLevel, StageFailed
 from translator.text import ms
 from translator.transcript import (
+    NOT_TRANSLATED,
     JsonlWriter,
     SrtWriter,
     UtteranceCollector,
@@ -47,7 +48,9 @@ def describe(record: UtteranceRecord) -> str:
         f"  [dim]({escape(record.route)})[/dim]",
         f"  {escape(record.source_text)}",
     ]
-    if record.route != "same":
+    if not record.translated:
+        lines.append(f"  [yellow]→ {NOT_TRANSLATED}[/yellow]")
+    elif record.route != "same":
         lines.append(f"  [green]→ {escape(record.text)}[/green]")
     if record.error:
         lines.append(f"  [red]error: {escape(record.error)}[/red]")

@@ -25,7 +25,7 @@ from translator.events import (
 from translator.live import State
 from translator.run.snapshot import Renderer, SessionInfo, Snapshot
 from translator.text import ms, one_line
-from translator.transcript import UtteranceRecord
+from translator.transcript import NOT_TRANSLATED, UtteranceRecord
 
 UNCUT = sys.maxsize
 """What people said is shown whole; only messages (errors, notices) are cut to one_line's limit."""
@@ -78,6 +78,8 @@ def event_line(event: Event) -> str | None:
         return f"#{uid} speech ended at {event.t_end:.2f} s ({event.t_end - event.start:.1f} s{cut})"
     if isinstance(event, Transcript):
         return f"#{uid} heard ({event.language}): {heard_text(event)}"
+    if isinstance(event, Translation) and not event.translated:
+        return f"#{uid} {NOT_TRANSLATED} ({event.source_language} → {event.target_language}, {event.route}): {said(event.source_text)}"
     if isinstance(event, Translation) and event.route != "same":
         return f"#{uid} translated ({event.source_language} → {event.target_language}, {event.route}): {said(event.text)}"
     if isinstance(event, SpeechChunk) and event.index == 0:
@@ -94,7 +96,8 @@ def event_line(event: Event) -> str | None:
 def record_line(record: UtteranceRecord) -> str:
     route = f"{record.language or '?'} → {record.target_language or '?'}"
     error = f" · error: {one_line(record.error)}" if record.error else ""
-    return f"#{record.utterance_id} done ({route}): {latency_text(record)}{error}"
+    missing = "" if record.translated else f" · {NOT_TRANSLATED}"
+    return f"#{record.utterance_id} done ({route}): {latency_text(record)}{missing}{error}"
 
 
 def status_line(message: str, level: NoticeLevel = NoticeLevel.INFO) -> str:

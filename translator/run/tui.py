@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -30,7 +31,7 @@ from translator.live import State
 from translator.run.plain import heard_text, latency_text, said
 from translator.run.snapshot import Renderer, SessionInfo, Snapshot
 from translator.text import one_line
-from translator.transcript import UtteranceRecord
+from translator.transcript import NOT_TRANSLATED, UtteranceRecord
 
 METER_FLOOR = -60.0
 """dBFS at the left end of the level meter."""
@@ -67,6 +68,8 @@ class LiveCaption:
     translation: str = ""
     target: str = ""
     """Set by the translation (empty route "same": nothing more to show)."""
+    translated: bool = True
+    """False: the translation came back in the source language (shown as not translated)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,9 @@ def history(record: UtteranceRecord, stamp: str) -> Table:
     grid.add_column(style="bold cyan", no_wrap=True)
     grid.add_column(ratio=1)
     grid.add_row(stamp, f"{record.language or '?'}→{record.target_language or '?'}", Text(said(record.source_text)))
-    if record.route not in ("same", "") and record.text:
+    if not record.translated:
+        grid.add_row("", "", Text(f"→ {NOT_TRANSLATED}", style="yellow"))
+    elif record.route not in ("same", "") and record.text:
         grid.add_row("", "", Text("→ " + said(record.text), style="green"))
     if record.error:
         grid.add_row("", "", Text("error: " + one_line(record.error), style="red"))
@@ -139,7 +144,9 @@ def caption_lines(captions: Sequence[LiveCaption], hint: str = "speak…") -> li
             if not (u.committed or u.tentative):
                 t.append("…", style="dim")
         lines.append(t)
-        if u.translation:
+        if not u.translated:
+            lines.append(Text(f"  → {u.target} {NOT_TRANSLATED}", style="yellow"))
+        elif u.translation:
             lines.append(Text(f"  → {u.target} {u.translation}", style="green"))
         elif u.final and not u.target:
             lines.append(Text("  translating…", style="dim"))
@@ -249,7 +256,7 @@ class TuiRenderer(Renderer):
         )
         self.live.start()
 
-    def _update(self, uid: int, **changes: str) -> LiveCaption:
+    def _update(self, uid: int, **changes: Any) -> LiveCaption:
         u = dataclasses.replace(self.current.get(uid, LiveCaption()), **changes)
         self.current[uid] = u
         return u
@@ -266,6 +273,7 @@ class TuiRenderer(Renderer):
             self._update(
                 event.utterance_id,
                 target=event.target_language,
+                translated=event.translated,
                 **({"translation": said(event.text)} if event.route != "same" else {}),
             )
         elif isinstance(event, Discarded):

@@ -11,7 +11,7 @@ import logging
 from translator import events as ev
 from translator.audio.stream import status_level
 from translator.text import ms, one_line
-from translator.transcript import UtteranceRecord
+from translator.transcript import NOT_TRANSLATED, UtteranceRecord
 
 log = logging.getLogger("translator.service")
 
@@ -43,7 +43,18 @@ def log_event(event: ev.Event) -> None:
     elif isinstance(event, ev.Transcript):
         log.info("utterance %d: heard (%s) %s", uid, event.language, one_line(event.text))
     elif isinstance(event, ev.Translation):
-        if event.route != "same":
+        if not event.translated:
+            log.warning(
+                "utterance %d: %s (%s->%s, %s came back in %s), nothing spoken: %s",
+                uid,
+                NOT_TRANSLATED,
+                event.source_language,
+                event.target_language,
+                event.route,
+                event.source_language,
+                one_line(event.source_text),
+            )
+        elif event.route != "same":
             log.info("utterance %d: translated (%s, %s) %s", uid, event.target_language, event.route, one_line(event.text))
     elif isinstance(event, ev.Discarded):
         log.info("utterance %d: not speech, discarded", uid)

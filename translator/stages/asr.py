@@ -137,6 +137,7 @@ class RecognizerStage:
             wall=time.monotonic(),
             compute_seconds=recognition.compute_seconds,
             original=recognition.original,
+            translated=recognition.translated,
         )
 
     def _final(self, event: SpeechPaused | UtteranceEnded) -> Recognition | None:

@@ -17,8 +17,9 @@ from translator.errors import LanguageError
 from translator.events import Notice, Transcript, Translation
 from translator.languages import Languages
 from translator.models.locate import MtModel
+from translator.stages.langcheck import wrong_language
 from translator.stages.mt import CT2Translator
-from translator.stages.routes import PIVOT, Route, RouteKind, no_route_message, plan_route, whisper_then
+from translator.stages.routes import PIVOT, WHISPER_ROUTE, Route, RouteKind, no_route_message, plan_route, whisper_then
 from translator.stages.sentences import join_sentences, split_sentences
 
 
@@ -113,6 +114,12 @@ class TranslatorStage:
     recognizer runs Whisper's translate task exactly when the route needs it.
     A Notice is emitted the first time a pivot or whisper route is used for a pair. A failure
     (no route, a broken model) raises a TranslatorError for the pipeline to report.
+
+    What comes back in the source language is never passed on as a translation: a transcript whose
+    Whisper translation failed (``Transcript.translated`` False) is translated from its original
+    words by the text route when one exists, and a model's output that copies its input or is in
+    another script than the target's is dropped; either way without a translation the Translation
+    is marked ``translated=False`` with no text.
     """
 
     def __init__(self, text_translator: TextTranslator, languages: Languages) -> None:
@@ -167,13 +174,30 @@ class TranslatorStage:
             return self.route_for(source, target, whisper=False)
         return planned
 
+    def _text_route(self, source: str, target: str) -> Route | None:
+        """The route by text models alone, None when there is none."""
+        try:
+            return self.route_for(source, target, whisper=False)
+        except LanguageError:
+            return None
+
     def feed(self, t: Transcript) -> Iterator[Translation | Notice]:
         text = t.text.strip()
         if not text:
             return
         source = t.language
         target = self.languages.target_for(source)
-        route = self._effective_route(t, source, target)
+        if t.translated:
+            route = self._effective_route(t, source, target)
+        else:
+            # Whisper's translate task answered in the spoken language: a text model may still
+            # translate the words as spoken; without one nothing is passed off as a translation.
+            text = t.original.strip()
+            fallback = self._text_route(source, target)
+            if fallback is None or not text:
+                yield self._translation(t, target, WHISPER_ROUTE, "", 0.0, translated=False)
+                return
+            route = fallback
         if route.kind in (RouteKind.PIVOT, RouteKind.WHISPER):
             key = (source, target, route.name)
             with self._lock:
@@ -182,18 +206,29 @@ class TranslatorStage:
             if first:
                 yield Notice(route.note, time.monotonic())
         t0 = time.perf_counter()
-        translated, route = self.text_translator.translate(text, source, target, route=route)
+        output, route = self.text_translator.translate(text, source, target, route=route)
         compute = time.perf_counter() - t0
-        yield Translation(
+        # A model that fails copies its input or writes another script; the text classifier is
+        # left out, as it would judge arbitrary output (the test suite's random-weight models).
+        models_from = PIVOT if route.kind is RouteKind.WHISPER else source
+        ok = not (route.models and wrong_language(output, expected=target, source=models_from, original=text, classify=False))
+        yield self._translation(t, target, route.name, output if ok else "", compute, translated=ok)
+
+    @staticmethod
+    def _translation(
+        t: Transcript, target: str, route: str, text: str, compute: float, *, translated: bool = True
+    ) -> Translation:
+        return Translation(
             utterance_id=t.utterance_id,
             source_text=t.original or t.text,
-            source_language=source,
-            text=translated,
+            source_language=t.language,
+            text=text,
             target_language=target,
-            route=route.name,
+            route=route,
             start=t.start,
             t_end=t.t_end,
             t_end_wall=t.t_end_wall,
             wall=time.monotonic(),
             compute_seconds=compute,
+            translated=translated,
         )

@@ -325,9 +325,13 @@ class SpeakerStage:
 
         A failing voice costs this utterance only: a StageFailed (or, when the voice cannot be
         loaded, one error Notice for the language) and the SpeechDone that closes it.
+
+        What is not a translation (``t.translated`` False) is silence and no Notice: its own line in
+        every front end already says "not translated", and a listener is better served by nothing
+        than by the source language read out in the target's voice.
         """
         text = t.text.strip()
-        if not text:
+        if not text or not t.translated:
             yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), "")
             return
         try:
