@@ -216,7 +216,9 @@ class _FakeRecognizer:
     def __init__(self) -> None:
         self.calls = 0
 
-    def recognize(self, audio, settings=None, *, language=None, allowed=None, task=None, prompt=None, retry=True):
+    def recognize(
+        self, audio, settings=None, *, language=None, allowed=None, task=None, prompt=None, retry=True, prior=None, context=None
+    ):
         self.calls += 1
         return Recognition(f"len {len(audio)}. second sentence. third", "en", 1.0, "transcribe", -0.1, 0.0, 1.0, 0.001, 3, 8.0)
 
