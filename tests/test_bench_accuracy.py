@@ -4,6 +4,7 @@ the per-language table on a captured rich Console."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def _clip(file: str, lang: str, transcript: str) -> ManifestClip:
 
 
 def _record(uid: int, language: str, text: str) -> UtteranceRecord:
-    return UtteranceRecord(uid, 0.0, 1.0, language, text, "en", text, "same", "", 0.3, 0.4, 0.5, (), 0.1, 0.0, 0.0, False)
+    return UtteranceRecord(uid, 0.0, 1.0, language, text, language, text, "same", "", 0.3, 0.4, 0.5, (), 0.1, 0.0, 0.0, False)
 
 
 def _run(clip: ManifestClip, *utterances: tuple[str, str], repeat: int = 0) -> ClipRun:
@@ -72,7 +73,34 @@ STOCK = _stock(
 
 def _summary(runs: list[ClipRun], stock: dict | None, **kwargs: Any) -> dict[str, Any]:
     kw: dict[str, Any] = {"multilingual": True, "source": None} | kwargs
-    return {"per_language": accuracy.per_language(runs, stock, **kw), "language_id": accuracy.language_id(runs, stock, **kw)}
+    return {
+        "per_language": accuracy.per_language(runs, stock, **kw),
+        "language_id": accuracy.language_id(runs, stock, **kw),
+        "wrong_language_outputs": accuracy.wrong_language_outputs(runs),
+    }
+
+
+NO_WRONG_OUTPUT = ("outputs in the wrong language", "0", "", "", "0 · 0 held back")
+
+
+def test_outputs_in_the_wrong_language_are_counted_held_back_or_passed_off() -> None:
+    fr = _clip("fr/dictee.wav", "fr", "et c'est la dictée numéro un")
+    held = dataclasses.replace(
+        _record(1, "fr", ""), source_text="et c'est la dictée numéro un", target_language="en", translated=False
+    )
+    french = "Et c'est la dictée numéro un, mon ami."
+    passed = dataclasses.replace(_record(2, "fr", french), target_language="en", route="whisper")
+    right = dataclasses.replace(
+        _record(3, "fr", "And this is dictation number one."), source_text=french, target_language="en", route="whisper"
+    )
+    run = ClipRun(fr, 0, [held, passed, right], SpanLog(), 0.0, 3.0, [], 0, 0, 0.0, 0)
+    assert accuracy.wrong_language_outputs([run, *RUNS]) == {
+        "not_translated": 1,
+        "not_translated_clips": ["fr/dictee.wav"],
+        "passed_off": 1,
+        "passed_off_clips": ["fr/dictee.wav"],
+    }
+    assert accuracy.wrong_language_outputs(RUNS)["passed_off"] == 0
 
 
 def test_error_rates_per_language_beside_stock_beam_1_and_5() -> None:
@@ -132,7 +160,7 @@ def test_an_english_only_model_detects_nothing_and_says_so() -> None:
         "stock_right_streaming_wrong": None,
     }
     assert s["per_language"]["en"]["language_id"] == {"wrong_utterances": None, "wrong_stock_clips": None}
-    assert accuracy.language_id_rows(s) == [("language ID", "-", "", "", "en (model is English-only)")]
+    assert accuracy.language_id_rows(s) == [("language ID", "-", "", "", "en (model is English-only)"), NO_WRONG_OUTPUT]
     assert accuracy.language_id_lines(s) == []
 
 
@@ -145,6 +173,7 @@ def test_a_forced_spoken_language_leaves_only_the_stock_figure() -> None:
     assert rows == [
         ("language ID streaming (% right)", "-", "", "", "de (languages.from)"),
         ("language ID stock (% right)", "75.0", "", "4", "1 clip(s) wrong"),
+        NO_WRONG_OUTPUT,
     ]
 
 
@@ -154,6 +183,7 @@ def test_summary_rows_and_lines_name_the_wrong_clips() -> None:
         ("language ID streaming (% right)", "71.4", "", "7", "2 utterance(s) wrong"),
         ("language ID stock (% right)", "75.0", "", "4", "1 clip(s) wrong"),
         ("clips stock right, streaming wrong", "1", "", "", "0"),
+        NO_WRONG_OUTPUT,
     ]
     assert accuracy.language_id_lines(s) == [
         "language ID wrong, streaming: de/raum.wav (en), zh/jiao.flac (ja)",

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from translator.bench import scoring
 from translator.bench.runner import ClipRun
+from translator.stages.langcheck import wrong_language
 
 BEAMS = ("beam1", "beam5")
 """The stock baseline's beams shown beside streaming (the baseline keys them so)."""
@@ -125,6 +126,24 @@ def language_id(
     return {"pinned": why, "streaming": streaming, "stock": stock_id, "stock_right_streaming_wrong": missed}
 
 
+def wrong_language_outputs(runs: Sequence[ClipRun]) -> dict[str, Any]:
+    """Outputs that are not in the target language, over the first run of each clip: those the
+    pipeline held back as not translated, and those it passed off as a translation while they
+    still read as the spoken language (the checker the guard uses; the target: none)."""
+    held, passed = [], []
+    for run in _first(runs):
+        for r in run.records:
+            if not r.translated:
+                held.append(run.clip.file)
+            elif (
+                r.language != r.target_language
+                and r.text
+                and wrong_language(r.text, expected=r.target_language, source=r.language, original=r.source_text)
+            ):
+                passed.append(run.clip.file)
+    return {"not_translated": len(held), "not_translated_clips": held, "passed_off": len(passed), "passed_off_clips": passed}
+
+
 def _share(n: int, wrong: int) -> float | None:
     return round((n - wrong) / n, 4) if n else None
 
@@ -166,8 +185,10 @@ def language_table(summary: dict[str, Any]) -> Table:
 def language_id_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """The summary table's language-ID rows (figure, value, p95, n, target)."""
     lid = summary["language_id"]
+    wrong = summary["wrong_language_outputs"]
+    last = ("outputs in the wrong language", str(wrong["passed_off"]), "", "", f"0 · {wrong['not_translated']} held back")
     if lid["streaming"] is None and lid["stock"] is None:
-        return [("language ID", "-", "", "", lid["pinned"] or "no baseline")]
+        return [("language ID", "-", "", "", lid["pinned"] or "no baseline"), last]
     rows = []
     for side, unit in (("streaming", "utterance"), ("stock", "clip")):
         s = lid[side]
@@ -180,7 +201,7 @@ def language_id_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, 
     missed = lid["stock_right_streaming_wrong"]
     if missed is not None:
         rows.append(("clips stock right, streaming wrong", str(len(missed)), "", "", "0"))
-    return rows
+    return [*rows, last]
 
 
 def language_id_lines(summary: dict[str, Any]) -> list[str]:
@@ -193,6 +214,12 @@ def language_id_lines(summary: dict[str, Any]) -> list[str]:
     if lid["stock"] and lid["stock"]["wrong_clips"]:
         wrong = ", ".join(f"{file} ({lang})" for file, lang in lid["stock"]["wrong_clips"].items())
         lines.append(f"language ID wrong, stock: {escape(wrong)}")
+    wrong = summary["wrong_language_outputs"]
+    if wrong["passed_off_clips"] or wrong["not_translated_clips"]:
+        lines.append(
+            f"wrong language: passed off {escape(', '.join(wrong['passed_off_clips']) or '-')}; "
+            f"held back {escape(', '.join(wrong['not_translated_clips']) or '-')}"
+        )
     if lid["stock_right_streaming_wrong"]:
         lines.append(f"[yellow]stock right, streaming wrong: {escape(', '.join(lid['stock_right_streaming_wrong']))}[/yellow]")
     return lines

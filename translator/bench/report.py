@@ -116,6 +116,7 @@ def summarise(
         "accuracy": {m: round(e.rate, 4) for m, e in sums.items()},
         "per_language": accuracy.per_language(runs, stock, multilingual=multilingual, source=source),
         "language_id": accuracy.language_id(runs, stock, multilingual=multilingual, source=source),
+        "wrong_language_outputs": accuracy.wrong_language_outputs(runs),
         "reference_sentences": sum(_sentences(run.clip) for run in first),
         "utterances_per_run": sum(len(run.records) for run in first),
         "speculative_hits": sum(run.speculative_hits for run in runs),
