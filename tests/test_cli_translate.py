@@ -19,7 +19,7 @@ import soundfile as sf
 from conftest import SPANISH_NUMBER, SPEECH, clip, espeak, small_disk
 from mtmodels import build_marian
 
-from translator.bench.scoring import wer
+from translator.bench.scoring import error_rate, wer
 from translator.cli import main
 from translator.models.locate import resolve_asr
 from translator.stages.langcheck import wrong_language
@@ -78,6 +78,21 @@ def test_spanish_that_whisper_answers_in_spanish_is_never_presented_as_english(t
     else:
         assert r["text"] == "" and r["voice"] == "" and r["speech_seconds"] == 0, r
         assert cue == f"[not translated] {r['source_text']}" and "→ not translated" in out
+
+
+def test_languages_flag_restricts_detection_and_the_transcript_gives_its_probability(tmp_path, capsys):
+    """Heard alone, the last of this clip's three pieces is detected as Portuguese (tests/test_language_id.py)."""
+    c = clip("es/picovoice_leopard_test_es.wav")
+    log = tmp_path / "t.jsonl"
+    code, _, err = run(capsys, "translate", str(c.path), "--languages", "es,en", "--to", "en", "--jsonl", str(log))
+    assert code == 0, err
+    records = jsonl(log)
+    assert len(records) == 3 and all(r["language"] == "es" for r in records), records
+    assert all(0.5 < r["language_probability"] <= 1.0 for r in records), records
+    assert error_rate(c.transcript, " ".join(r["source_text"] for r in records), "es") <= 0.1
+    code, _, err = run(capsys, "translate", str(c.path), "--languages", "es,xx")
+    assert code == 2
+    one_line_error(err, "languages.allowed", "'xx'")
 
 
 def test_english_recording_in_english_is_transcribed_not_translated(tmp_path, capsys):
