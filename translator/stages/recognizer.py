@@ -67,6 +67,11 @@ MIN_WINDOW_MULTILINGUAL = 8.0
 RETRY_BEAM = 5
 """Beam width of the second decode of a translation that came back in the spoken language."""
 
+CONTEXT_UTTERANCE = 2.0
+"""Seconds: only an utterance this short is decoded after the one before (``asr.context_gap``). A
+phrase alone is where words lose their context (jfk's "ask not", 1.3 s); a longer utterance
+carries its own, and the forced prefix goes through the decoder's beam at 0.1-0.3 s a time."""
+
 TOKENS_PER_SECOND = 12
 """Decode cap per second of audio, about twice the densest speech in the corpus (Korean, Chinese),
 so a decode that reaches it is a loop, and a loop costs a bounded time before the stock retry."""
@@ -345,11 +350,13 @@ class WhisperRecognizer:
         return decoded, encoded
 
     def _fits(self, context: Context | None, chunk: np.ndarray, language: str, task: TaskChoice, settings: AsrSettings) -> bool:
-        """Whether ``context`` can go before ``chunk``: the same language, both transcribed (the
-        translate task also decodes the words alone, which would need a second encoder run), and
-        the two fit in the shortest window, so the context costs the encoder nothing."""
+        """Whether ``context`` can go before ``chunk``: a short chunk (:data:`CONTEXT_UTTERANCE`),
+        the same language, both transcribed (the translate task also decodes the words alone,
+        which would need a second encoder run), and the two fit in the shortest window, so the
+        context costs the encoder nothing."""
         return (
             context is not None
+            and len(chunk) <= CONTEXT_UTTERANCE * SAMPLE_RATE
             and bool(context.text)
             and context.language == language
             and context.task == task == "transcribe"
