@@ -17,6 +17,7 @@ import soundfile as sf
 import soxr
 from conftest import SPANISH_NUMBER, clip, espeak
 
+from translator import whisper_api
 from translator.bench.scoring import normalise as words
 from translator.bench.scoring import wer
 from translator.config import AsrSettings
@@ -86,6 +87,22 @@ def test_base_detects_german_and_translates_it(base: WhisperRecognizer) -> None:
     translated = base.recognize(samples, task="translate")
     assert translated is not None and translated.task == "translate"
     assert "room" in translated.text.lower() or "hall" in translated.text.lower(), translated.text
+
+
+def test_translation_and_words_decoded_together_match_one_by_one(base: WhisperRecognizer) -> None:
+    """The translate task's two decodes run as one batch; each must be what it is alone."""
+    samples = audio("de/picovoice_leopard_test_de.wav")
+    settings = AsrSettings(model="base")
+    encoded = base._encode(samples, settings)
+    cap = base._token_cap(len(samples))
+    english, words = whisper_api.decode_both(base.model, encoded, language="de", prompt=None, token_cap=cap, beam_size=5)
+    for task, together in (("translate", english), ("transcribe", words)):
+        alone = base._decode(encoded, len(samples), "de", task, None, settings)
+        assert (together.text, together.tokens) == (alone.text, alone.tokens), task
+        assert together.avg_logprob == pytest.approx(alone.avg_logprob, abs=0.01)
+        assert together.no_speech_prob == pytest.approx(alone.no_speech_prob, abs=0.01)
+        assert together.compression_ratio == pytest.approx(alone.compression_ratio, abs=0.01)
+    assert "raum" in words.text.lower() and "room" in english.text.lower()
 
 
 def test_base_detects_spanish(base: WhisperRecognizer) -> None:

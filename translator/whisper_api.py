@@ -110,13 +110,9 @@ def decode(
     ``prefix`` is the text of the window's first audio, forced as the start of the decode so the
     decoder continues after it (and returns only what follows). With more than one temperature,
     faster-whisper's fallback redoes a poor decode."""
-    from faster_whisper.tokenizer import Tokenizer  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
     from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
-    tokenizer = Tokenizer(model.hf_tokenizer, is_multilingual(model), task=task, language=language)
-    previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
-    sequence = model.get_prompt(tokenizer, previous, without_timestamps=True, prefix=prefix)
-    cap = model.max_length if token_cap is None else token_cap
+    tokenizer, sequence, max_new_tokens = _prompt(model, task, language, prompt, prefix, token_cap)
     options = TranscriptionOptions(
         beam_size=beam_size,
         best_of=5,
@@ -140,7 +136,7 @@ def decode(
         prepend_punctuations="",
         append_punctuations="",
         multilingual=False,
-        max_new_tokens=max(1, min(cap, model.max_length - len(sequence))),
+        max_new_tokens=max_new_tokens,
         clip_timestamps="0",
         hallucination_silence_threshold=None,
         hotwords=None,
@@ -160,6 +156,61 @@ def decode(
         tokens=len(tokens),
         window_seconds=encoded.seconds,
     )
+
+
+def decode_both(
+    model: WhisperModel, encoded: Encoded, *, language: str, prompt: str | None, token_cap: int | None, beam_size: int
+) -> tuple[Decoded, Decoded]:
+    """The translate and the transcribe decode of one window in one batched call at temperature 0
+    (no fallback), as :func:`decode` would give them one after the other. The two run side by side
+    through the decoder, which costs less than two calls (measured with base on a 5 s French
+    sentence, beam 5, 2 threads: 1.7-2.4 s against 2.6 s)."""
+    import ctranslate2  # noqa: PLC0415 - comes with faster-whisper: only on first use
+    import numpy as np  # noqa: PLC0415
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
+
+    prompts = [_prompt(model, task, language, prompt, None, token_cap) for task in ("translate", "transcribe")]
+    output = np.array(encoded.output)
+    results = model.model.generate(
+        ctranslate2.StorageView.from_array(np.concatenate([output, output])),
+        [sequence for _, sequence, _ in prompts],
+        beam_size=beam_size,
+        patience=1.0,
+        max_length=max(len(sequence) + new for _, sequence, new in prompts),
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(prompts[0][0], [-1]),
+    )
+    decoded = []
+    for (tokenizer, _, _), result in zip(prompts, results, strict=True):
+        tokens = result.sequences_ids[0]
+        text = tokenizer.decode(tokens).strip()
+        decoded.append(
+            Decoded(
+                text=text,
+                # faster-whisper's recovery of the mean log probability from the returned score
+                avg_logprob=float(result.scores[0] * len(tokens) / (len(tokens) + 1)),
+                no_speech_prob=float(result.no_speech_prob),
+                compression_ratio=float(get_compression_ratio(text)),
+                tokens=len(tokens),
+                window_seconds=encoded.seconds,
+            )
+        )
+    return decoded[0], decoded[1]
+
+
+def _prompt(
+    model: WhisperModel, task: str, language: str, prompt: str | None, prefix: str | None, token_cap: int | None
+) -> tuple[Any, list[int], int]:
+    """The tokenizer for ``task`` in ``language``, the decoder's prompt, and the new tokens allowed."""
+    from faster_whisper.tokenizer import Tokenizer  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
+
+    tokenizer = Tokenizer(model.hf_tokenizer, is_multilingual(model), task=task, language=language)
+    previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
+    sequence = model.get_prompt(tokenizer, previous, without_timestamps=True, prefix=prefix)
+    cap = model.max_length if token_cap is None else token_cap
+    return tokenizer, sequence, max(1, min(cap, model.max_length - len(sequence)))
 
 
 def vad_model() -> Any:

@@ -254,10 +254,26 @@ class WhisperRecognizer:
                 assert context is not None  # detected on the utterance alone, decoded after the context
                 chunk, prefix = np.concatenate([context.audio, chunk]), context.text
                 encoded = self._encode(chunk, settings)
-            decoded, encoded = self._decode_checked(chunk, encoded, language, resolved_task, prompt, settings, prefix, retry)
+            first = words_first = None
+            if resolved_task == "translate" and not settings.temperature_fallback:  # both decodes at once
+                first, words_first = whisper_api.decode_both(
+                    self._model,
+                    encoded,
+                    language=language,
+                    prompt=prompt,
+                    token_cap=self._token_cap(len(chunk)) if encoded.seconds < STOCK_WINDOW else None,
+                    beam_size=settings.beam_size,
+                )
+            decoded, encoded = self._decode_checked(
+                chunk, encoded, language, resolved_task, prompt, settings, prefix, retry, first
+            )
             if plausible(decoded, settings):
                 if resolved_task == "translate":
-                    words, _ = self._decode_checked(chunk, encoded, language, "transcribe", prompt, settings, None, retry)
+                    if words_first is not None and encoded.seconds != words_first.window_seconds:
+                        words_first = None  # the translation was redone on a longer window: so are the words
+                    words, _ = self._decode_checked(
+                        chunk, encoded, language, "transcribe", prompt, settings, None, retry, words_first
+                    )
                     originals.append(words.text)
                     decoded, english = self._english(decoded, encoded, chunk, language, originals[-1], prompt, settings)
                     translated = translated and english
@@ -335,11 +351,13 @@ class WhisperRecognizer:
         settings: AsrSettings,
         prefix: str | None,
         retry: bool,
+        first: Decoded | None = None,
     ) -> tuple[Decoded, Encoded]:
-        """Decode ``chunk``'s encoding; with ``retry``, a loop is redone on twice the window, then
-        on the stock window (the longer short window fixes every loop seen on the corpus at a
-        third of the stock window's cost). Returns the decode and the encoding it was made on."""
-        decoded = self._decode(encoded, len(chunk), language, task, prompt, settings, prefix)
+        """Decode ``chunk``'s encoding (``first``: already decoded); with ``retry``, a loop is redone
+        on twice the window, then on the stock window (the longer short window fixes every loop
+        seen on the corpus at a third of the stock window's cost). Returns the decode and the
+        encoding it was made on."""
+        decoded = first or self._decode(encoded, len(chunk), language, task, prompt, settings, prefix)
         for longer in (2 * encoded.seconds, None) if retry else ():
             if encoded.seconds >= STOCK_WINDOW or not looped(decoded, self._token_cap(len(chunk)), settings, language, task):
                 break
