@@ -36,7 +36,8 @@ from translator.models.locate import resolve_asr
 from translator.stages.asr import RecognizerStage
 from translator.stages.guards import join_units, plausible, repeats, units
 from translator.stages.langcheck import wrong_language
-from translator.stages.recognizer import Recognition, WhisperRecognizer
+from translator.stages.recognition import Recognition
+from translator.stages.recognizer import WhisperRecognizer
 from translator.whisper_api import Decoded
 
 STOCK = AsrSettings(model="tiny.en", window_margin=-1.0)

@@ -26,7 +26,8 @@ from translator.events import (
 from translator.speculation import Confirm, Provisional, Retract
 from translator.stages.guards import join_units, normalise, units
 from translator.stages.language_prior import LanguagePrior
-from translator.stages.recognizer import DEFAULT, Context, Recognition, TaskChoice, WhisperRecognizer
+from translator.stages.recognition import Context, Recognition, TaskChoice
+from translator.stages.recognizer import DEFAULT, WhisperRecognizer
 
 
 class RecognizerStage:

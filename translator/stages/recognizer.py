@@ -34,8 +34,6 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +49,7 @@ from translator.models.locate import resolve_asr
 from translator.stages.guards import SILENCE_DBFS, looped, plausible, rms_dbfs
 from translator.stages.langcheck import wrong_language
 from translator.stages.language_prior import LanguagePrior
+from translator.stages.recognition import Context, Recognition, TaskChoice
 from translator.stages.routes import PIVOT
 from translator.text import one_line
 from translator.whisper_api import STOCK_WINDOW, Decoded, Encoded
@@ -77,45 +76,6 @@ TOKENS_PER_SECOND = 12
 so a decode that reaches it is a loop, and a loop costs a bounded time before the stock retry."""
 
 DEFAULT = AsrSettings()
-
-
-@dataclass(frozen=True)
-class Recognition:
-    """One recognised utterance and the scores the guards judged it by."""
-
-    text: str
-    language: str
-    language_probability: float
-    """Among the allowed languages when those are given; 1.0 when the language was given."""
-    task: str
-    avg_logprob: float
-    no_speech_prob: float
-    compression_ratio: float
-    compute_seconds: float
-    tokens: int
-    window_seconds: float
-    """Audio seconds the encoder saw (30 per window when the stock window was used or retried)."""
-    original: str = ""
-    """With the translate task: the words as spoken, decoded from the same encoder output, so the
-    user sees what was said as well as Whisper's English for the price of one more decode."""
-    translated: bool = True
-    """False when the translate task's text still reads as the spoken language after a second,
-    harder decode (:mod:`~translator.stages.langcheck`): ``text`` is then no English translation."""
-
-
-TaskChoice = str | Callable[[str], str]
-"""A task, or a function of the detected language giving it (the translator's route decides)."""
-
-
-@dataclass(frozen=True)
-class Context:
-    """The utterance just before, to decode the next one after it (``asr.context_gap``)."""
-
-    audio: np.ndarray
-    text: str
-    """What was recognised in ``audio``: forced as the decoder's prefix."""
-    language: str
-    task: str
 
 
 class WhisperRecognizer:
