@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,13 @@ def load_engines(
     # Whisper's translations are checked for the source language (stages/langcheck.py); a spoken
     # language detected per utterance may need the translate task too.
     translates = any(r.kind is RouteKind.WHISPER for r in routes) or not langs.sources
+    checker: Future[None] | None = None
     if warm_up and recognizer.multilingual and translates:
-        langcheck.warm_up()
+        # Loading the classifier is a second of Python while the models below load and warm up in
+        # CTranslate2 and onnxruntime, which release the GIL: side by side, it costs little.
+        loader = ThreadPoolExecutor(1, thread_name_prefix="langcheck-load")
+        checker = loader.submit(langcheck.warm_up)
+        loader.shutdown(wait=False)
     notices: list[Notice] = []
     speaker_stage = None
     if speak and config.tts.enabled:
@@ -88,6 +94,8 @@ def load_engines(
         notices.extend(speaker_stage.prepare(langs.targets))
     if warm_up and not warm:
         recognizer.warm_up(config.asr)
+    if checker is not None:
+        checker.result()  # its error, if any, is raised here
     return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
 
 
