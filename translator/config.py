@@ -83,9 +83,9 @@ class AsrSettings:
     beam_size: int = 5
     """Beam of the final transcript (stock faster-whisper's default; 1 = greedy). Partial
     captions are always greedy: the next snapshot replaces them anyway. Measured on the corpus
-    (2 threads, 2026-12-01): base WER 13.1 % with beam 5 against 16.8 % greedy, for a median
-    speech-to-speech of 1.47 s against 1.04 s (the translate task decodes twice: the English and
-    the words); tiny.en 10.4 % against 9.0 % (a word or two of 45), 0.66 s against 0.55 s."""
+    (2 threads, 2026-12-01): base WER 13.1 % with beam 5 against 16.8 % greedy, median
+    speech-to-speech 1.05 s against 1.09 s (within noise, the translate task's two decodes being
+    batched); tiny.en 10.4 % against 9.0 % (a word of 45), 0.66 s against 0.55 s."""
     context_gap: float = 2.0
     """A short utterance (2 s at most) that starts within this many seconds of the previous one's
     end is decoded after it: the previous audio is put before it in the encoder window and its
