@@ -134,7 +134,7 @@ class WhisperRecognizer:
                 check_language(code)
         if self.multilingual:
             return
-        name = self.model_dir.name
+        name = self.model_fields[0]  # the name the user gave (a bundled model sits in a directory called "model")
         if task == "translate":
             raise LanguageError(
                 f"speech model {name} is English-only and cannot translate; use a multilingual model such as base"
