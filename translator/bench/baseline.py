@@ -1,8 +1,8 @@
 """The accuracy baseline: stock faster-whisper ``WhisperModel.transcribe()`` on each whole clip.
 
-Run with the model the pipeline already loaded, greedy (beam 1, like the pipeline) and with
-faster-whisper's default beam of 5, so the accuracy cost of streaming shows as a difference between
-two figures scored the same way.
+Run with the model the pipeline already loaded, greedy (beam 1) and with faster-whisper's default
+beam of 5 (the pipeline's final beam by default), so the accuracy cost of streaming shows as a
+difference between figures scored the same way.
 """
 
 from __future__ import annotations

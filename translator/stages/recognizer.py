@@ -2,8 +2,8 @@
 
 ``WhisperModel.transcribe()`` always feeds the encoder a padded 30 s window, so a 3 s utterance
 costs as much as a 30 s one. Here the encoder sees the utterance plus ``window_margin`` seconds of
-silence, language detection reuses that same encoder output, and the decoder runs once, greedily,
-without timestamps.
+silence, language detection reuses that same encoder output, and the decoder runs once (with the
+``[asr]`` beam; both tasks in one batch for the translate task), without timestamps.
 
 Measured on the corpus (tiny.en and base, int8, 2 threads): CTranslate2 accepts any frame count,
 but below about 8 s of window the decoder loops on short clips ("... all year. She had your dog
