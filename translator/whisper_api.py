@@ -16,6 +16,8 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
@@ -166,7 +168,6 @@ def decode_both(
     through the decoder, which costs less than two calls (measured with base on a 5 s French
     sentence, beam 5, 2 threads: 1.7-2.4 s against 2.6 s)."""
     import ctranslate2  # noqa: PLC0415 - comes with faster-whisper: only on first use
-    import numpy as np  # noqa: PLC0415
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
 
     prompts = [_prompt(model, task, language, prompt, None, token_cap) for task in ("translate", "transcribe")]

@@ -143,7 +143,8 @@ class RecognizerStage:
 
     def _final(self, event: SpeechPaused | UtteranceEnded) -> Recognition | None:
         context = None
-        if self._context is not None and 0 <= event.start - self._context[0] <= self.settings.context_gap:
+        gap = self.settings.context_gap
+        if self._context is not None and gap > 0 and 0 <= event.start - self._context[0] <= gap:
             context = self._context[1]
         return self.recognizer.recognize(
             event.audio,

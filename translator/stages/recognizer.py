@@ -180,9 +180,12 @@ class WhisperRecognizer:
         conditions the decoder. ``retry`` False takes a looping short-window decode as it is
         instead of redoing it on longer windows: for partial captions, which the next snapshot
         replaces anyway. ``prior`` weighs detection by the conversation's recent languages.
-        ``context`` is the utterance before: when both fit in the shortest window and share the
-        language and task, the audio is decoded after it (its text forced as the prefix), so the
-        decoder knows how the sentence began; the encoder runs that window anyway.
+        ``context`` is the utterance before: for a short utterance that fits with it in the
+        shortest window, in the same language, both transcribed (:meth:`_fits`), the audio is
+        decoded after it (its text forced as the prefix), so the decoder knows how the sentence
+        began. With the language given that is one encoder run of the window the encoder runs
+        anyway; a detected language is detected on the utterance alone, so the window is encoded
+        a second time with the context.
         """
         started = time.perf_counter()
         audio = np.asarray(audio, dtype=np.float32)
@@ -221,7 +224,7 @@ class WhisperRecognizer:
                     encoded,
                     language=language,
                     prompt=prompt,
-                    token_cap=self._token_cap(len(chunk)) if encoded.seconds < STOCK_WINDOW else None,
+                    token_cap=self._decode_cap(encoded, len(chunk)),
                     beam_size=settings.beam_size,
                 )
             decoded, encoded = self._decode_checked(
@@ -331,7 +334,7 @@ class WhisperRecognizer:
         """Whether ``context`` can go before ``chunk``: a short chunk (:data:`CONTEXT_UTTERANCE`),
         the same language, both transcribed (the translate task also decodes the words alone,
         which would need a second encoder run), and the two fit in the shortest window, so the
-        context costs the encoder nothing."""
+        encoder runs no longer for the context."""
         return (
             context is not None
             and len(chunk) <= CONTEXT_UTTERANCE * SAMPLE_RATE
@@ -371,7 +374,7 @@ class WhisperRecognizer:
             task=task,
             prompt=prompt,
             prefix=prefix,
-            token_cap=self._token_cap(samples) if encoded.seconds < STOCK_WINDOW else None,
+            token_cap=self._decode_cap(encoded, samples),
             beam_size=settings.beam_size,
             log_prob_threshold=settings.log_prob_threshold,
             no_speech_threshold=settings.no_speech_threshold,
@@ -382,6 +385,12 @@ class WhisperRecognizer:
     @staticmethod
     def _token_cap(samples: int) -> int:
         return 10 + math.ceil(TOKENS_PER_SECOND * samples / SAMPLE_RATE)
+
+    @classmethod
+    def _decode_cap(cls, encoded: Encoded, samples: int) -> int | None:
+        """The cap a decode of ``encoded`` gets: the loop bound on a short window, none on the
+        stock window (the last retry, which must not be cut short)."""
+        return cls._token_cap(samples) if encoded.seconds < STOCK_WINDOW else None
 
 
 def _check_json(path: Path) -> None:
