@@ -36,15 +36,17 @@ def archive_stem(path: Path) -> str:
     return name
 
 
-def _unsafe_name(name: str) -> str:
-    """Why an archive member name is refused ('' when it is fine)."""
+def _check_name(archive: Path, name: str) -> None:
+    """Refuse an archive member whose name is empty, absolute or climbs out with '..'."""
+    why = ""
     if not name:
-        return "an empty name"
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        return "an absolute path"
-    if ".." in re.split(r"[\\/]+", name):
-        return "a '..' component"
-    return ""
+        why = "an empty name"
+    elif name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        why = "an absolute path"
+    elif ".." in re.split(r"[\\/]+", name):
+        why = "a '..' component"
+    if why:
+        raise ModelError(f"{archive}: refused, member {name!r} has {why}")
 
 
 def _inside(root: Path, candidate: str) -> bool:
@@ -72,9 +74,7 @@ def _extract_zip(archive: Path, dest: Path) -> None:
     with zipfile.ZipFile(archive) as z:
         members = z.infolist()
         for info in members:
-            why = _unsafe_name(info.filename)
-            if why:
-                raise ModelError(f"{archive}: refused, member {info.filename!r} has {why}")
+            _check_name(archive, info.filename)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise ModelError(f"{archive}: refused, member {info.filename!r} is a symbolic link")
         for info in members:
@@ -93,9 +93,7 @@ def _extract_tar(archive: Path, dest: Path) -> None:
     with tarfile.open(archive) as t:
         members = t.getmembers()
         for m in members:
-            why = _unsafe_name(m.name)
-            if why:
-                raise ModelError(f"{archive}: refused, member {m.name!r} has {why}")
+            _check_name(archive, m.name)
             if m.issym() or m.islnk():
                 base = os.path.join(dest, os.path.dirname(m.name)) if m.issym() else str(dest)
                 if os.path.isabs(m.linkname) or not _inside(dest, os.path.join(base, m.linkname)):
