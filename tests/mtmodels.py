@@ -36,6 +36,9 @@ HEADS = 4
 VOCAB = 256
 """sentencepiece vocabulary size of every test tokeniser."""
 
+SPM_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")
+"""sentencepiece's control pieces, which each model family places in its vocabulary its own way."""
+
 EOS_BIAS = -1.0e4
 """Output bias of ``</s>``: random weights would otherwise stop at once (an empty translation) or
 at a random point. With it every translation runs to the decoding limit, which is what the
@@ -222,8 +225,7 @@ def build_marian(path: Path, source: str, target: str, *, eos_bias: float = EOS_
     vocabulary, ``source.spm`` and ``target.spm``; plus ``model-info.json`` unless ``info`` is False."""
     path = Path(path)
     src_spm, tgt_spm = spm_model((source,)), spm_model((target,))
-    specials = ("<unk>", "<s>", "</s>", "<pad>")
-    pieces = [p for p in spm_pieces(src_spm) + spm_pieces(tgt_spm) if p not in specials]
+    pieces = [p for p in spm_pieces(src_spm) + spm_pieces(tgt_spm) if p not in SPM_SPECIALS]
     vocab = _unique(["</s>", "<unk>"] + pieces)  # Marian: </s>=0, <unk>=1; CT2 drops <pad>
     save_ct2(
         path,
@@ -250,8 +252,7 @@ def build_multilingual(path: Path, languages: list[str], *, family: str = "nllb"
     ``sentencepiece.bpe.model``, serving every direction between ``languages``."""
     path = Path(path)
     model = spm_model(tuple(sorted(languages)))
-    specials = ("<unk>", "<s>", "</s>", "<pad>")
-    pieces = [p for p in spm_pieces(model) if p not in specials]
+    pieces = [p for p in spm_pieces(model) if p not in SPM_SPECIALS]
     if family == "nllb":
         lang_tokens = [NLLB_TOKENS[code] for code in languages]
         name = "nllb-200-distilled-600M"
@@ -302,8 +303,7 @@ def build_argos(path: Path, source: str, target: str, *, eos_bias: float = EOS_B
             shutil.copytree(root, extracted)
         return MtModel(f"argos-{source}-{target}", extracted, "marian", (source,), (target,))
     model = spm_model(tuple(sorted({source, target})))
-    specials = ("<unk>", "<s>", "</s>", "<pad>")
-    vocab = ["<unk>", "<blank>", "<s>", "</s>"] + [p for p in spm_pieces(model) if p not in specials]
+    vocab = ["<unk>", "<blank>", "<s>", "</s>"] + [p for p in spm_pieces(model) if p not in SPM_SPECIALS]
     save_ct2(
         path / "model",
         _unique(vocab),
