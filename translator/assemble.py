@@ -99,11 +99,15 @@ def load_engines(
     return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
 
 
-def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions: bool = True) -> Pipeline[Segmenter]:
+def build_pipeline(
+    engines: Engines, *, sink: AudioSink | None = None, captions: bool = True, translate: bool = True
+) -> Pipeline[Segmenter]:
     """A fresh pipeline (segmenter and per-utterance state) over the loaded engines.
 
     ``captions`` False skips partial captions: a file read faster than real time has nobody
     watching them, and re-decoding growing audio would only delay the final results.
+    ``translate`` False stops at the transcripts, every utterance transcribed as spoken (a
+    speech-to-text service): no translation, and no speech even when ``engines`` has a speaker.
     """
     config = engines.config
     langs = engines.translator_stage.languages
@@ -112,7 +116,7 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
         config.asr,
         language=langs.source,
         allowed=langs.allowed,
-        task=engines.translator_stage.recognizer_task,
+        task=engines.translator_stage.recognizer_task if translate else "transcribe",
         provisional=True,
         prior=LanguagePrior(config.languages.switch_evidence),
     )
@@ -123,8 +127,10 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
             (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
             superseded=(SpeechGrowing,),
         ),
-        StageSpec("mt", engines.translator_stage, (Transcript,)),
     ]
+    if not translate:
+        return Pipeline(Segmenter(config.vad), stages, sink=sink)
+    stages.append(StageSpec("mt", engines.translator_stage, (Transcript,)))
     if engines.speaker_stage is not None:
         stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
     return Pipeline(Segmenter(config.vad), stages, sink=sink)

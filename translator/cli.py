@@ -20,6 +20,7 @@ from translator.errors import TranslatorError
 from translator.models import cli as cli_models
 from translator.run import cli as run_cli
 from translator.serve import cli as service
+from translator.wyoming import cli as wyoming
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.add_parser(sub)
     bench.add_parser(sub)
     service.add_parser(sub)
+    wyoming.add_parser(sub)
     return parser
 
 

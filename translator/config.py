@@ -259,6 +259,59 @@ class AudioSettings:
             _require(getattr(self, name) >= 0, name, "must be 0 s or more", getattr(self, name))
 
 
+WYOMING_SCHEMES = ("tcp", "unix", "stdio")
+
+
+@dataclass(frozen=True)
+class WyomingSettings:
+    """``translator wyoming``: the Wyoming protocol server (Home Assistant's speech services).
+
+    Every bound is here because a server on a LAN reads whatever a client sends: a header line, a
+    payload and a stream of audio of any size, a client that never finishes, and more clients than
+    there are cores."""
+
+    uri: str = "tcp://127.0.0.1:10300"
+    """Where to listen: ``tcp://HOST:PORT``, ``unix://PATH`` or ``stdio://``. Loopback unless told
+    otherwise: a LAN address (``tcp://0.0.0.0:10300``) is a deliberate line here, logged at start."""
+    max_sessions: int = 0
+    """Connections served at once; 0 = one per usable core (cores.py): each runs its own pipeline on
+    the shared models, and a decode takes a core, so more would only queue inside CTranslate2. As
+    many more may wait for a place (up to ``idle_timeout``); beyond that a client is refused."""
+    idle_timeout: float = 30.0
+    """Seconds a connection may send nothing (a client that never sends ``audio-stop``) before it
+    is told so with an ``error`` event and closed."""
+    max_audio: float = 60.0
+    """Seconds of audio one ``transcribe`` request may stream: 60 s of 16 kHz float32 is 3.8 MB."""
+    max_header: int = 16384
+    """Bytes of one event's JSON header line."""
+    max_payload: int = 1048576
+    """Bytes of one event's ``data_length`` plus ``payload_length`` (a second of 48 kHz stereo
+    32-bit audio is 384 kB)."""
+    translate: bool = False
+    """A ``transcribe`` that names no ``translate:LANG`` model answers with the translation into
+    ``languages.to`` (Home Assistant names no model: this makes its speech-to-text step translate)."""
+    transcript_streaming: bool = True
+    """Send each utterance's text as a ``transcript-chunk`` as soon as it is final, before the whole
+    ``transcript`` (advertised as ``supports_transcript_streaming``)."""
+    zeroconf: bool = False
+    """Announce the TCP server over mDNS for Home Assistant's discovery (needs the zeroconf package)."""
+
+    def __post_init__(self) -> None:
+        scheme, sep, rest = self.uri.partition("://")
+        _require(
+            bool(sep) and scheme in WYOMING_SCHEMES and (scheme == "stdio" or bool(rest)),
+            "uri",
+            "give tcp://HOST:PORT, unix://PATH or stdio://",
+            self.uri,
+        )
+        _require(self.max_sessions >= 0, "max_sessions", "must be 0 (one per core) or more", self.max_sessions)
+        _finite(self, "idle_timeout", "max_audio")
+        _require(self.idle_timeout > 0, "idle_timeout", "must be > 0 s", self.idle_timeout)
+        _require(self.max_audio > 0, "max_audio", "must be > 0 s", self.max_audio)
+        _require(self.max_header >= 1024, "max_header", "must be at least 1024 bytes", self.max_header)
+        _require(self.max_payload >= 4096, "max_payload", "must be at least 4096 bytes", self.max_payload)
+
+
 @dataclass(frozen=True)
 class Config:
     languages: LanguageSettings = field(default_factory=LanguageSettings)
@@ -268,6 +321,7 @@ class Config:
     tts: TtsSettings = field(default_factory=TtsSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
+    wyoming: WyomingSettings = field(default_factory=WyomingSettings)
 
 
 # TOML spells the reserved word ``from``; the dataclass calls it ``source``.
