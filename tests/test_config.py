@@ -79,6 +79,9 @@ def test_unknown_language_key_lists_the_toml_names(tmp_path):
         ('[asr]\nmodel = " "\n', "asr.model:"),
         ("[mt]\nthreads = -1\n", "mt.threads:"),
         ("[audio]\nturn_gap = -0.5\n", "audio.turn_gap:"),
+        ('[wyoming]\nuri = "http://127.0.0.1:80"\n', "wyoming.uri: give tcp://HOST:PORT, unix://PATH or stdio://"),
+        ("[wyoming]\nidle_timeout = 0\n", "wyoming.idle_timeout:"),
+        ("[wyoming]\nmax_payload = 10\n", "wyoming.max_payload:"),
     ],
 )
 def test_each_section_checks_its_values_and_errors_name_the_key(tmp_path, text, needle):
