@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart
@@ -42,19 +44,35 @@ class AsrHandler:
         self._decoder: Decoder | None = None
         self._collector: asyncio.Task[tuple[str, str | None, list[str]]] | None = None
         self._seconds = 0.0
+        self._requested = False
+        self._dropping = False
+        """A refused request's audio is still arriving: drop it until its audio-stop."""
 
     @property
-    def streaming(self) -> bool:
-        """Audio has started and not stopped: a disconnect now is mid-utterance."""
-        return self._stream is not None
+    def pending(self) -> bool:
+        """A request has begun (``transcribe`` or audio) and not been answered: a client that
+        leaves or goes quiet now does so mid-utterance."""
+        return self._requested or self._stream is not None
 
     async def transcribe(self, event: Event) -> None:
         self._request = Transcribe.from_event(event)
+        self._requested = True
 
     async def audio_start(self, event: Event) -> None:
         start = AudioStart.from_event(event)
         await self.close()  # a new stream replaces one that never stopped
-        self._open(start.rate, start.width, start.channels)
+        self._dropping = False
+        await self._refusing(self._open, start.rate, start.width, start.channels)
+
+    async def _refusing(self, step: Callable[..., None], *args: Any) -> None:
+        """``step``; when it refuses the request, the rest of its audio is dropped unread (the
+        client is still sending it) and the ``error`` answers the request, not the connection."""
+        try:
+            step(*args)
+        except Refused:
+            await self.close()
+            self._dropping = True
+            raise
 
     def _open(self, rate: int, width: int, channels: int) -> None:
         try:
@@ -73,7 +91,11 @@ class AsrHandler:
         self._collector = asyncio.create_task(self._collect(self._stream, langs.source if not translate else target))
 
     async def audio_chunk(self, event: Event) -> None:
-        chunk = AudioChunk.from_event(event)
+        if self._dropping:
+            return
+        await self._refusing(self._feed, AudioChunk.from_event(event))
+
+    def _feed(self, chunk: AudioChunk) -> None:
         if self._stream is None:  # audio without audio-start: the chunk announces the format
             self._open(chunk.rate, chunk.width, chunk.channels)
         assert self._stream is not None and self._decoder is not None
@@ -87,14 +109,18 @@ class AsrHandler:
         self._stream.feed(samples)
 
     async def audio_stop(self, event: Event) -> None:
+        if self._dropping:  # the refused request's end: its error has been sent
+            self._dropping = self._requested = False
+            return
         stream, decoder, collector = self._stream, self._decoder, self._collector
         if stream is None or decoder is None or collector is None:
+            self._request, self._requested = Transcribe(), False
             await self.send(Transcript(text="").event())  # a stop with no audio before it: nothing was said
             return
         stream.end(decoder.tail())
         text, language, failures = await collector
         self._stream = self._decoder = self._collector = None
-        self._request = Transcribe()
+        self._request, self._requested = Transcribe(), False
         if failures and not text:
             raise Refused(failures[0], "failed")
         for failure in failures:

@@ -1,9 +1,10 @@
 """One client connection: read events within the bounds, hand each to its service, answer.
 
-Whatever a client does wrong costs only its own connection: a broken frame, an oversized event,
-a request that cannot be served, or a stretch of ``idle_timeout`` with no event gets an ``error``
-event (when the connection still takes one), one log line, and the connection closed, its
-pipeline stopped. Unknown event types are dropped with a log line, as the protocol asks of
+Whatever a client does wrong costs only its own connection: a broken frame, an oversized event or
+a stretch of ``idle_timeout`` with no event gets an ``error`` event (when the connection still
+takes one), one log line, and the connection closed, its pipeline stopped. A well-formed request
+that cannot be served (a model not offered, audio in a format not taken, too much audio) gets an
+``error`` and the connection goes on (the rest of a refused stream is dropped). Unknown event types are dropped with a log line, as the protocol asks of
 servers (newer clients send events older servers do not know, such as ``select-program``).
 """
 
@@ -25,7 +26,7 @@ from translator.text import one_line
 from translator.wyoming.asr import AsrHandler
 from translator.wyoming.engine import LocalEngine
 from translator.wyoming.handle import HandleHandler
-from translator.wyoming.protocol import Limits, Malformed, ProtocolError, read_event, write_error, write_event
+from translator.wyoming.protocol import Limits, Malformed, ProtocolError, Refused, read_event, write_error, write_event
 from translator.wyoming.tts import TtsHandler
 
 log = logging.getLogger("translator.wyoming")
@@ -75,11 +76,11 @@ class Connection:
             log.warning("%s: %s (%s); closing the connection", self.peer, e, e.code)
             await self._tell(str(e), e.code)
         except TimeoutError:
-            what = "mid-utterance" if self.asr.streaming else "between requests"
+            what = "mid-utterance" if self.asr.pending else "between requests"
             log.warning("%s: idle for %g s %s; closing the connection", self.peer, self.settings.idle_timeout, what)
             await self._tell(f"no event for {self.settings.idle_timeout:g} s (wyoming.idle_timeout)", "timeout")
         except (ConnectionError, OSError) as e:
-            log.warning("%s: connection lost%s: %s", self.peer, " mid-utterance" if self.asr.streaming else "", one_line(e))
+            log.warning("%s: connection lost%s: %s", self.peer, " mid-utterance" if self.asr.pending else "", one_line(e))
         except Exception as e:  # a failing model on one request: the server goes on
             log.error("%s: request failed: %s", self.peer, one_line(e), exc_info=True)
             await self._tell(f"request failed: {one_line(e)}", "failed")
@@ -93,7 +94,7 @@ class Connection:
         while True:
             event = await asyncio.wait_for(read_event(self.reader, self.limits), self.settings.idle_timeout)
             if event is None:
-                if self.asr.streaming:
+                if self.asr.pending:
                     log.warning("%s: disconnected mid-utterance; its stream is dropped", self.peer)
                 return
             await self._dispatch(event)
@@ -112,6 +113,9 @@ class Connection:
                 return
             try:
                 await handler(event)
+            except Refused as e:  # this request only: the connection goes on
+                log.warning("%s: refused: %s (%s)", self.peer, e, e.code)
+                await write_error(self.writer, str(e), e.code)
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 # from_event on data without its required fields, or of the wrong types
                 raise Malformed(f"{event.type} event with bad data ({type(e).__name__}: {one_line(e, 200)})") from None

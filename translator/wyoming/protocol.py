@@ -28,8 +28,8 @@ Send = Callable[[Event], Awaitable[None]]
 
 
 class ProtocolError(Exception):
-    """What ends a connection: the client broke the framing, or sent what cannot be served;
-    ``str()`` is the one line its ``error`` event carries."""
+    """The client broke the framing: the connection ends; ``str()`` is the one line its
+    ``error`` event carries."""
 
     code = "protocol"
 
@@ -42,9 +42,10 @@ class Malformed(ProtocolError):
     code = "malformed"
 
 
-class Refused(ProtocolError):
-    """A well-formed request this server will not serve (a model it does not have, audio in a
-    format it does not take, more audio than a request may send); ``code`` names the kind."""
+class Refused(Exception):
+    """A well-formed request this server will not serve (a model it does not offer, audio in a
+    format it does not take, more audio than a request may send): answered with an ``error``
+    event, while the connection goes on; ``code`` names the kind."""
 
     def __init__(self, message: str, code: str = "refused") -> None:
         super().__init__(message)

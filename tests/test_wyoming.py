@@ -1,0 +1,340 @@
+"""``translator wyoming`` against the real wyoming client library on 127.0.0.1: real models, real audio.
+
+One server for the module (base, the bundled Piper voice, a test-built de->en text model), started
+as a user would start it; every test is a client of it, and the bad clients are each followed by
+a good one, which the server must still answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import REPO, SPEECH, clip
+from mtmodels import build_marian
+from procs import Watched
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.handle import Handled, NotHandled
+from wyoming.info import Describe, Info
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+
+IDLE = 3.0
+"""The server's idle timeout here: short, so the idle client is timed out quickly."""
+MAX_AUDIO = 20.0
+READ_TIMEOUT = 120.0
+"""Seconds a client waits for one answer before the test fails (a hang, not a slow answer)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server(Watched):
+    label = "translator wyoming"
+
+    def __init__(self, port: int, mt_dir: Path) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "translator.cli",
+            "wyoming",
+            "--uri",
+            f"tcp://127.0.0.1:{port}",
+            "--asr",
+            "base",
+            "--mt-model",
+            str(mt_dir),
+            "--set",
+            f"wyoming.idle_timeout={IDLE}",
+            "--set",
+            f"wyoming.max_audio={MAX_AUDIO}",
+            "--set",
+            "wyoming.max_sessions=2",
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
+        assert proc.stderr is not None
+        super().__init__(proc, proc.stderr)
+        self.port = port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[Server]:
+    mt_dir = tmp_path_factory.mktemp("mt") / "opus-mt-de-en"
+    build_marian(mt_dir, "de", "en")
+    s = Server(free_port(), mt_dir)
+    try:
+        s.wait_line(r"ready on tcp://", timeout=300)
+        yield s
+    finally:
+        assert s.stop() == 0, s.log(50)
+        Path("/tmp/wyt/server.log").write_text(s.log())
+
+
+# --- a client -------------------------------------------------------------------------------------
+
+
+async def read(client: AsyncTcpClient) -> Event:
+    event = await asyncio.wait_for(client.read_event(), READ_TIMEOUT)
+    assert event is not None, "the server closed the connection"
+    return event
+
+
+async def until(client: AsyncTcpClient, *types: str) -> list[Event]:
+    """Events up to and including the first of ``types`` (or an error)."""
+    events = []
+    while True:
+        events.append(await read(client))
+        if events[-1].type in types + ("error",):
+            return events
+
+
+def pcm(path: Path) -> tuple[np.ndarray, int]:
+    """A corpus file as 16-bit frames (frames x channels) at its own rate."""
+    data, rate = sf.read(path, dtype="int16", always_2d=True)
+    return data, rate
+
+
+async def transcribe(port: int, frames: np.ndarray, rate: int, *, name: str | None = None) -> list[Event]:
+    """A Home Assistant-style request: transcribe, 128 ms audio-chunks, audio-stop; every event back."""
+    channels = frames.shape[1]
+    async with AsyncTcpClient("127.0.0.1", port) as c:
+        await c.write_event(Transcribe(name=name).event())
+        await c.write_event(AudioStart(rate=rate, width=2, channels=channels).event())
+        step = int(rate * 0.128)
+        for k in range(0, len(frames), step):
+            await c.write_event(AudioChunk(rate=rate, width=2, channels=channels, audio=frames[k : k + step].tobytes()).event())
+        await c.write_event(AudioStop().event())
+        return await until(c, "transcript")
+
+
+async def describe(port: int) -> Info:
+    async with AsyncTcpClient("127.0.0.1", port) as c:
+        await c.write_event(Describe().event())
+        event = await read(c)
+        assert Info.is_type(event.type), event
+        return Info.from_event(event)
+
+
+def answers(server: Server) -> None:
+    """The server still serves a new client."""
+    assert asyncio.run(describe(server.port)).asr
+
+
+async def raw(port: int, data: bytes) -> Event | None:
+    """Bytes as they are (a broken client); the server's answer, if any, before it closes."""
+    async with AsyncTcpClient("127.0.0.1", port) as c:
+        assert c._writer is not None
+        c._writer.write(data)
+        await c._writer.drain()
+        return await asyncio.wait_for(c.read_event(), READ_TIMEOUT)
+
+
+# --- the services ---------------------------------------------------------------------------------
+
+
+def test_describe_lists_the_speech_model_its_translations_the_voices_and_handle(server: Server) -> None:
+    info = asyncio.run(describe(server.port))
+    asr = info.asr[0]
+    names = [m.name for m in asr.models]
+    assert names[0] == "base" and "translate:en" in names
+    assert asr.supports_transcript_streaming
+    assert {"en", "es", "de"} <= set(asr.models[0].languages)
+    assert "en_US-joe-medium" in [v.name for v in info.tts[0].voices]
+    assert [m.name for m in info.handle[0].models] == ["translate:en"]
+
+
+def test_a_corpus_clip_is_transcribed(server: Server) -> None:
+    c = clip("en/LDC93S1.wav")
+    events = asyncio.run(transcribe(server.port, *pcm(c.path)))
+    transcript = Transcript.from_event(events[-1])
+    assert events[-1].type == "transcript", events[-1]
+    words = transcript.text.lower()
+    assert "dark suit" in words and "greasy" in words, transcript.text  # base: "...greasy wash for her whole year."
+    assert transcript.language == "en"
+
+
+def test_a_44k_stereo_clip_is_resampled_and_streamed_as_chunks(server: Server) -> None:
+    """Two utterances (the clip, a second of silence, the clip): a chunk each, joined they are the transcript."""
+    frames, rate = pcm(SPEECH / "en" / "jfk.flac")
+    assert rate == 44100 and frames.shape[1] == 2
+    phrase = frames[: int(2.6 * rate)]  # "And so my fellow Americans"
+    audio = np.concatenate([phrase, np.zeros((rate, 2), dtype=np.int16), phrase])
+    events = asyncio.run(transcribe(server.port, audio, rate))
+    types = [e.type for e in events]
+    assert types[0] == "transcript-start" and types[-2:] == ["transcript-stop", "transcript"], types
+    chunks = [e.data["text"] for e in events if e.type == "transcript-chunk"]
+    assert len(chunks) >= 2, chunks
+    assert "".join(chunks) == events[-1].data["text"]
+    assert events[-1].data["text"].lower().count("americans") == 2, events[-1].data
+
+
+def test_translate_model_answers_with_whisper_s_english(server: Server) -> None:
+    c = clip("es/picovoice_leopard_test_es.wav")
+    events = asyncio.run(transcribe(server.port, *pcm(c.path), name="translate:en"))
+    transcript = Transcript.from_event(events[-1])
+    assert events[-1].type == "transcript", events[-1]
+    assert transcript.language == "en"
+    words = set(transcript.text.lower().replace(",", " ").replace(".", " ").split())
+    assert words & {"the", "are", "is", "with"}, transcript.text
+    assert not words & {"las", "son", "tiene", "muy"}, transcript.text  # not the Spanish passed off as English
+
+
+def test_an_unknown_translation_target_is_refused_naming_what_is_offered(server: Server) -> None:
+    frames, rate = pcm(clip("en/LDC93S1.wav").path)
+    events = asyncio.run(transcribe(server.port, frames[: rate // 2], rate, name="translate:xx"))  # its audio dropped unread
+    assert events[-1].type == "error" and "translate:en" in events[-1].data["text"], events[-1]
+    answers(server)
+
+
+def test_synthesize_returns_piper_speech(server: Server) -> None:
+    async def go() -> list[Event]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Synthesize(text="Hello there. How are you today?").event())
+            return await until(c, "audio-stop")
+
+    events = asyncio.run(go())
+    start = AudioStart.from_event(events[0])
+    assert (start.rate, start.width, start.channels) == (22050, 2, 1)
+    audio = np.frombuffer(b"".join(e.payload or b"" for e in events if e.type == "audio-chunk"), dtype="<i2")
+    assert 1.0 < len(audio) / start.rate < 5.0
+    assert np.abs(audio).max() > 3000  # speech, not silence
+    assert events[-1].type == "audio-stop"
+
+
+def test_streamed_text_is_spoken_sentence_by_sentence(server: Server) -> None:
+    async def go() -> list[Event]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(SynthesizeStart().event())
+            for piece in ("Good morning. How", " are you", " today?"):
+                await c.write_event(SynthesizeChunk(text=piece).event())
+            await c.write_event(Synthesize(text="Good morning. How are you today?").event())  # the copy for old servers
+            await c.write_event(SynthesizeStop().event())
+            return await until(c, "synthesize-stopped")
+
+    types = [e.type for e in asyncio.run(go()) if e.type != "audio-chunk"]
+    # the first sentence as soon as the second began, the second at the stop; the copy ignored
+    assert types == ["audio-start", "audio-stop", "audio-start", "audio-stop", "synthesize-stopped"], types
+
+
+def test_handle_translates_a_transcript_with_the_text_model(server: Server) -> None:
+    async def go(transcript: Transcript) -> Event:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(transcript.event())
+            return await read(c)
+
+    event = asyncio.run(go(Transcript(text="Guten Morgen, wie geht es dir?", language="de")))
+    assert Handled.is_type(event.type), event
+    text = Handled.from_event(event).text or ""
+    assert text and text != "Guten Morgen, wie geht es dir?"  # the test model's (junk) translation
+    assert server.wait_line(r"handled \(opus-mt-de-en\)", timeout=30)
+    event = asyncio.run(go(Transcript(text="Bonjour", language="xx")))
+    assert NotHandled.is_type(event.type) and "xx" in (NotHandled.from_event(event).text or "")
+
+
+# --- bad clients ----------------------------------------------------------------------------------
+
+
+def test_an_oversized_header_is_refused_and_the_server_goes_on(server: Server) -> None:
+    event = asyncio.run(raw(server.port, b'{"type": "describe", "pad": "' + b"x" * 40000))
+    assert event is not None and event.type == "error" and event.data["code"] == "too-large", event
+    answers(server)
+
+
+def test_an_oversized_payload_is_refused_unread(server: Server) -> None:
+    header = {"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, "payload_length": 50_000_000}
+    event = asyncio.run(raw(server.port, json.dumps(header).encode() + b"\n"))
+    assert event is not None and event.type == "error" and "at most" in event.data["text"], event
+    answers(server)
+
+
+def test_malformed_json_is_refused(server: Server) -> None:
+    event = asyncio.run(raw(server.port, b"{this is not json}\n"))
+    assert event is not None and event.type == "error" and event.data["code"] == "malformed", event
+    answers(server)
+
+
+def test_an_unknown_event_is_dropped_and_the_connection_goes_on(server: Server) -> None:
+    async def go() -> Event:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Event(type="no-such-event", data={"x": 1}))
+            await c.write_event(Describe().event())
+            return await read(c)
+
+    assert Info.is_type(asyncio.run(go()).type)
+    assert server.wait_line(r"dropped an event of unknown type 'no-such-event'", timeout=30)
+
+
+def test_audio_in_a_format_not_taken_is_refused_clearly(server: Server) -> None:
+    async def go() -> Event:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(AudioStart(rate=16000, width=3, channels=1).event())
+            return await read(c)
+
+    event = asyncio.run(go())
+    assert event.type == "error" and event.data["code"] == "audio-format" and "16-bit" in event.data["text"], event
+    answers(server)
+
+
+def test_more_audio_than_a_request_may_send_is_refused(server: Server) -> None:
+    silence = np.zeros((int((MAX_AUDIO + 1) * 16000), 1), dtype=np.int16)
+    events = asyncio.run(transcribe(server.port, silence, 16000))
+    assert events[-1].type == "error" and events[-1].data["code"] == "too-long", events[-1]
+    answers(server)
+
+
+def test_a_client_that_leaves_mid_utterance_frees_its_session(server: Server) -> None:
+    frames, rate = pcm(clip("en/LDC93S1.wav").path)
+
+    async def go() -> None:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            await c.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=frames[: rate * 2].tobytes()).event())
+
+    for _ in range(3):  # more than max_sessions: a session that was not freed would block the last
+        asyncio.run(go())
+    server.wait_line(r"disconnected mid-utterance", timeout=60, count=3)
+    events = asyncio.run(transcribe(server.port, frames, rate))
+    assert "greasy" in events[-1].data["text"].lower(), events[-1]
+
+
+def test_an_idle_client_is_timed_out(server: Server) -> None:
+    async def go() -> Event:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Transcribe().event())  # then nothing: no audio-stop ever
+            return await read(c)
+
+    event = asyncio.run(go())
+    assert event.type == "error" and event.data["code"] == "timeout", event
+    answers(server)
+
+
+def test_clients_beyond_the_sessions_and_the_waiting_room_are_refused(server: Server) -> None:
+    async def go() -> Event | None:
+        held = [AsyncTcpClient("127.0.0.1", server.port) for _ in range(4)]  # 2 sessions + 2 waiting
+        for c in held:  # the server takes connections in the order they came
+            await c.connect()
+        try:
+            async with AsyncTcpClient("127.0.0.1", server.port) as fifth:
+                return await asyncio.wait_for(fifth.read_event(), READ_TIMEOUT)
+        finally:
+            for c in held:
+                await c.disconnect()
+
+    event = asyncio.run(go())
+    assert event is not None and event.type == "error" and event.data["code"] == "busy", event
+    answers(server)
