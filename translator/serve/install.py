@@ -1,7 +1,8 @@
 """``translator service install [--dry-run]``: set up the systemd service on this box.
 
-As root: the system user ``translator`` (in the audio group), the unit (package data beside this
-module, its ``ExecStart=`` pointed at this installation), the example config (never over an
+As root: the system user ``translator`` (in the audio group), the units (``translator.service``
+beside this module, ``translator-wyoming.service`` beside the Wyoming server; their ``ExecStart=``
+pointed at this installation), the example config (never over an
 existing one), the state directory with the bundled models, and ``systemctl daemon-reload``.
 With ``--dry-run`` each step is printed and nothing changes.
 """
@@ -33,6 +34,8 @@ STATE_DIR = Path("/var/lib/translator")
 USER = "translator"
 SOURCE_DIR = Path(str(resources.files(__package__)))
 """The unit and the example config ship as package data beside this module."""
+WYOMING_UNIT = Path(str(resources.files("translator.wyoming"))) / "translator-wyoming.service"
+"""The Wyoming server's unit (``translator wyoming``), package data of its own package."""
 
 
 def entry_point() -> list[str]:
@@ -48,9 +51,8 @@ def entry_point() -> list[str]:
 
 
 def render_unit(text: str, command: list[str]) -> str:
-    """The unit with ``ExecStart=`` pointing at ``command``."""
-    exec_start = " ".join(command) + " serve --config " + str(CONFIG_FILE)
-    return re.sub(r"(?m)^ExecStart=.*$", lambda _m: f"ExecStart={exec_start}", text, count=1)
+    """The unit with ``ExecStart=`` running ``command`` (the unit's own arguments kept)."""
+    return re.sub(r"(?m)^ExecStart=\S+", lambda _m: "ExecStart=" + " ".join(command), text, count=1)
 
 
 class Installer:
@@ -114,7 +116,7 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
     if not dry and os.geteuid() != 0:
         raise OutputError("service install changes /etc and /var/lib: run it as root (sudo), or add --dry-run to see the steps")
     unit_src, config_src = SOURCE_DIR / "translator.service", SOURCE_DIR / "config.toml"
-    for src in (unit_src, config_src):
+    for src in (unit_src, config_src, WYOMING_UNIT):
         if not src.is_file():
             raise OutputError(
                 f"{src}: not found; the translator's install is incomplete: reinstall it "
@@ -156,7 +158,8 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
         inst.note(f"user {USER} exists and is in the audio group")
 
     # 2. the unit and the example config (an existing config is never overwritten)
-    inst.write(UNIT_DIR / "translator.service", render_unit(unit_src.read_text(encoding="utf-8"), command), 0o644)
+    for src in (unit_src, WYOMING_UNIT):
+        inst.write(UNIT_DIR / src.name, render_unit(src.read_text(encoding="utf-8"), command), 0o644)
     inst.mkdir(CONFIG_DIR, 0o755)
     inst.write(CONFIG_FILE, config_src.read_text(encoding="utf-8"), 0o644, keep_existing=True)
 
@@ -191,5 +194,6 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
     else:
         inst.note("systemd is not running here: skipped 'systemctl daemon-reload'")
     inst.note("next: systemctl enable --now translator; journalctl -u translator -f; systemctl status translator")
+    inst.note("or, for Home Assistant (docs/home-assistant.md): systemctl enable --now translator-wyoming")
     inst.note(f"settings: {CONFIG_FILE} (reload with: systemctl reload translator)")
     return 0
