@@ -23,8 +23,8 @@ from mtmodels import build_marian
 from procs import Watched
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncTcpClient
-from wyoming.event import Event
+from wyoming.client import AsyncTcpClient, AsyncUnixClient
+from wyoming.event import Event, read_event, write_event
 from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
@@ -42,28 +42,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wyoming_cmd(uri: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "translator.cli", "wyoming", "--uri", uri, *args]
+
+
 class Server(Watched):
     label = "translator wyoming"
 
-    def __init__(self, port: int, mt_dir: Path) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "translator.cli",
-            "wyoming",
-            "--uri",
-            f"tcp://127.0.0.1:{port}",
-            "--asr",
-            "base",
-            "--mt-model",
-            str(mt_dir),
-            "--set",
-            f"wyoming.idle_timeout={IDLE}",
-            "--set",
-            f"wyoming.max_audio={MAX_AUDIO}",
-            "--set",
-            "wyoming.max_sessions=2",
-        ]
+    def __init__(self, cmd: list[str], port: int = 0) -> None:
         proc = subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
         )
@@ -76,7 +62,12 @@ class Server(Watched):
 def server(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[Server]:
     mt_dir = tmp_path_factory.mktemp("mt") / "opus-mt-de-en"
     build_marian(mt_dir, "de", "en")
-    s = Server(free_port(), mt_dir)
+    port = free_port()
+    settings = [f"wyoming.idle_timeout={IDLE}", f"wyoming.max_audio={MAX_AUDIO}", "wyoming.max_sessions=2"]
+    s = Server(
+        wyoming_cmd(f"tcp://127.0.0.1:{port}", "--asr", "base", "--mt-model", str(mt_dir), *(f"--set={x}" for x in settings)),
+        port,
+    )
     try:
         s.wait_line(r"ready on tcp://", timeout=300)
         yield s
@@ -109,11 +100,13 @@ def pcm(path: Path) -> tuple[np.ndarray, int]:
     return data, rate
 
 
-async def transcribe(port: int, frames: np.ndarray, rate: int, *, name: str | None = None) -> list[Event]:
+async def transcribe(
+    port: int, frames: np.ndarray, rate: int, *, name: str | None = None, language: str | None = None
+) -> list[Event]:
     """A Home Assistant-style request: transcribe, 128 ms audio-chunks, audio-stop; every event back."""
     channels = frames.shape[1]
     async with AsyncTcpClient("127.0.0.1", port) as c:
-        await c.write_event(Transcribe(name=name).event())
+        await c.write_event(Transcribe(name=name, language=language).event())
         await c.write_event(AudioStart(rate=rate, width=2, channels=channels).event())
         step = int(rate * 0.128)
         for k in range(0, len(frames), step):
@@ -160,7 +153,7 @@ def test_describe_lists_the_speech_model_its_translations_the_voices_and_handle(
 
 def test_a_corpus_clip_is_transcribed(server: Server) -> None:
     c = clip("en/LDC93S1.wav")
-    events = asyncio.run(transcribe(server.port, *pcm(c.path)))
+    events = asyncio.run(transcribe(server.port, *pcm(c.path), language="en-US"))  # a locale, as Home Assistant may send
     transcript = Transcript.from_event(events[-1])
     assert events[-1].type == "transcript", events[-1]
     words = transcript.text.lower()
@@ -338,3 +331,47 @@ def test_clients_beyond_the_sessions_and_the_waiting_room_are_refused(server: Se
     event = asyncio.run(go())
     assert event is not None and event.type == "error" and event.data["code"] == "busy", event
     answers(server)
+
+
+# --- the other transports -------------------------------------------------------------------------
+
+SMALL = ("--asr", "tiny.en", "--set", "tts.enabled=false")
+"""The quickest server to start: these tests are about the transport, not the models."""
+
+
+def test_a_unix_socket_server_serves_and_removes_its_socket(tmp_path: Path) -> None:
+    path = tmp_path / "wyoming.sock"
+    s = Server(wyoming_cmd(f"unix://{path}", *SMALL))
+    try:
+        s.wait_line(r"ready on unix://", timeout=300)
+
+        async def go() -> Info:
+            async with AsyncUnixClient(str(path)) as c:
+                await c.write_event(Describe().event())
+                return Info.from_event(await read(c))
+
+        info = asyncio.run(go())
+        assert [m.name for m in info.asr[0].models][0] == "tiny.en" and not info.tts
+    finally:
+        assert s.stop() == 0, s.log(50)
+    assert not path.exists()
+
+
+def test_a_stdio_server_serves_its_parent_and_ends_with_its_input(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        wyoming_cmd("stdio://", *SMALL), cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        write_event(Describe().event(), proc.stdin)
+        event = read_event(proc.stdout)
+        assert event is not None and Info.is_type(event.type), event
+        assert Info.from_event(event).asr[0].models[0].name == "tiny.en"
+        proc.stdin.close()  # the one client leaves: the server is done
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.stderr is not None
+    assert b"ready on stdio://" in proc.stderr.read()

@@ -10,6 +10,7 @@ import pytest
 from wyoming.audio import AudioChunk
 from wyoming.event import Event, async_write_event
 
+from translator.errors import ConfigError
 from translator.events import SAMPLE_RATE
 from translator.wyoming.pcm import Decoder, FormatError, encode
 from translator.wyoming.protocol import Limits, Malformed, TooLarge, read_event
@@ -128,3 +129,13 @@ def test_a_stream_keeps_its_format_and_whole_frames() -> None:
 def test_speech_goes_out_as_16_bit_little_endian_clipped() -> None:
     out = np.frombuffer(encode(np.array([0.0, 1.0, -1.0, 2.0], dtype=np.float32)), dtype="<i2")
     assert out.tolist() == [0, 32767, -32767, 32767]
+
+
+def test_a_bind_beyond_loopback_is_told_apart() -> None:
+    from translator.wyoming.server import is_loopback, tcp_address
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.1.1", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.20", "homeassistant.local"))
+    assert tcp_address("tcp://[::1]:10300") == ("::1", 10300)
+    with pytest.raises(ConfigError, match="names no host and port"):
+        tcp_address("tcp://127.0.0.1")

@@ -113,6 +113,7 @@ class LocalEngine:
     def languages(self, spoken: str | None, target: str | None) -> Languages:
         """A request's languages: the client's spoken language when it gives one, else the config's."""
         if spoken:
+            spoken = spoken.replace("_", "-").split("-")[0].lower()  # Home Assistant may send a locale: en-US
             langs_mod.check(spoken)
             self.engines.recognizer.check(spoken)
             langs = Languages(spoken, target or self.base.target)
