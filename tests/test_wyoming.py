@@ -176,6 +176,18 @@ def test_a_44k_stereo_clip_is_resampled_and_streamed_as_chunks(server: Server) -
     assert events[-1].data["text"].lower().count("americans") == 2, events[-1].data
 
 
+def test_two_clients_at_once_each_get_their_own_transcript(server: Server) -> None:
+    """Two pipelines over the one loaded model (max_sessions = 2): neither hears the other's audio."""
+
+    async def both() -> list[list[Event]]:
+        a, b = pcm(clip("en/LDC93S1.wav").path), pcm(clip("en/picovoice_leopard_test.wav").path)
+        return list(await asyncio.gather(transcribe(server.port, *a), transcribe(server.port, *b)))
+
+    first, second = (events[-1].data["text"].lower() for events in asyncio.run(both()))
+    assert "greasy" in first and "quilter" not in first, first
+    assert "quilter" in second and "gospel" in second and "greasy" not in second, second
+
+
 def test_translate_model_answers_with_whisper_s_english(server: Server) -> None:
     c = clip("es/picovoice_leopard_test_es.wav")
     events = asyncio.run(transcribe(server.port, *pcm(c.path), name="translate:en"))
