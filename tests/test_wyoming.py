@@ -190,7 +190,9 @@ def test_two_clients_at_once_each_get_their_own_transcript(server: Server) -> No
 
 def test_translate_model_answers_with_whisper_s_english(server: Server) -> None:
     c = clip("es/picovoice_leopard_test_es.wav")
-    events = asyncio.run(transcribe(server.port, *pcm(c.path), name="translate:en"))
+    # Home Assistant sends its pipeline's language, the target's in a translating pipeline: no hint
+    events = asyncio.run(transcribe(server.port, *pcm(c.path), name="translate:en", language="en"))
+    server.wait_line(r"translating es->en with Whisper's translate task", timeout=30)  # Spanish was detected
     transcript = Transcript.from_event(events[-1])
     assert events[-1].type == "transcript", events[-1]
     assert transcript.language == "en"

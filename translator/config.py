@@ -264,37 +264,30 @@ WYOMING_SCHEMES = ("tcp", "unix", "stdio")
 
 @dataclass(frozen=True)
 class WyomingSettings:
-    """``translator wyoming``: the Wyoming protocol server (Home Assistant's speech services).
-
-    Every bound is here because a server on a LAN reads whatever a client sends: a header line, a
-    payload and a stream of audio of any size, a client that never finishes, and more clients than
-    there are cores."""
+    """``translator wyoming``, the Wyoming protocol server (docs/home-assistant.md). Everything a
+    client sends is bounded: a server on a LAN reads whatever comes."""
 
     uri: str = "tcp://127.0.0.1:10300"
-    """Where to listen: ``tcp://HOST:PORT``, ``unix://PATH`` or ``stdio://``. Loopback unless told
-    otherwise: a LAN address (``tcp://0.0.0.0:10300``) is a deliberate line here, logged at start."""
+    """``tcp://HOST:PORT``, ``unix://PATH`` or ``stdio://``; a non-loopback address is logged at start."""
     max_sessions: int = 0
-    """Connections served at once; 0 = one per usable core (cores.py): each runs its own pipeline on
-    the shared models, and a decode takes a core, so more would only queue inside CTranslate2. As
-    many more may wait for a place (up to ``idle_timeout``); beyond that a client is refused."""
+    """Connections served at once; 0 = one per usable core (each runs a pipeline on the shared
+    models; more would only queue inside CTranslate2). As many more wait for a place, up to
+    ``idle_timeout``; beyond that a client is refused."""
     idle_timeout: float = 30.0
-    """Seconds a connection may send nothing (a client that never sends ``audio-stop``) before it
-    is told so with an ``error`` event and closed."""
+    """Seconds a connection may send nothing (a client that never sends ``audio-stop``)."""
     max_audio: float = 60.0
-    """Seconds of audio one ``transcribe`` request may stream: 60 s of 16 kHz float32 is 3.8 MB."""
+    """Seconds of audio one ``transcribe`` may stream (60 s of 16 kHz float32: 3.8 MB)."""
     max_header: int = 16384
     """Bytes of one event's JSON header line."""
     max_payload: int = 1048576
-    """Bytes of one event's ``data_length`` plus ``payload_length`` (a second of 48 kHz stereo
-    32-bit audio is 384 kB)."""
+    """Bytes of one event's data plus payload (a second of 48 kHz stereo 32-bit audio: 384 kB)."""
     translate: bool = False
-    """A ``transcribe`` that names no ``translate:LANG`` model answers with the translation into
-    ``languages.to`` (Home Assistant names no model: this makes its speech-to-text step translate)."""
+    """A ``transcribe`` naming no ``translate:LANG`` model is answered with the translation into
+    ``languages.to`` (Home Assistant names no model: its speech-to-text step then translates)."""
     transcript_streaming: bool = True
-    """Send each utterance's text as a ``transcript-chunk`` as soon as it is final, before the whole
-    ``transcript`` (advertised as ``supports_transcript_streaming``)."""
+    """Each utterance's final text as a ``transcript-chunk`` as soon as it is known."""
     zeroconf: bool = False
-    """Announce the TCP server over mDNS for Home Assistant's discovery (needs the zeroconf package)."""
+    """Announce the TCP server over mDNS for Home Assistant's discovery (the zeroconf package)."""
 
     def __post_init__(self) -> None:
         scheme, sep, rest = self.uri.partition("://")

@@ -111,9 +111,14 @@ class LocalEngine:
         raise LanguageError(f"unknown model {model!r}; ask for {self.model_name} or translate:LANG")
 
     def languages(self, spoken: str | None, target: str | None) -> Languages:
-        """A request's languages: the client's spoken language when it gives one, else the config's."""
+        """A request's languages: the client's spoken language when it gives one, else the config's.
+
+        A spoken language equal to the translation's target is no hint: Home Assistant sends its
+        pipeline's language, which in a pipeline that translates is the target (its voice speaks it).
+        """
         if spoken:
             spoken = spoken.replace("_", "-").split("-")[0].lower()  # Home Assistant may send a locale: en-US
+        if spoken and spoken != target:
             langs_mod.check(spoken)
             self.engines.recognizer.check(spoken)
             langs = Languages(spoken, target or self.base.target)
