@@ -27,7 +27,7 @@ from wyoming.client import AsyncTcpClient, AsyncUnixClient
 from wyoming.event import Event, read_event, write_event
 from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
 IDLE = 3.0
 """The server's idle timeout here: short, so the idle client is timed out quickly."""
@@ -221,6 +221,17 @@ def test_synthesize_returns_piper_speech(server: Server) -> None:
     assert 1.0 < len(audio) / start.rate < 5.0
     assert np.abs(audio).max() > 3000  # speech, not silence
     assert events[-1].type == "audio-stop"
+
+
+def test_a_voice_is_named_from_the_installed_ones_never_by_path(server: Server) -> None:
+    async def go(voice: SynthesizeVoice) -> Event:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Synthesize(text="Hello.", voice=voice).event())
+            return await read(c)
+
+    event = asyncio.run(go(SynthesizeVoice(name="/etc/passwd.onnx")))
+    assert event.type == "error" and event.data["code"] == "voice" and "en_US-joe-medium" in event.data["text"], event
+    assert AudioStart.is_type(asyncio.run(go(SynthesizeVoice(language="en-US"))).type)
 
 
 def test_streamed_text_is_spoken_sentence_by_sentence(server: Server) -> None:

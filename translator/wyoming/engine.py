@@ -42,6 +42,11 @@ TRANSLATE = "translate:"
 """An asr model name ``translate:LANG``: the transcript is the translation into LANG."""
 
 
+def _code(language: str) -> str:
+    """A client's language as a code: Home Assistant may send a locale (``en-US``, ``de_DE``)."""
+    return language.replace("_", "-").split("-")[0].lower()
+
+
 class LocalEngine:
     """The loaded, warmed-up models of one configuration, and what a request may ask of them."""
 
@@ -116,8 +121,7 @@ class LocalEngine:
         A spoken language equal to the translation's target is no hint: Home Assistant sends its
         pipeline's language, which in a pipeline that translates is the target (its voice speaks it).
         """
-        if spoken:
-            spoken = spoken.replace("_", "-").split("-")[0].lower()  # Home Assistant may send a locale: en-US
+        spoken = _code(spoken) if spoken else None
         if spoken and spoken != target:
             langs_mod.check(spoken)
             self.engines.recognizer.check(spoken)
@@ -146,7 +150,7 @@ class LocalEngine:
     def translate(self, text: str, source: str | None) -> Translation | None:
         """``text`` (in ``source``, or the configured spoken language) into the configured target;
         None for a text with no words."""
-        spoken = source or self.base.source
+        spoken = _code(source) if source else self.base.source
         if spoken is None:
             raise LanguageError("the transcript names no language and languages.from is auto; send its language")
         langs_mod.check(spoken)
@@ -158,7 +162,16 @@ class LocalEngine:
     # --- text to speech -------------------------------------------------------------------------
 
     def voice(self, name: str | None, language: str | None) -> Voice:
-        """A voice by its name, else the one for ``language``, else the configured one."""
+        """A voice by its name, else the one for ``language``, else the configured one.
+
+        A client names voices from the ``info`` list only: a name is never taken as a path, so no
+        client makes the server load a file of its choosing."""
+        if not self.config.tts.enabled:
+            raise LanguageError("speech output is off here (tts.enabled = false)")
+        installed = [v.name for v in self.voices()]
+        if name and name not in installed:
+            raise LanguageError(f"no voice named {name!r} here; installed: {', '.join(installed) or 'none'}")
+        language = _code(language) if language else None
         voice, _notice = choose_voice(
             language or self.base.target,
             voice=name or (None if language else self.config.tts.voice or None),
