@@ -26,6 +26,7 @@ from translator.events import (
 from translator.models import locate as models
 from translator.offline import enforce_offline
 from translator.pipeline import AudioSink, Pipeline, StageSpec
+from translator.scheduler import Scheduler
 from translator.stages import langcheck
 from translator.stages.asr import RecognizerStage
 from translator.stages.language_prior import LanguagePrior
@@ -103,10 +104,13 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     """A fresh pipeline (segmenter and per-utterance state) over the loaded engines.
 
     ``captions`` False skips partial captions: a file read faster than real time has nobody
-    watching them, and re-decoding growing audio would only delay the final results.
+    watching them, and re-decoding growing audio would only delay the final results. With
+    captions, a :class:`~translator.scheduler.Scheduler` gives them only the compute the final
+    results do not need.
     """
     config = engines.config
     langs = engines.translator_stage.languages
+    scheduler = Scheduler() if captions else None
     recognizer_stage = RecognizerStage(
         engines.recognizer,
         config.asr,
@@ -115,6 +119,7 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
         task=engines.translator_stage.recognizer_task,
         provisional=True,
         prior=LanguagePrior(config.languages.switch_evidence),
+        scheduler=scheduler,
     )
     stages = [
         StageSpec(
@@ -127,4 +132,4 @@ def build_pipeline(engines: Engines, *, sink: AudioSink | None = None, captions:
     ]
     if engines.speaker_stage is not None:
         stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
-    return Pipeline(Segmenter(config.vad), stages, sink=sink)
+    return Pipeline(Segmenter(config.vad), stages, sink=sink, scheduler=scheduler)
