@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from mtmodels import build_marian
 
 from translator import config as cfg
 from translator import config_file
@@ -52,7 +53,7 @@ def test_a_fast_box_keeps_the_configured_setup_and_the_default_caption_interval(
     rec = recommend(m, CURRENT)
     assert (rec.asr_model, rec.voice, rec.partial_interval) == ("base", "en_US-joe-medium", 0.5)
     assert rec.keeps_real_time and rec.load == pytest.approx(0.2) and not rec.notes
-    assert rec.settings(CURRENT) == {"vad": {"partial_interval": 0.5}}
+    assert rec.settings(CURRENT) == {}  # nothing to change
     # the voice's first 2 s after the pause and the final decode; the endpoint is the floor
     assert rec.speech_to_speech == pytest.approx(0.1 + 0.75 + 0.1)
 
@@ -176,3 +177,17 @@ def test_doctor_measures_recommends_and_writes_a_config_the_app_loads(tmp_path: 
     assert main(["doctor", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Recommended" in out and f"asr.model = {rec['asr_model']}" in out and "RTF" in out
+
+
+def test_doctor_times_a_text_route_and_the_fallback_voice_of_the_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build_marian(tmp_path / "opus-mt-en-es", "en", "es", eos_bias=0.0)
+    argv = ["doctor", "--json", "--from", "en", "--to", "es", "--asr", "tiny.en", "--mt-model", str(model.path)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mt_seconds"] > 0 and report["written"] is None
+    assert report["asr"][0]["model"] == "tiny.en"  # the configured model first
+    # no Spanish Piper voice is installed: the configured fallback, espeak-ng, is what is timed
+    assert [v["quality"] for v in report["voices"]] == [""] and report["voices"][0]["rtf"] > 0
+    assert report["recommendation"]["load"] > min(t["rtf"] for t in report["asr"])  # translation and synthesis count

@@ -123,8 +123,10 @@ class Recommendation:
     notes: tuple[str, ...]
 
     def settings(self, current: Current) -> dict[str, dict[str, Any]]:
-        """The config keys to write: those that differ from ``current`` (and the interval)."""
-        out: dict[str, dict[str, Any]] = {"vad": {"partial_interval": self.partial_interval}}
+        """The config keys to write: those that differ from ``current``."""
+        out: dict[str, dict[str, Any]] = {}
+        if self.partial_interval != current.partial_interval:
+            out["vad"] = {"partial_interval": self.partial_interval}
         if self.asr_model != current.asr_model:
             out["asr"] = {"model": self.asr_model}
         if self.voice and self.voice != current.voice:

@@ -52,7 +52,7 @@ def pi_voices(language: str) -> tuple[str, ...]:
 
 def advise(config: Config, progress: Progress | None = None) -> tuple[Measurements, Current, Recommendation]:
     """Measure with ``config`` and recommend (what ``doctor`` and ``service install --tune`` run)."""
-    measured, current = measure(config, progress) if progress else measure(config)
+    measured, current = measure(config, progress or (lambda _line: None))
     target = languages.from_config(config).targets[0]
     return measured, current, recommend(measured, current, pi_voices(target))
 
