@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -80,9 +81,9 @@ def time_recognizer(recognizer: WhisperRecognizer, config: Config, clip: np.ndar
     )
 
 
-def _installed(name: str, config: Config) -> bool:
+def _installed(name: str, store: Path) -> bool:
     try:
-        locate.resolve_asr(name, store=locate.store_dir(config.models.dir or None))
+        locate.resolve_asr(name, store=store)
     except ModelError:
         return False
     return True
@@ -106,6 +107,7 @@ def current_settings(config: Config, voice: str) -> Current:
 def measure(config: Config, progress: Progress = lambda _line: None) -> tuple[Measurements, Current]:
     """Time the configured setup and the installed alternatives on this box."""
     started = time.monotonic()
+    store = locate.store_dir(config.models.dir or None)
     skipped: list[str] = []
     progress("making the test sentence")
     clip, clip_voice = speech_clip(config)
@@ -115,7 +117,7 @@ def measure(config: Config, progress: Progress = lambda _line: None) -> tuple[Me
     progress(f"timing {config.asr.model}")
     asr = [time_recognizer(engines.recognizer, config, clip, engines.load_seconds)]
     for name in ALTERNATIVES:
-        if name == config.asr.model or not _installed(name, config):
+        if name == config.asr.model or not _installed(name, store):
             continue
         if time.monotonic() - started > ALTERNATIVES_UNTIL:
             skipped.append(f"speech model {name}: not timed, the time for alternatives ran out")
@@ -145,7 +147,7 @@ def measure(config: Config, progress: Progress = lambda _line: None) -> tuple[Me
     voices: list[VoiceTiming] = []
     current_voice = ""
     if config.tts.enabled:
-        voices, current_voice = _time_voices(config, langs.targets[0], clip_voice, started, skipped)
+        voices, current_voice = _time_voices(config, store, langs.targets[0], clip_voice, started, skipped)
     measured = Measurements(
         cores=cores.usable(),
         threads=cores.threads(config.asr.threads),
@@ -160,10 +162,9 @@ def measure(config: Config, progress: Progress = lambda _line: None) -> tuple[Me
 
 
 def _time_voices(
-    config: Config, target: str, clip_voice: VoiceTiming, started: float, skipped: list[str]
+    config: Config, store: Path, target: str, clip_voice: VoiceTiming, started: float, skipped: list[str]
 ) -> tuple[list[VoiceTiming], str]:
     """The configured voice for ``target``, then the other installed Piper voices for it."""
-    store = locate.store_dir(config.models.dir or None)
     voice, _ = choose_voice(target, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
     if voice is None:
         return [], ""
