@@ -123,8 +123,14 @@ def test_bench_report_has_every_figure(bench_run) -> None:
 
     assert s["utterances"] >= 2 and s["reference_sentences"] == 2
     assert s["speculative_hits"] + s["speculative_misses"] >= 1
-    # a caption snapshot is either decoded (at most one caption each) or skipped as superseded
-    assert s["captions"] >= 1 and s["captions"] + s["captions_skipped"] <= s["caption_snapshots"]
+    # every caption snapshot is skipped as superseded, or given one turn by the scheduler; only a
+    # decoded one may become a caption
+    turns = s["caption_turns"]
+    assert sum(turns.values()) == s["caption_snapshots"] and s["captions_skipped"] == s["caption_snapshots"] - turns["decoded"]
+    assert 1 <= s["captions"] <= turns["decoded"]
+    wait = s["latency"]["final_wait"]
+    assert wait["n"] >= 2 and wait["min"] >= 0 and wait["max"] < s["latency"]["asr_final"]["max"]
+    assert r["talk"] is None
     assert r["command"]["block_ms"] == pytest.approx(128)
     assert s["failures"] == []
     assert set(s["targets"]) >= {"speech_to_speech_median", "peak_rss_mb", "idle_cpu_percent"}
@@ -187,6 +193,22 @@ def test_bench_plot(bench_run) -> None:
     assert r["plot"]["clip"] in r["command"]["clips"]
 
 
+def test_bench_talk_keeps_up(tmp_path: Path, corpus: Path) -> None:
+    """A talk of a clip said again and again, with pauses, runs as one clip: every utterance
+    ended is finalised, and the figures of its first and last quarter are there."""
+    report = tmp_path / "talk.json"
+    argv = ["bench", "--corpus", str(corpus), "--clips", "en/LDC93S1.wav", "--asr", "tiny.en", "--talk", "12"]
+    with redirect_stdout(io.StringIO()) as printed:
+        code = main([*argv, "--idle", "0", "--baseline", "none", "--json", str(report)])
+    assert code == 0 and "talk 13 s:" in printed.getvalue() and "finalised" in printed.getvalue()
+    r = json.loads(report.read_text(encoding="utf-8"))
+    talk = r["talk"]
+    assert r["command"]["clips"] == ["talk of 3 clips (13 s)"] and talk["seconds"] == pytest.approx(13.3, abs=0.1)
+    assert talk["utterances_ended"] >= 3 and talk["utterances_finalised"] == talk["utterances_ended"]
+    assert _positive(talk["first_quarter"]["speech_to_speech_median"]) and _positive(talk["last_quarter"]["asr_final_median"])
+    assert r["clips"][0]["hypothesis"].lower().count("greasy") >= 3
+
+
 def test_bench_user_errors(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     def one_line_error(*needles: str) -> None:
         err = capsys.readouterr().err
@@ -203,6 +225,12 @@ def test_bench_user_errors(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPat
     one_line_error("$TRANSLATOR_CORPUS", "manifest.tsv")
     assert main(["bench", "--repeat", "0"]) == 78
     one_line_error("--repeat")
+    assert main(["bench", "--talk", "-5"]) == 78
+    one_line_error("--talk")
+    assert (
+        main(["bench", "--corpus", str(SPEECH.parent), "--clips", "en/LDC93S1.wav", "de/*", "--asr", "base", "--talk", "9"]) == 2
+    )
+    one_line_error("--talk: the clips are in 2 languages")
     assert main(["bench", "--corpus", str(SPEECH.parent), "--json", str(tmp_path / "no" / "out.json")]) == 2
     one_line_error("does not exist")
 
@@ -217,7 +245,18 @@ class _FakeRecognizer:
         self.calls = 0
 
     def recognize(
-        self, audio, settings=None, *, language=None, allowed=None, task=None, prompt=None, retry=True, prior=None, context=None
+        self,
+        audio,
+        settings=None,
+        *,
+        language=None,
+        allowed=None,
+        task=None,
+        prompt=None,
+        retry=True,
+        prior=None,
+        context=None,
+        abandon=None,
     ):
         self.calls += 1
         return Recognition(f"len {len(audio)}. second sentence. third", "en", 1.0, "transcribe", -0.1, 0.0, 1.0, 0.001, 3, 8.0)

@@ -29,7 +29,7 @@ def _record(uid: int, language: str, text: str) -> UtteranceRecord:
 
 def _run(clip: ManifestClip, *utterances: tuple[str, str], repeat: int = 0) -> ClipRun:
     records = [_record(i, language, text) for i, (language, text) in enumerate(utterances, 1)]
-    return ClipRun(clip, repeat, records, SpanLog(), 0.0, 3.0, [], 0, 0, 0.0, 0)
+    return ClipRun(clip, repeat, records, SpanLog(), 0.0, 3.0, [], 0, 0, 0.0, {})
 
 
 JFK = _clip("en/jfk.flac", "en", "ask not what your country can do for you")
@@ -93,7 +93,7 @@ def test_outputs_in_the_wrong_language_are_counted_held_back_or_passed_off() -> 
     right = dataclasses.replace(
         _record(3, "fr", "And this is dictation number one."), source_text=french, target_language="en", route="whisper"
     )
-    run = ClipRun(fr, 0, [held, passed, right], SpanLog(), 0.0, 3.0, [], 0, 0, 0.0, 0)
+    run = ClipRun(fr, 0, [held, passed, right], SpanLog(), 0.0, 3.0, [], 0, 0, 0.0, {})
     assert accuracy.wrong_language_outputs([run, *RUNS]) == {
         "not_translated": 1,
         "not_translated_clips": ["fr/dictee.wav"],

@@ -337,6 +337,40 @@ def test_catalog_lists_every_model_the_product_knows() -> None:
         c.get("opus-mt-en-dee")
 
 
+def test_catalog_lists_low_voices_for_a_pi_with_their_hub_files_and_md5() -> None:
+    c = load_catalog()
+    for name in (
+        "en_US-lessac-low",
+        "en_US-amy-low",
+        "en_US-danny-low",
+        "en_US-kathleen-low",
+        "en_US-ryan-low",
+        "en_GB-alan-low",
+        "de_DE-thorsten-low",
+        "de_DE-eva_k-x_low",
+        "es_ES-carlfm-x_low",
+        "es_MX-ald-x_low",
+    ):
+        voice = c.get(name)
+        lang, region = name.split("-")[0].split("_")
+        speaker, quality = name.split("-")[1:]
+        folder = f"{lang}/{lang}_{region}/{speaker}/{quality}/{name}"
+        assert voice.kind == "tts" and voice.pi == 4 and voice.languages == (lang,)
+        assert voice.source.location == "rhasspy/piper-voices"
+        assert voice.source.files == (f"{folder}.onnx", f"{folder}.onnx.json")
+        assert set(voice.checksums) == {f"{name}.onnx", f"{name}.onnx.json"}
+    # a Pi 4 gets the low voices and the tiny models; medium voices and base need a Pi 5; small is not for a Pi
+    assert c.get("tiny.en").pi == 4 and c.get("base").pi == 5 and c.get("en_US-joe-medium").pi == 5
+    assert c.get("small").pi == 0
+
+
+def test_catalog_pi_rating_is_checked(tmp_path: Path) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_text('[[model]]\nname = "x"\nkind = "asr"\nlanguages = ["en"]\nsize = 1\nquality = "q"\npi = 3\n')
+    with pytest.raises(ModelError, match=r"model #1 \(x\): pi must be one of 4, 5"):
+        load_catalog(bad)
+
+
 def test_catalog_errors_name_the_entry(tmp_path: Path) -> None:
     bad = tmp_path / "c.toml"
     bad.write_text('[[model]]\nname = "x"\nkind = "asr"\nlanguages = ["en"]\nsize = 1\nquality = "q"\nsoruce = {}\n')
@@ -729,6 +763,10 @@ def test_list_shows_bundled_as_installed_and_the_rest_available_with_sizes(tmp_p
     assert "converted here" in rows["opus-mt-en-pt"]
     code, out = run(["models", "list", "--installed", "--kind", "tts", "--models-dir", str(tmp_path / "store")])
     assert "en_US-joe-medium" in out and "de_DE-thorsten-medium" not in out
+    code, out = run(["models", "list", "--pi", "--kind", "tts", "--models-dir", str(tmp_path / "store")])
+    rows = {line.split("│")[1].strip(): line.split("│")[6].strip() for line in out.splitlines() if line.count("│") > 3}
+    assert rows["en_US-amy-low"] == "4+" and rows["de_DE-eva_k-x_low"] == "4+" and rows["en_US-joe-medium"] == "5"
+    assert "small" not in " ".join(rows)
 
 
 def test_install_path_verify_remove_commands(tmp_path: Path, marian_dir: Path) -> None:

@@ -610,3 +610,36 @@ def test_service_install_dry_run_prints_the_steps_and_changes_nothing(tmp_path: 
     assert {p: p.exists() for p in watched} == before
     rendered = install.render_unit(UNIT.read_text(), ["/opt/x/bin/translator"])
     assert "ExecStart=/opt/x/bin/translator serve --config /etc/translator/config.toml" in rendered
+
+
+def test_service_install_tune_dry_run_plans_the_measurement_after_the_models_and_changes_nothing() -> None:
+    before = Path("/etc/translator/config.toml").exists()
+    r = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "service", "install", "--dry-run", "--tune"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    tune = next(i for i, line in enumerate(lines) if "would measure this box (translator doctor" in line)
+    assert "/etc/translator/config.toml" in lines[tune]
+    assert tune > next(i for i, line in enumerate(lines) if "/var/lib/translator/models" in line)  # the models first
+    assert Path("/etc/translator/config.toml").exists() == before
+
+
+def test_tune_sets_the_doctors_keys_in_the_service_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console  # noqa: PLC0415 - only this test prints through an Installer
+
+    from translator.models import locate  # noqa: PLC0415
+
+    config = tmp_path / "config.toml"
+    config.write_text((install.SOURCE_DIR / "config.toml").read_text(encoding="utf-8"))
+    monkeypatch.setattr(install, "CONFIG_FILE", config)
+    console = Console(record=True, width=200, color_system=None)
+    install._tune(install.Installer(console, dry_run=False), locate.store_dir())
+    out = console.export_text()
+    assert "this box: load" in out and "vad.partial_interval = " in out
+    tuned = cfg.load(config)
+    assert f"vad.partial_interval = {tuned.vad.partial_interval}" in out
+    assert tuned.asr.model in ("base", "tiny.en") and tuned.languages == cfg.load(install.SOURCE_DIR / "config.toml").languages

@@ -15,6 +15,7 @@ import pytest
 import soxr
 from piper import PiperVoice
 
+from translator import cores
 from translator.bench.scoring import wer
 from translator.config import AsrSettings
 from translator.errors import ModelError
@@ -72,6 +73,15 @@ def model_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(PiperVoice, "phoneme_ids_to_audio", counting)
     return runs
+
+
+def test_the_voice_runs_one_thread_per_usable_core(joe: PiperSpeakerVoice, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not onnxruntime's one per physical core: under a CPU quota of one core that is two threads
+    here, which the quota cannot run side by side."""
+    assert joe._piper.session.get_session_options().intra_op_num_threads == cores.threads()
+    monkeypatch.setattr(cores, "usable", lambda *a: 0.4)
+    one = PiperSpeakerVoice(joe._files)
+    assert one._piper.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_first_sentence_is_ready_before_the_rest_is_synthesised(joe: PiperSpeakerVoice, model_runs: list[int]) -> None:

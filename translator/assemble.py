@@ -26,6 +26,7 @@ from translator.events import (
 from translator.models import locate as models
 from translator.offline import enforce_offline
 from translator.pipeline import AudioSink, Pipeline, StageSpec
+from translator.scheduler import Scheduler
 from translator.stages import langcheck
 from translator.stages.asr import RecognizerStage
 from translator.stages.language_prior import LanguagePrior
@@ -105,12 +106,15 @@ def build_pipeline(
     """A fresh pipeline (segmenter and per-utterance state) over the loaded engines.
 
     ``captions`` False skips partial captions: a file read faster than real time has nobody
-    watching them, and re-decoding growing audio would only delay the final results.
-    ``translate`` False stops at the transcripts, every utterance transcribed as spoken (a
-    speech-to-text service): no translation, and no speech even when ``engines`` has a speaker.
+    watching them, and re-decoding growing audio would only delay the final results. With
+    captions, a :class:`~translator.scheduler.Scheduler` gives them only the compute the final
+    results do not need. ``translate`` False stops at the transcripts, every utterance
+    transcribed as spoken (a speech-to-text service): no translation, and no speech even when
+    ``engines`` has a speaker.
     """
     config = engines.config
     langs = engines.translator_stage.languages
+    scheduler = Scheduler() if captions else None
     recognizer_stage = RecognizerStage(
         engines.recognizer,
         config.asr,
@@ -119,6 +123,7 @@ def build_pipeline(
         task=engines.translator_stage.recognizer_task if translate else "transcribe",
         provisional=True,
         prior=LanguagePrior(config.languages.switch_evidence),
+        scheduler=scheduler,
     )
     stages = [
         StageSpec(
@@ -128,9 +133,8 @@ def build_pipeline(
             superseded=(SpeechGrowing,),
         ),
     ]
-    if not translate:
-        return Pipeline(Segmenter(config.vad), stages, sink=sink)
-    stages.append(StageSpec("mt", engines.translator_stage, (Transcript,)))
-    if engines.speaker_stage is not None:
-        stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
-    return Pipeline(Segmenter(config.vad), stages, sink=sink)
+    if translate:
+        stages.append(StageSpec("mt", engines.translator_stage, (Transcript,)))
+        if engines.speaker_stage is not None:
+            stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
+    return Pipeline(Segmenter(config.vad), stages, sink=sink, scheduler=scheduler)

@@ -16,6 +16,7 @@ from translator import __version__, cliargs, translate_file
 from translator import config as cfg
 from translator.bench import cli as bench
 from translator.cliargs import add_settings_args
+from translator.doctor import cli as doctor
 from translator.errors import TranslatorError
 from translator.models import cli as cli_models
 from translator.run import cli as run_cli
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config)
     cli_models.add_parser(sub)
     bench.add_parser(sub)
+    doctor.add_parser(sub)
     service.add_parser(sub)
     wyoming.add_parser(sub)
     return parser

@@ -27,6 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from translator.audio.sinks import AudioSink
 from translator.errors import TranslatorError
 from translator.events import AudioBlock, Event, Notice, NoticeLevel, SpeechChunk, StageFailed
+from translator.scheduler import Scheduler
 from translator.speculation import RETRACTED, Confirm, Decisions, Provisional, Retract
 
 GAP_TOLERANCE = 0.002
@@ -158,12 +159,16 @@ class Pipeline(Generic[SegmenterT]):
         sink: AudioSink | None = None,
         queue_size: int = 32,
         observers: list[Observer] | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.segmenter = segmenter
         self.stages = stages
         self.sink = sink
         self.queue_size = queue_size
-        self.observed = _Observed(list(observers or []))
+        self.scheduler = scheduler
+        """Sees every stage's inbox and work, and decides when captions may run (the recognizer
+        asks it); None = captions whenever a snapshot comes."""
+        self.observed = _Observed(list(observers or []) + ([scheduler] if scheduler is not None else []))
         self._stop = threading.Event()
         self._decisions = Decisions()
         self._sink_box: queue.Queue[Any] | None = None
@@ -185,6 +190,9 @@ class Pipeline(Generic[SegmenterT]):
         self._sink_box = sink_box
         self._decisions = Decisions()
         first = inboxes[0] if inboxes else sink_box
+        if self.scheduler is not None:
+            for spec, inbox in zip(self.stages, inboxes, strict=True):
+                self.scheduler.attach(spec.name, inbox)
 
         threads = [threading.Thread(target=self._read, args=(source, first, out), name="source", daemon=True)]
         for i, spec in enumerate(self.stages):

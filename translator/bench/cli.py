@@ -11,9 +11,11 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help=f"audio block size in ms (default: {ms(LIVE_BLOCK_SECONDS, '')}, as the live microphone delivers it)",
     )
+    b.add_argument(
+        "--talk",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help="join the selected clips (one language), with pauses, into one talk at least this long and "
+        "run it as one clip: does the pipeline keep up over minutes (default: each clip alone)",
+    )
     b.add_argument("--quiet", action="store_true", help="print only the summary")
     cliargs.add_settings_args(b)
     b.set_defaults(func=cmd_bench)
@@ -91,11 +101,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark as ``args`` say; 0 when it ran (figures over target are not failures)."""
+    with contextlib.ExitStack() as stack:
+        return _bench(args, console, stack)
+
+
+def _bench(args: argparse.Namespace, console: Console, stack: contextlib.ExitStack) -> int:
+    """The benchmark; a talk's recording lives in a temporary folder that ``stack`` removes."""
     from translator.assemble import load_engines  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
     from translator.bench import corpus, report  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
     from translator.bench.baseline import baseline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
     from translator.bench.plot import pick_utterance, plot_timeline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
     from translator.bench.runner import ClipRun, current_rss_mb, idle_cpu, peak_rss_mb, run_clip  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.talk import figures, make_talk  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")
@@ -103,6 +120,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--block-ms: give 1 to 2000 ms, got {args.block_ms:g}")
     if args.idle < 0:
         raise ConfigError(f"--idle: must be 0 (skip) or more seconds, got {args.idle}")
+    if not 0 <= args.talk <= 3600:
+        raise ConfigError(f"--talk: give 0 (each clip alone) to 3600 seconds, got {args.talk:g}")
     block_seconds = LIVE_BLOCK_SECONDS if args.block_ms is None else args.block_ms / 1000
     config = cliargs.settings(args)
     speech_dir = corpus.speech_dir(args.corpus)
@@ -118,6 +137,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     missing = [c.file for c in clips if not c.path.is_file()]
     if missing:
         raise InputError(f"{speech_dir / missing[0]}: clip listed in the manifest is missing")
+    if args.talk:
+        clips = [make_talk(clips, args.talk, Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="translator-talk-"))))]
     t0 = time.monotonic()
     engines.translator_stage.prepare(sorted({c.lang for c in clips}))
     load_seconds = engines.load_seconds + (time.monotonic() - t0)
@@ -172,6 +193,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         ),
         "baseline": stock,
         "clips": [report.clip_report(run) for run in runs],
+        "talk": figures(runs[0]) if args.talk else None,
         "bench_seconds": None,
     }
     out["bench_seconds"] = round(time.monotonic() - started, 1)

@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import platform
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +25,7 @@ from translator import cores
 from translator.assemble import Engines
 from translator.bench import accuracy, scoring
 from translator.bench.corpus import ManifestClip
-from translator.bench.runner import ClipRun, from_voice_end, utterance_timeline
+from translator.bench.runner import ClipRun, final_waits, from_voice_end, utterance_timeline
 from translator.config import Config
 from translator.events import Caption, SpeechGrowing
 from translator.stages.sentences import split_sentences
@@ -88,6 +89,7 @@ def summarise(
     latency = {
         "caption_lag": stats([x for r in records for x in r.caption_lags]),
         "asr_final": stats([r.asr_final for r in records]),
+        "final_wait": stats([w for run in runs for w in final_waits(run)]),
         "mt": stats([r.mt for r in records]),
         "speech_to_speech": stats([r.speech_to_speech for r in records]),
         "speech_to_speech_from_voice_end": stats([from_voice_end(run, r) for run in runs for r in run.records]),
@@ -123,7 +125,8 @@ def summarise(
         "speculative_hits": sum(run.speculative_hits for run in runs),
         "speculative_misses": sum(run.speculative_misses for run in runs),
         "caption_snapshots": sum(sum(isinstance(e, SpeechGrowing) for e in run.events) for run in runs),
-        "captions_skipped": sum(run.captions_skipped for run in runs),
+        "captions_skipped": sum(n for run in runs for k, n in run.caption_turns.items() if k != "decoded"),
+        "caption_turns": dict(sum((Counter(run.caption_turns) for run in runs), Counter())),
         "captions": sum(sum(isinstance(e, Caption) for e in run.events) for run in runs),
         "failures": [f for run in runs for f in run.failures],
         "targets": targets_for(model),
@@ -234,7 +237,7 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
     for col in ("figure", "median", "p95", "n", "target"):
         t.add_column(col, justify="left" if col == "figure" else "right")
     lat = summary["latency"]
-    for name in ("caption_lag", "asr_final", "mt", "speech_to_speech", "speech_to_speech_from_voice_end"):
+    for name in ("caption_lag", "final_wait", "asr_final", "mt", "speech_to_speech", "speech_to_speech_from_voice_end"):
         s = lat[name]
         target = ""
         if name == "speech_to_speech" and targets["speech_to_speech_median"] is not None:
@@ -268,6 +271,24 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
         f"≤ {targets['idle_cpu_percent']:g}",
     )
     t.add_row("speculation hits / misses", f"{summary['speculative_hits']} / {summary['speculative_misses']}", "", "", "")
+    turns = summary["caption_turns"]
+    t.add_row(
+        "caption snapshots decoded / skipped",
+        f"{turns.get('decoded', 0)} / {summary['captions_skipped']}",
+        "",
+        "",
+        ", ".join(f"{k} {n}" for k, n in sorted(turns.items()) if k != "decoded" and n),
+    )
+    talk = report.get("talk")
+    if talk:
+        first, last = talk["first_quarter"], talk["last_quarter"]
+        t.add_row(
+            f"talk {talk['seconds']:.0f} s: finalised / ended",
+            f"{talk['utterances_finalised']} / {talk['utterances_ended']}",
+            "",
+            "",
+            f"asr_final 1st / last quarter {ms(first['asr_final_median'], '')} / {ms(last['asr_final_median'], '')} ms",
+        )
     t.add_row("utterances / ref. sentences", f"{summary['utterances_per_run']} / {summary['reference_sentences']}", "", "", "")
     console.print(t)
     for line in accuracy.language_id_lines(summary):

@@ -67,7 +67,9 @@ class ClipRun:
     speculative_hits: int
     speculative_misses: int
     tts_seconds: float
-    captions_skipped: int
+    caption_turns: dict[str, int]
+    """Caption snapshots by what became of them: ``superseded`` (newer audio was waiting) and the
+    scheduler's turns (:class:`~translator.scheduler.CaptionTurn`)."""
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -147,7 +149,7 @@ def run_clip(engines: Engines, clip: ManifestClip, repeat: int, block_seconds: f
         recognizer.speculative_hits,
         recognizer.speculative_misses,
         tts_seconds,
-        pipeline.superseded,
+        {"superseded": pipeline.superseded, **(pipeline.scheduler.turns if pipeline.scheduler else {})},
         failures,
     )
 
@@ -163,6 +165,20 @@ def from_voice_end(run: ClipRun, record: UtteranceRecord) -> float | None:
         return None
     ended = _ended(run, record.utterance_id)
     return round(ended.t_end_wall + record.speech_to_speech - (run.t0 + ended.t_end), 4)
+
+
+def final_waits(run: ClipRun) -> list[float]:
+    """Seconds each final decode waited for the recognizer after its pause was heard (behind a
+    caption decode, or a previous final): from the pause event to the recognizer's first step on it."""
+    starts: dict[int, float] = {}
+    for span in run.log.spans:
+        if span.part == "asr" and span.what == "SpeechPaused" and span.utterance_id is not None:
+            starts[span.utterance_id] = min(span.start, starts.get(span.utterance_id, span.start))
+    waits = []
+    for event in run.events:
+        if isinstance(event, SpeechPaused) and event.utterance_id in starts and starts[event.utterance_id] >= event.wall:
+            waits.append(round(starts.pop(event.utterance_id) - event.wall, 4))
+    return waits
 
 
 def utterance_timeline(run: ClipRun, uid: int) -> dict[str, Any]:
@@ -230,6 +246,7 @@ def current_rss_mb() -> float | None:
 __all__ = [
     "ClipRun",
     "current_rss_mb",
+    "final_waits",
     "from_voice_end",
     "idle_cpu",
     "peak_rss_mb",

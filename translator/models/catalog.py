@@ -50,6 +50,10 @@ MT_FAMILIES = ("marian", "nllb", "m2m100")
 (many, chosen with language tokens). Checked in the catalog and in ``model-info.json``."""
 
 
+PI_MODELS = (4, 5)
+"""The Raspberry Pi models a catalog entry's ``pi`` may name."""
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a catalog model comes from: ``hub`` (a repository), ``url`` (one archive) or
@@ -89,6 +93,8 @@ class CatalogModel:
     sha256: tuple[tuple[str, str], ...] = ()
     md5: tuple[tuple[str, str], ...] = ()
     bundled_sha256: tuple[tuple[str, str], ...] = ()
+    pi: int = 0
+    """The oldest Raspberry Pi (4 or 5) this model runs on live; 0 = not rated for a Pi."""
 
     @property
     def checksums(self) -> dict[str, tuple[str | None, str | None]]:
@@ -157,6 +163,7 @@ _MODEL_KEYS = {
     "sha256",
     "md5",
     "bundled_sha256",
+    "pi",
 }
 
 
@@ -206,6 +213,9 @@ def _parse_model(where: str, t: dict[str, Any]) -> CatalogModel:
     sources: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
     kind = Kind(t["kind"])
+    pi = t.get("pi", 0)
+    if pi != 0 and (isinstance(pi, bool) or pi not in PI_MODELS):
+        raise ModelError(f"{where}: pi must be one of {', '.join(map(str, PI_MODELS))}, or left out (not rated for a Pi)")
     if kind == Kind.MT:
         if family not in MT_FAMILIES:
             raise ModelError(f"{where}: family must be one of {', '.join(MT_FAMILIES)}")
@@ -227,6 +237,7 @@ def _parse_model(where: str, t: dict[str, Any]) -> CatalogModel:
         sha256=_pairs(f"{where}: sha256", t.get("sha256", {})),
         md5=_pairs(f"{where}: md5", t.get("md5", {})),
         bundled_sha256=_pairs(f"{where}: bundled_sha256", t.get("bundled_sha256", {})),
+        pi=pi,
     )
 
 

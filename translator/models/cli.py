@@ -55,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--kind", choices=list(Kind), help="only speech recognition, synthesis or translation models")
     s.add_argument("--installed", action="store_true", help="only models usable now (installed or bundled)")
+    s.add_argument("--pi", action="store_true", help="only models that run live on a Raspberry Pi 4 or 5 (the Pi column)")
     s.set_defaults(func=cmd_list)
 
     s = sub.add_parser(
@@ -163,14 +164,22 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         rows = [r for r in rows if r.kind == args.kind]
     if args.installed:
         rows = [r for r in rows if r.status.startswith(("installed", "bundled"))]
+    if args.pi:
+        rows = [r for r in rows if r.pi]
     table = Table(title=f"Models (store: {escape(str(where))})", title_justify="left", expand=False)
-    for column in ("name", "kind", "languages", "size", "status", "notes"):
+    for column in ("name", "kind", "languages", "size", "status", "Pi", "notes"):
         table.add_column(column, overflow="fold")
     styles = {"installed": "green", "bundled": "cyan", "incomplete": "red"}
     for r in rows:
         style = next((v for k, v in styles.items() if r.status.startswith(k)), "dim")
         table.add_row(
-            escape(r.name), r.kind, escape(r.languages), r.size, f"[{style}]{escape(r.status)}[/{style}]", escape(r.quality)
+            escape(r.name),
+            r.kind,
+            escape(r.languages),
+            r.size,
+            f"[{style}]{escape(r.status)}[/{style}]",
+            r.pi,
+            escape(r.quality),
         )
     console.print(table)
     return 0

@@ -223,6 +223,8 @@ class Listing:
     size: str
     status: str
     quality: str
+    pi: str = ""
+    """The oldest Raspberry Pi the model runs on live ("4+", "5"), empty = not rated."""
 
 
 def listing(store: Path, *, catalog: Catalog | None = None) -> list[Listing]:
@@ -237,7 +239,8 @@ def listing(store: Path, *, catalog: Catalog | None = None) -> list[Listing]:
         )
         if m.kind == Kind.MT and m.family == "marian":
             langs = f"{'/'.join(m.sources)} → {'/'.join(m.targets)}"
-        rows.append(Listing(m.name, m.kind, langs, m.size_text, status(m, store), m.quality))
+        pi = {4: "4+", 5: "5"}.get(m.pi, "")
+        rows.append(Listing(m.name, m.kind, langs, m.size_text, status(m, store), m.quality, pi))
     known = {m.name for m in catalog.models}
     for dname, (kind, path) in installed_dirs(store).items():
         if dname not in known:

@@ -96,4 +96,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "set up /var/lib/translator/models with the bundled models, and run systemctl daemon-reload.",
     )
     i.add_argument("--dry-run", action="store_true", help="print each step, change nothing")
+    i.add_argument(
+        "--tune",
+        action="store_true",
+        help="also measure this box (translator doctor) and set the recommended speech model, voice and caption "
+        "interval in the config",
+    )
     i.set_defaults(func=cmd_install)

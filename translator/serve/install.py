@@ -4,7 +4,8 @@ As root: the system user ``translator`` (in the audio group), the units (``trans
 beside this module, ``translator-wyoming.service`` beside the Wyoming server; their ``ExecStart=``
 pointed at this installation), the example config (never over an
 existing one), the state directory with the bundled models, and ``systemctl daemon-reload``.
-With ``--dry-run`` each step is printed and nothing changes.
+With ``--tune``, ``translator doctor`` measures the box on those models and its recommended keys
+are set in the config. With ``--dry-run`` each step is printed and nothing changes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from translator import config as cfg
+from translator import config_file
 from translator.errors import OutputError
 from translator.text import one_line
 
@@ -108,6 +111,21 @@ def _exists(kind: str, name: str) -> bool:
     return True
 
 
+def _tune(inst: Installer, store: Path) -> None:
+    """``--tune``: ``translator doctor`` on the service's models, its keys set in the service's config."""
+    from translator.doctor.cli import advise  # noqa: PLC0415 - it loads every engine; only --tune needs it
+
+    inst.say(f"measure this box (translator doctor, under 30 s) and set its recommended keys in {CONFIG_FILE}")
+    if inst.dry_run:
+        return
+    config = cfg.merge(cfg.load(CONFIG_FILE), {"models": {"dir": str(store)}}, "service install --tune")
+    measured, current, rec = advise(config)
+    settings = rec.settings(current)
+    config_file.update_file(CONFIG_FILE, settings)
+    keys = ", ".join(f"{s}.{k} = {v}" for s, values in settings.items() for k, v in values.items())
+    inst.note(f"this box: load {rec.load:.2f} of {measured.cores:g} cores; set {keys}")
+
+
 def cmd_install(args: argparse.Namespace, console: Console) -> int:
     """``service install [--dry-run]``: the user, the unit, the config, the state directory, the models."""
     from translator.models import locate as models  # noqa: PLC0415 - only install needs the model store
@@ -181,6 +199,8 @@ def cmd_install(args: argparse.Namespace, console: Console) -> int:
     for what, path in (("Whisper tiny.en", tiny), ("Piper voice en_US-joe-medium", voice)):
         if path is not None:
             inst.note(f"{what} is used in place from {path}")
+    if args.tune:
+        _tune(inst, store)
     inst.say(f"chown -R {USER}:{USER} {STATE_DIR}")
     if not dry:
         uid, gid = pwd.getpwnam(USER).pw_uid, grp.getgrnam(USER).gr_gid

@@ -16,6 +16,8 @@ from translator.config import AsrSettings
 from translator.events import (
     Caption,
     Discarded,
+    Notice,
+    NoticeLevel,
     SegmentEvent,
     SpeechGrowing,
     SpeechPaused,
@@ -23,10 +25,11 @@ from translator.events import (
     Transcript,
     UtteranceEnded,
 )
+from translator.scheduler import CaptionTurn, Scheduler
 from translator.speculation import Confirm, Provisional, Retract
 from translator.stages.guards import join_units, normalise, units
 from translator.stages.language_prior import LanguagePrior
-from translator.stages.recognition import Context, Recognition, TaskChoice
+from translator.stages.recognition import Abandoned, Context, Recognition, TaskChoice
 from translator.stages.recognizer import DEFAULT, WhisperRecognizer
 
 
@@ -56,6 +59,7 @@ class RecognizerStage:
         task: TaskChoice = "transcribe",
         provisional: bool = False,
         prior: LanguagePrior | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.recognizer = recognizer
         self.settings = settings
@@ -64,6 +68,8 @@ class RecognizerStage:
         """Captions decode greedily: the next snapshot replaces them anyway."""
         self.prior = prior
         """The conversation's recent languages, weighing detection (None = each utterance alone)."""
+        self.scheduler = scheduler
+        """Says when a caption may be decoded (None = every snapshot that reaches the stage)."""
         self._context: tuple[float, Context] | None = None
         """The last final utterance (its end, audio clock) as the next one's context."""
         self.language = language
@@ -82,16 +88,14 @@ class RecognizerStage:
         self._emitted = False
         """The speculation's transcript went downstream as Provisional, so it must be decided."""
 
-    def feed(self, event: SegmentEvent) -> Iterator[Caption | Transcript | Discarded | Provisional | Confirm | Retract]:
+    def feed(self, event: SegmentEvent) -> Iterator[Caption | Transcript | Discarded | Notice | Provisional | Confirm | Retract]:
         if isinstance(event, SpeechStarted):
             yield from self._discard_speculation()
             self._start(event.utterance_id)
         elif isinstance(event, SpeechGrowing):
             if self._speculation is not None and self._speculation[0][0] == event.utterance_id:
                 yield from self._discard_speculation()  # speech resumed after the pause
-            caption = self._caption(event)
-            if caption is not None:
-                yield caption
+            yield from self._caption(event)
         elif isinstance(event, SpeechPaused):
             yield from self._discard_speculation()
             key = (event.utterance_id, event.t_end, len(event.audio))
@@ -179,20 +183,37 @@ class RecognizerStage:
         self._committed = []
         self._caption_language = self.language
 
-    def _caption(self, event: SpeechGrowing) -> Caption | None:
+    def _caption(self, event: SpeechGrowing) -> Iterator[Caption | Notice]:
         if event.utterance_id != self._utterance:
             self._start(event.utterance_id)
-        recognition = self.recognizer.recognize(
-            event.audio,
-            self._caption_settings,
-            language=self._caption_language,
-            allowed=self.allowed,
-            task="transcribe",
-            retry=False,
-        )
+        scheduler = self.scheduler
+        if scheduler is not None:
+            turn = scheduler.caption_turn(event)
+            if turn is CaptionTurn.BEHIND:
+                yield Notice(
+                    "recognition is behind real time: live captions pause until it catches up (transcripts still come)",
+                    time.monotonic(),
+                    NoticeLevel.WARNING,
+                )
+            if turn is not CaptionTurn.DECODE:
+                return
+        try:
+            recognition = self.recognizer.recognize(
+                event.audio,
+                self._caption_settings,
+                language=self._caption_language,
+                allowed=self.allowed,
+                task="transcribe",
+                retry=False,
+                abandon=None if scheduler is None else scheduler.preempted,
+            )
+        except Abandoned:
+            assert scheduler is not None
+            scheduler.abandoned()
+            return
         if recognition is None:
             self._previous = []
-            return None
+            return
         language = self._caption_language = recognition.language
         words = units(recognition.text, language)
         agreed = 0
@@ -202,7 +223,7 @@ class RecognizerStage:
             agreed += 1
         self._committed += words[len(self._committed) : agreed]
         self._previous = words
-        return Caption(
+        yield Caption(
             utterance_id=event.utterance_id,
             committed=join_units(self._committed, language),
             tentative=join_units(words[len(self._committed) :], language),

@@ -1,5 +1,6 @@
 """What the recognizer gives and takes besides audio: one recognised utterance, the utterance
-before it as context, and the task choice (plain data, apart from the engine that makes them)."""
+before it as context, the task choice, and the signal that a decode was given up (plain data,
+apart from the engine that makes them)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ class Recognition:
     translated: bool = True
     """False when the translate task's text still reads as the spoken language after a second,
     harder decode (:mod:`~translator.stages.langcheck`): ``text`` is then no English translation."""
+
+
+class Abandoned(Exception):
+    """A recognition given up part way because its ``abandon`` check said so (a caption decode
+    giving way to a final, see :mod:`translator.scheduler`): no result, and nothing went wrong."""
 
 
 TaskChoice = str | Callable[[str], str]

@@ -34,6 +34,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,7 @@ from translator.models.locate import resolve_asr
 from translator.stages.guards import SILENCE_DBFS, looped, plausible, rms_dbfs
 from translator.stages.langcheck import wrong_language
 from translator.stages.language_prior import LanguagePrior
-from translator.stages.recognition import Context, Recognition, TaskChoice
+from translator.stages.recognition import Abandoned, Context, Recognition, TaskChoice
 from translator.stages.routes import PIVOT
 from translator.text import one_line
 from translator.whisper_api import STOCK_WINDOW, Decoded, Encoded
@@ -171,6 +172,7 @@ class WhisperRecognizer:
         retry: bool = True,
         prior: LanguagePrior | None = None,
         context: Context | None = None,
+        abandon: Callable[[], bool] | None = None,
     ) -> Recognition | None:
         """Text of one utterance (16 kHz mono float32), or None for silence, noise or a hallucination.
 
@@ -185,7 +187,8 @@ class WhisperRecognizer:
         decoded after it (its text forced as the prefix), so the decoder knows how the sentence
         began. With the language given that is one encoder run of the window the encoder runs
         anyway; a detected language is detected on the utterance alone, so the window is encoded
-        a second time with the context.
+        a second time with the context. ``abandon`` is asked once the encoder has run: True gives
+        the recognition up (:class:`Abandoned`) before the decoder does.
         """
         started = time.perf_counter()
         audio = np.asarray(audio, dtype=np.float32)
@@ -208,6 +211,8 @@ class WhisperRecognizer:
                 assert context is not None  # language and task known: one encode, with the context
                 chunk, prefix = np.concatenate([context.audio, chunk]), context.text
             encoded = self._encode(chunk, settings)
+            if abandon is not None and abandon():
+                raise Abandoned
             if language is None:
                 language, probability = self._detect(encoded, allowed, prior)
             if resolved_task is None:  # task is a function of the language, now known

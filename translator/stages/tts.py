@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import re
 import subprocess
 import threading
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import onnxruntime
 import soundfile as sf
-from piper import PiperVoice, SynthesisConfig
+from piper import PiperConfig, PiperVoice, SynthesisConfig
 
+from translator import cores
 from translator.errors import ModelError
 from translator.events import Notice, NoticeLevel, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models.locate import VoiceFiles, resolve_voice, voice_for_language
@@ -78,8 +81,9 @@ class PiperSpeakerVoice:
     """A Piper voice (ONNX model + JSON config).
 
     ``length_scale`` sets the speaking rate: below 1 is faster, above 1 slower; None keeps the
-    voice's own setting. onnxruntime picks its thread count itself (one per physical core), as
-    ``PiperVoice.load`` offers no session options.
+    voice's own setting. The ONNX session runs one thread per usable core (:mod:`translator.cores`),
+    not onnxruntime's own choice of one per physical core, which under a CPU quota (a service's
+    ``CPUQuota=``, a container) starts threads the quota cannot run.
     """
 
     def __init__(self, files: VoiceFiles, *, length_scale: float | None = None) -> None:
@@ -110,7 +114,14 @@ class PiperSpeakerVoice:
 def _load_piper(files: VoiceFiles) -> PiperVoice:
     """Load a voice, turning every failure into a ModelError that names the file at fault."""
     try:
-        return PiperVoice.load(files.model, config_path=files.config)
+        with open(files.config, encoding="utf-8") as f:
+            config = PiperConfig.from_dict(json.load(f))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = cores.threads()
+        options.inter_op_num_threads = 1
+        # What PiperVoice.load does, with session options (it takes none).
+        session = onnxruntime.InferenceSession(str(files.model), sess_options=options, providers=["CPUExecutionProvider"])
+        return PiperVoice(session=session, config=config)
     except OSError as e:
         raise ModelError(
             f"{e.filename or files.model}: cannot read the Piper voice ({e.strerror or one_line(e)}); check the file"
