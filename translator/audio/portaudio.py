@@ -157,9 +157,7 @@ def _candidates(info: DeviceInfo, kind: Kind, rate: int | None) -> list[tuple[in
     return [(r, c) for c in channels for r in rates]
 
 
-def open_stream(
-    info: DeviceInfo, kind: Kind, rate: int | None, *, period: float = 0.0, **kwargs: Any
-) -> tuple[Any, int, int]:
+def open_stream(info: DeviceInfo, kind: Kind, rate: int | None, *, period: float = 0.0, **kwargs: Any) -> tuple[Any, int, int]:
     """Open (not start) a float32 stream on ``info``; returns (stream, rate, channels).
 
     ``rate`` None takes the first rate and channel count the device accepts. ``period`` is the
