@@ -48,8 +48,8 @@ CAPTURE_PERIOD = 0.032
 """Audio per capture callback, in seconds (one VAD frame). Left to PortAudio, the ALSA ``pulse``
 device called back about 200 times a second with 1-9 ms each, and waking Python (the callback, and
 the iterating thread after it) that often made ``serve`` cost 7.8 % of a core while nobody spoke
-(2.8 % at 32 ms, 31 callbacks a second). A block is then handed on up to 32 ms (16 ms on average) after its last sample
-was captured, well inside the 128 ms it takes to fill one."""
+(2.8 % at 32 ms, 31 callbacks a second). The price: a block is handed on up to 32 ms (16 ms on
+average) after its last sample was captured, instead of a few milliseconds."""
 
 
 class _Piece:
