@@ -21,7 +21,7 @@ from pulse import PulseServer
 from translator.audio import portaudio
 from translator.audio.blocks import LIVE_BLOCK_SECONDS
 from translator.audio.lookup import find_device
-from translator.audio.microphone import MicrophoneSource
+from translator.audio.microphone import CAPTURE_PERIOD, MicrophoneSource
 from translator.audio.portaudio import DeviceInfo, list_devices
 from translator.audio.speaker import SpeakerSink
 from translator.errors import DeviceError
@@ -209,6 +209,20 @@ def test_microphone_captures_the_fed_clip(pulse: PulseServer, clip: np.ndarray) 
     assert k >= 0 and k + len(clip) <= len(cap.audio)
     assert mic.overruns == 0
     assert cap.statuses and cap.statuses[0] == "listening on 'default' at 44100 Hz"
+
+
+def test_microphone_wakes_its_consumer_per_block_not_per_callback(pulse: PulseServer) -> None:
+    # Idle CPU: nobody speaking still means a stream of samples, and every wakeup of Python costs.
+    cap = Capture()
+    assert cap.wait_for(lambda: len(cap.blocks) >= 10, 5), cap.statuses
+    stream = cap.mic._stream
+    assert stream is not None and stream.blocksize == round(CAPTURE_PERIOD * cap.mic.rate)  # not PortAudio's choice
+    cap.stop()
+    blocks, wakeups = len(cap.blocks), cap.mic.wakeups
+    callbacks_per_block = LIVE_BLOCK_SECONDS / CAPTURE_PERIOD
+    assert callbacks_per_block == 4
+    # Once or twice per block (a callback early at most), never at each of its callbacks.
+    assert 0 < wakeups <= 2 * blocks + 2, (wakeups, blocks)
 
 
 def test_microphone_reports_each_burst_of_overruns(pulse: PulseServer) -> None:

@@ -47,6 +47,11 @@ class Blocker:
         self._pending: list[np.ndarray] = []
         self._count = 0
 
+    @property
+    def held(self) -> int:
+        """Samples taken but not yet handed on in a block."""
+        return self._count
+
     def add(self, piece: np.ndarray, wall: float | None = None) -> Iterator[AudioBlock]:
         """Take ``piece``; yield every block it completes."""
         if len(piece):

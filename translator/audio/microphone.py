@@ -44,6 +44,13 @@ from translator.audio.stream import BACKOFF, STALL_TIMEOUT, DeviceStream, Status
 from translator.errors import DeviceError
 from translator.events import SAMPLE_RATE, AudioBlock
 
+CAPTURE_PERIOD = 0.032
+"""Audio per capture callback, in seconds (one VAD frame). Left to PortAudio, the ALSA ``pulse``
+device called back about 200 times a second with 1-9 ms each, and waking Python (the callback, and
+the iterating thread after it) that often made ``serve`` cost 7.8 % of a core while nobody spoke
+(2.8 % at 32 ms, 31 callbacks a second). The price: a block is handed on up to 32 ms (16 ms on
+average) after its last sample was captured, instead of a few milliseconds."""
+
 
 class _Piece:
     """What one capture callback delivered."""
@@ -105,6 +112,9 @@ class MicrophoneSource(DeviceStream):
         The first drop of each burst (drops in consecutive callbacks) is reported as a status."""
         self._pieces: deque[_Piece] = deque()
         self._buffered = 0
+        self._wanted = 0  # device frames the iterating thread waits for: it is woken only then
+        self.wakeups = 0
+        """Times the iterating thread was handed audio: about once per block, not per callback."""
         self._first_pending = False
         self._overrunning = False  # the latest callback dropped audio
         self._new_overrun = False  # a burst of drops began since the iterating thread last looked
@@ -125,6 +135,7 @@ class MicrophoneSource(DeviceStream):
             self.info,
             Kind.INPUT,
             self._want_rate,
+            period=CAPTURE_PERIOD,
             callback=self._make_callback(generation),
             finished_callback=lambda: self._on_finished(generation),
         )
@@ -183,27 +194,41 @@ class MicrophoneSource(DeviceStream):
                 self._new_overrun = self._new_overrun or (overran and not self._overrunning)
                 self._overrunning = overran
                 self._last_callback = now
-                self._cond.notify_all()
+                # Woken only when there is something to do: a block to cut (the audio before it
+                # would only be resampled and held), a new stream, a burst of drops to report.
+                if self._buffered >= self._wanted or piece.first or self._new_overrun:
+                    self._cond.notify_all()
 
         return callback
 
-    def _take(self) -> tuple[list[_Piece], bool]:
-        """What the callback has delivered, and whether a burst of overruns began since the last
-        call; waits up to 0.1 s. Raises _Lost when the stream broke."""
+    def _take(self, wanted: int) -> tuple[list[_Piece], bool]:
+        """What the callback has delivered once it holds ``wanted`` device frames (or a new stream,
+        or the end), and whether a burst of overruns began since the last call; waits up to 0.1 s.
+        Raises _Lost when the stream broke."""
         with self._cond:
-            if not self._pieces and not self._closed:
+            self._wanted = wanted
+            if not self._due() and not self._closed:
                 self._cond.wait(0.1)
-            pieces = list(self._pieces)
-            self._pieces.clear()
-            self._buffered = 0
+            stalled = time.monotonic() - self._last_callback > self.stall_timeout
+            pieces: list[_Piece] = []
+            if self._due() or self._closed or self._stream_ended or stalled:
+                pieces = list(self._pieces)
+                self._pieces.clear()
+                self._buffered = 0
             overran, self._new_overrun = self._new_overrun, False
+            if pieces:
+                self.wakeups += 1
             if pieces or self._closed:
                 return pieces, overran
             if self._stream_ended:
                 raise _Lost("the audio stream stopped")
-            if time.monotonic() - self._last_callback > self.stall_timeout:
+            if stalled:
                 raise _Lost(f"no audio for {self.stall_timeout:g} s")
             return pieces, overran
+
+    def _due(self) -> bool:
+        """Whether the iterating thread has audio to act on (under the lock)."""
+        return bool(self._pieces) and (self._buffered >= self._wanted or self._pieces[0].first or self._new_overrun)
 
     def _wait(self, seconds: float) -> bool:
         """Sleep unless closed; returns False if closed."""
@@ -258,6 +283,15 @@ class MicrophoneSource(DeviceStream):
         finally:
             self.close()
 
+    def _frames_to_fill(self, held: int) -> int:
+        """Device frames to wait for when the blocker holds ``held`` samples: those that complete
+        the next block, less one callback's worth. The resampler hands its output on in steps, so
+        the callback that completes a block cannot be told exactly; waking one callback early
+        costs one more wait, waking one late would cost the block 32 ms (at half a callback early,
+        one block in 40 was)."""
+        frames = math.ceil((self.block_size - held) * self.rate / SAMPLE_RATE)
+        return max(0, frames - round(CAPTURE_PERIOD * self.rate))
+
     def _run(self) -> Iterator[AudioBlock]:
         blocker = Blocker(self.block_size)  # its clock: 16 kHz samples since the first one captured
         wall = time.monotonic()  # when the latest piece arrived: the wall of the blocks it completes
@@ -290,7 +324,7 @@ class MicrophoneSource(DeviceStream):
         self._set_status(f"listening on {self.info.name!r} at {self.rate} Hz")
         while True:
             try:
-                pieces, overran = self._take()
+                pieces, overran = self._take(self._frames_to_fill(blocker.held))
             except _Lost as lost:
                 yield from flush()
                 self._drop_stream()

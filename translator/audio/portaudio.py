@@ -157,11 +157,12 @@ def _candidates(info: DeviceInfo, kind: Kind, rate: int | None) -> list[tuple[in
     return [(r, c) for c in channels for r in rates]
 
 
-def open_stream(info: DeviceInfo, kind: Kind, rate: int | None, **kwargs: Any) -> tuple[Any, int, int]:
+def open_stream(info: DeviceInfo, kind: Kind, rate: int | None, *, period: float = 0.0, **kwargs: Any) -> tuple[Any, int, int]:
     """Open (not start) a float32 stream on ``info``; returns (stream, rate, channels).
 
-    ``rate`` None takes the first rate and channel count the device accepts. Raises the first
-    PortAudioError when none works.
+    ``rate`` None takes the first rate and channel count the device accepts. ``period`` is the
+    audio each callback carries, in seconds, at whatever rate is opened (0: PortAudio chooses, and
+    may call back every few milliseconds). Raises the first PortAudioError when none works.
     """
     global _open_streams
     sd = sounddevice()
@@ -170,7 +171,8 @@ def open_stream(info: DeviceInfo, kind: Kind, rate: int | None, **kwargs: Any) -
     with LOCK:
         for r, ch in _candidates(info, kind, rate):
             try:
-                stream = cls(device=info.index, samplerate=r, channels=ch, dtype="float32", **kwargs)
+                blocksize = round(period * r)
+                stream = cls(device=info.index, samplerate=r, channels=ch, dtype="float32", blocksize=blocksize, **kwargs)
             except sd.PortAudioError as e:
                 error = error or e
                 continue

@@ -177,7 +177,11 @@ class SpeakerSink(DeviceStream):
         """The playback thread: opens, watches, closes and reopens the stream."""
         while True:
             with self._cond:
-                self._cond.wait(0.1)
+                # With no stream and no failure there is nothing to watch until write() or close()
+                # (both notify): an idle service need not wake this thread ten times a second.
+                resting = self._stream is None and not self._failed and not self._opening
+                if not self._closed:
+                    self._cond.wait(None if resting else 0.1)
                 if self._closed:
                     return
                 now = time.monotonic()
