@@ -224,3 +224,20 @@ def test_the_recognizer_says_once_that_it_is_behind() -> None:
     assert second == [] and recognizer.captions == 0
     fresh = list(stage.feed(snapshot(clock.now)))
     assert [type(e) for e in fresh] == [Caption] and recognizer.captions == 1
+
+
+def test_no_caption_when_the_pause_would_come_first() -> None:
+    """The speaker has gone quiet: a caption that takes longer than the rest of the pause would
+    make the final wait for it; one that fits, or a speaker still talking, gets its turn."""
+    clock, quiet = Clock(), [0.0]
+    scheduler = Scheduler(pause=0.1, silence=lambda: quiet[0], clock=clock)
+    decode(scheduler, clock, 0.2)
+    clock.now += 1.0
+    quiet[0] = 0.032
+    assert scheduler.caption_turn(snapshot(clock.now)) is CaptionTurn.PAUSING
+    quiet[0] = 0.0
+    decode(scheduler, clock, 0.05)  # still talking; and now captions are cheap
+    clock.now += 1.0
+    quiet[0] = 0.032
+    scheduler.caption_cost = 0.05
+    assert scheduler.caption_turn(snapshot(clock.now)) is CaptionTurn.DECODE

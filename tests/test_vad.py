@@ -428,3 +428,20 @@ def test_speech_after_a_guard_mute_is_detected_from_its_first_word() -> None:
     offset = (len(lead) + len(x) + round(30.0 * SR)) / SR
     assert len(alone) == 1 and len(after) == 2, (alone, after)
     assert abs((after[1].start - offset) - alone[0].start) <= FRAME / SR, (after[1].start - offset, alone[0].start)
+
+
+def test_silence_says_how_long_the_speaker_has_been_quiet() -> None:
+    """Frame by frame on real speech: 0 outside an utterance and on voiced frames, growing in the
+    gaps, at least the pause when the pause is announced (what the caption scheduler reads)."""
+    seg = Segmenter(VadSettings())
+    seen = []
+    for block in blocks(np.concatenate([silence(0.5), load("en/LDC93S1.wav"), silence(1.0)]), FRAME):
+        events = list(seg.feed(block))
+        seen.append(seg.silence)
+        if of(events, SpeechPaused):
+            assert seg.silence >= VadSettings().pause
+        if not seg.in_speech:
+            assert seg.silence == 0.0
+    assert seen[0] == 0.0 and seen[-1] == 0.0
+    quiet = [s for s in seen if s > 0]
+    assert quiet and min(quiet) == pytest.approx(FRAME / SR) and any(s == 0.0 for s in seen[20:60])

@@ -114,7 +114,8 @@ def build_pipeline(
     """
     config = engines.config
     langs = engines.translator_stage.languages
-    scheduler = Scheduler() if captions else None
+    segmenter = Segmenter(config.vad)
+    scheduler = Scheduler(pause=config.vad.pause, silence=lambda: segmenter.silence) if captions else None
     recognizer_stage = RecognizerStage(
         engines.recognizer,
         config.asr,
@@ -137,4 +138,4 @@ def build_pipeline(
         stages.append(StageSpec("mt", engines.translator_stage, (Transcript,)))
         if engines.speaker_stage is not None:
             stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
-    return Pipeline(Segmenter(config.vad), stages, sink=sink, scheduler=scheduler)
+    return Pipeline(segmenter, stages, sink=sink, scheduler=scheduler)

@@ -9,6 +9,8 @@ scheduler, a pipeline observer that sees every stage's inbox, says:
 
 - **wait** while urgent work is queued or running: a pause or an endpoint for the recognizer, a
   transcript for the translator, a translation whose first sentence is not synthesised yet;
+- **skip** when the speaker has gone quiet and a caption would take longer than the rest of the
+  pause: the pause would find the recognizer busy with a caption the final replaces anyway;
 - **wait** until captions have used at most :data:`CAPTION_SHARE` of the time since the previous
   one: each stage's cost per step is measured as it runs, so when caption decodes are slow the
   caption interval widens, and it shrinks back as they speed up;
@@ -58,6 +60,8 @@ class CaptionTurn(enum.StrEnum):
     DECODE = "decoded"
     BUSY = "busy"
     """Urgent work is queued or running."""
+    PAUSING = "pausing"
+    """The speaker is quiet and the pause may come before a caption would be done."""
     SPACED = "spaced"
     """Too soon after the previous caption for the share captions may take."""
     STALE = "stale"
@@ -80,10 +84,20 @@ class Scheduler:
     """
 
     def __init__(
-        self, *, share: float = CAPTION_SHARE, stale: float = STALE_CAPTION, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        share: float = CAPTION_SHARE,
+        stale: float = STALE_CAPTION,
+        pause: float = 0.0,
+        silence: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.share = share
         self.stale = stale
+        self.pause = pause
+        """The segmenter's pause (``vad.pause``): silence that starts the final decode."""
+        self.silence = silence
+        """Seconds the speaker has been quiet now (the segmenter's :attr:`~translator.stages.vad.Segmenter.silence`)."""
         self.clock = clock
         self.costs: dict[tuple[str, str], float] = {}
         """Moving average of the seconds one step takes, by (part, input type)."""
@@ -152,6 +166,8 @@ class Scheduler:
             self._behind = True
         elif self.busy():
             turn = CaptionTurn.BUSY
+        elif self._pausing():
+            turn = CaptionTurn.PAUSING
         elif now - self._caption_ended < self.caption_gap():
             turn = CaptionTurn.SPACED
         else:
@@ -166,6 +182,10 @@ class Scheduler:
         self.turns[CaptionTurn.DECODE.value] -= 1
         self.turns[CaptionTurn.PREEMPTED.value] += 1
         self._decoding = None  # an encoder run alone is not what a caption costs
+
+    def _pausing(self) -> bool:
+        quiet = self.silence() if self.silence is not None else 0.0
+        return quiet > 0 and (self.caption_cost or 0.0) > self.pause - quiet
 
     def caption_gap(self) -> float:
         """Seconds to leave after a caption, from what captions cost lately."""

@@ -205,6 +205,16 @@ class Segmenter:
         """True between ``SpeechStarted`` and its ``UtteranceEnded``."""
         return self._utt is not None and self._utt.confirmed
 
+    @property
+    def silence(self) -> float:
+        """Seconds of audio since the last voiced frame of the utterance in flight (0 while it is
+        voiced, or with none in flight): how close the next pause may be. Read from other threads
+        (the caption scheduler): one attribute read, so it is never torn, at worst a frame old."""
+        utt = self._utt
+        if utt is None or not utt.confirmed:
+            return 0.0
+        return max(0, self._frames * FRAME - utt.last_voiced_end) / SAMPLE_RATE
+
     def feed(self, block: AudioBlock) -> Iterator[SegmentEvent]:
         """Take a block of any length; return the events it completes, in order."""
         samples = np.asarray(block.samples, dtype=np.float32)
