@@ -16,11 +16,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from translator import cliargs, config_file, languages
-from translator.config import Config
-from translator.doctor.advice import Current, Measurements, Recommendation, recommend
-from translator.doctor.measure import Progress, measure
-from translator.models.catalog import Kind, load_catalog
+from translator import cliargs, config_file
+from translator.doctor.advice import Current, Measurements, Recommendation
+from translator.doctor.measure import advise
 from translator.serve.install import CONFIG_FILE
 
 
@@ -43,18 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     cliargs.add_settings_args(d)
     d.set_defaults(func=cmd_doctor)
-
-
-def pi_voices(language: str) -> tuple[str, ...]:
-    """Up to three catalog voices for ``language`` that suit a Raspberry Pi 4."""
-    return tuple(m.name for m in load_catalog().models if m.kind == Kind.TTS and language in m.languages and m.pi == 4)[:3]
-
-
-def advise(config: Config, progress: Progress | None = None) -> tuple[Measurements, Current, Recommendation]:
-    """Measure with ``config`` and recommend (what ``doctor`` and ``service install --tune`` run)."""
-    measured, current = measure(config, progress or (lambda _line: None))
-    target = languages.from_config(config).targets[0]
-    return measured, current, recommend(measured, current, pi_voices(target))
 
 
 def write_target(args: argparse.Namespace) -> Path:

@@ -23,10 +23,11 @@ from translator import cores, languages
 from translator.assemble import load_engines
 from translator.audio.samples import resample
 from translator.config import Config
-from translator.doctor.advice import AsrTiming, Current, Measurements, VoiceTiming
+from translator.doctor.advice import AsrTiming, Current, Measurements, Recommendation, VoiceTiming, recommend
 from translator.errors import ModelError
 from translator.events import SAMPLE_RATE
 from translator.models import locate
+from translator.models.catalog import Kind, load_catalog
 from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.routes import RouteKind
 from translator.stages.tts import Voice, choose_voice
@@ -178,3 +179,15 @@ def _time_voices(
         assert other is not None  # a named voice is returned or raises
         timings.append(_synthesise(other)[1])
     return timings, voice.name
+
+
+def pi_voices(language: str) -> tuple[str, ...]:
+    """Up to three catalog voices for ``language`` that suit a Raspberry Pi 4."""
+    return tuple(m.name for m in load_catalog().models if m.kind == Kind.TTS and language in m.languages and m.pi == 4)[:3]
+
+
+def advise(config: Config, progress: Progress | None = None) -> tuple[Measurements, Current, Recommendation]:
+    """Measure with ``config`` and recommend (what ``doctor`` and ``service install --tune`` run)."""
+    measured, current = measure(config, progress or (lambda _line: None))
+    target = languages.from_config(config).targets[0]
+    return measured, current, recommend(measured, current, pi_voices(target))

@@ -113,7 +113,7 @@ def _exists(kind: str, name: str) -> bool:
 
 def _tune(inst: Installer, store: Path) -> None:
     """``--tune``: ``translator doctor`` on the service's models, its keys set in the service's config."""
-    from translator.doctor.cli import advise  # noqa: PLC0415 - it loads every engine; only --tune needs it
+    from translator.doctor.measure import advise  # noqa: PLC0415 - it loads every engine; only --tune needs it
 
     inst.say(f"measure this box (translator doctor, under 30 s) and set its recommended keys in {CONFIG_FILE}")
     if inst.dry_run:
