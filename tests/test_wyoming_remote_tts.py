@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from test_wyoming import Server, free_port, wyoming_cmd
 from translator.bench.scoring import wer
 from translator.config import AsrSettings, TtsSettings
 from translator.events import SAMPLE_RATE, Notice, NoticeLevel, SpeechChunk, SpeechDone
+from translator.models.locate import resolve_voice
 from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.tts import SpeakerStage, choose_voice
 from translator.wyoming import remote_tts
@@ -69,11 +71,37 @@ def test_each_sentence_is_synthesised_by_the_backend(backend: Server, store: Pat
     # the server spoke them (its log line per request), not the local voice under the remote's name
     for sentence in ("The quick brown fox", "It was a sunny day."):
         backend.wait_line(rf"spoke [\d.]+ s with .*{sentence}", timeout=10)
+    assert_intelligible(chunks[0], store)
+
+
+def assert_intelligible(chunk: SpeechChunk, store: Path) -> None:
+    """At the local voice's rate (what the sink was opened for), and words Whisper hears back."""
     local, _ = choose_voice("en", store=store)
-    assert local is not None and chunks[0].sample_rate == local.sample_rate
-    audio16k = soxr.resample(chunks[0].samples, chunks[0].sample_rate, SAMPLE_RATE).astype(np.float32)
+    assert local is not None and chunk.sample_rate == local.sample_rate
+    audio16k = soxr.resample(chunk.samples, chunk.sample_rate, SAMPLE_RATE).astype(np.float32)
     heard = WhisperRecognizer(AsrSettings(model="tiny.en", threads=2)).recognize(audio16k)
-    assert heard is not None and wer(chunks[0].text, heard.text) <= 0.3, heard.text
+    assert heard is not None and wer(chunk.text, heard.text) <= 0.3, heard.text
+
+
+def test_wyoming_piper_serves_as_the_backend(store: Path, tmp_path: Path) -> None:
+    """The real peer from the package registry, offline, with the bundled voice file."""
+    port = free_port()
+    voice = resolve_voice(JOE, store=store).model
+    peer = Server(
+        [sys.executable, "-m", "wyoming_piper", "--uri", f"tcp://127.0.0.1:{port}", "--voice", str(voice)]
+        + ["--data-dir", str(tmp_path), "--download-dir", str(tmp_path), "--local-files-only"],
+        port,
+    )
+    try:
+        peer.wait_line(r"Ready", timeout=120)
+        # it loads the voice at its first request (1.5 s here): the timeout is for a loaded box
+        stage, notices = speaker(f"wyoming://127.0.0.1:{port}", store, timeout=30.0)
+        assert notices == []
+        chunks, notices = spoken(stage, SENTENCES)
+        assert notices == [] and {c.voice for c in chunks} == {f"wyoming:127.0.0.1:{port}"} and len(chunks) == 2
+        assert_intelligible(chunks[0], store)
+    finally:
+        assert peer.stop() == 0, peer.log(50)
 
 
 def test_a_down_backend_falls_back_to_the_local_voice_said_once(store: Path) -> None:
