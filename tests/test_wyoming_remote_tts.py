@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +147,37 @@ def test_the_backend_is_used_again_once_it_is_back(backend: Server, store: Path,
     assert [n.message for n in notices] == [f"tts backend {uri} is back"]
     chunks, notices = spoken(stage, "Hello again.", 2)
     assert notices == [] and [c.voice for c in chunks] == [f"wyoming:127.0.0.1:{backend.port}"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b'{"type": "audio-chunk", "payload_length": 1000000000}\n', "sent an event of 1000000000 bytes"),
+        (
+            b'{"type": "audio-start", "data": {"rate": 22050, "width": 2, "channels": 1}}\n' + b"x" * 20000,
+            "header line over 16 KiB",
+        ),
+        (b"[1, 2]\n", "not Wyoming's"),
+        (b'{"type": "error", "data": {"text": "no such voice"}}\n', "refused: no such voice"),
+    ],
+)
+def test_a_backend_that_breaks_the_protocol_is_left_for_the_local_voice(store: Path, answer: bytes, said: str) -> None:
+    """Each connection gets ``answer`` and is closed; the client reads no further than the bounds."""
+    with socket.socket() as bad:
+        bad.bind(("127.0.0.1", 0))
+        bad.listen(4)
+        bad.settimeout(30)
+
+        def serve() -> None:
+            conn, _ = bad.accept()  # only the warm-up word: the backend is then left alone for 30 s
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        stage, notices = speaker(f"wyoming://127.0.0.1:{bad.getsockname()[1]}", store)
+        server.join(30)
+        assert len(notices) == 1 and said in notices[0].message, notices
+        chunks, later = spoken(stage, "Hello there.")
+        assert later == [] and [c.voice for c in chunks] == [JOE]

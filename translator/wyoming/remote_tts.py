@@ -13,6 +13,7 @@ for :data:`RETRY_AFTER` seconds, so an outage does not add the timeout to every 
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import typing
@@ -22,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import read_event, write_event
+from wyoming.event import Event, write_event
 from wyoming.tts import Synthesize, SynthesizeVoice
 
 from translator.audio.samples import resample, to_mono_float32
@@ -39,10 +40,49 @@ DEFAULT_RATE = 22050
 """Output rate with no local voice to match: Piper's medium and high voices speak at this rate."""
 MAX_SENTENCE_SECONDS = 120.0
 """A backend sending more audio than this for one sentence is broken; the bound keeps memory bounded."""
+MAX_HEADER = 16 * 1024
+"""Bytes of one event's header line; the wyoming library's own reader takes a line of any length."""
+MAX_EVENT = 4 * 1024 * 1024
+"""Bytes of one event's data and payload together: an audio-chunk is a few kilobytes."""
 
 
 class BackendError(Exception):
     """The backend answered, but not with speech."""
+
+
+def read_bounded(stream: BinaryIO) -> Event | None:
+    """One event, None at the end of the stream; a BackendError for what breaks the framing or the bounds.
+
+    The backend is a LAN host, so its lengths are checked before a byte of them is read.
+    """
+    line = stream.readline(MAX_HEADER + 1)
+    if not line:
+        return None
+    if not line.endswith(b"\n"):
+        raise BackendError(f"sent a header line over {MAX_HEADER // 1024} KiB" if len(line) > MAX_HEADER else "closed mid-event")
+    try:
+        header = json.loads(line)
+        event_type = header["type"]
+        data = dict(header.get("data") or {})
+        data_length = int(header.get("data_length") or 0)
+        payload_length = int(header.get("payload_length") or 0)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise BackendError(f"sent an event that is not Wyoming's ({type(e).__name__})") from e
+    if not 0 <= data_length + payload_length <= MAX_EVENT or min(data_length, payload_length) < 0:
+        raise BackendError(f"sent an event of {data_length + payload_length} bytes (at most {MAX_EVENT // 2**20} MiB taken)")
+    if data_length:
+        try:
+            data.update(json.loads(_exactly(stream, data_length)))
+        except (ValueError, TypeError) as e:
+            raise BackendError(f"sent event data that is not a JSON object ({type(e).__name__})") from e
+    return Event(type=event_type, data=data, payload=_exactly(stream, payload_length) if payload_length else None)
+
+
+def _exactly(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)  # a buffered socket file reads until it has them all, or the end
+    if len(data) < size:
+        raise BackendError("closed mid-event")
+    return data
 
 
 class WyomingTtsClient:
@@ -74,7 +114,7 @@ class WyomingTtsClient:
                 if left <= 0:
                     raise TimeoutError
                 sock.settimeout(left)
-                event = read_event(stream)
+                event = read_bounded(stream)
                 if event is None:
                     raise BackendError("closed the connection before the end of the audio")
                 if Error.is_type(event.type):
