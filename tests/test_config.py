@@ -82,6 +82,10 @@ def test_unknown_language_key_lists_the_toml_names(tmp_path):
         ('[wyoming]\nuri = "http://127.0.0.1:80"\n', "wyoming.uri: give tcp://HOST:PORT, unix://PATH or stdio://"),
         ("[wyoming]\nidle_timeout = 0\n", "wyoming.idle_timeout:"),
         ("[wyoming]\nmax_payload = 10\n", "wyoming.max_payload:"),
+        ('[tts]\nbackend = "tcp://127.0.0.1:10200"\n', "tts.backend: must be wyoming://HOST:PORT, or empty"),
+        ('[tts]\nbackend = "wyoming://box"\n', "tts.backend: must be wyoming://HOST:PORT"),
+        ('[tts]\nbackend = "wyoming://box:0"\n', "tts.backend: must be wyoming://HOST:PORT"),
+        ("[tts]\nbackend_timeout = 0\n", "tts.backend_timeout: must be > 0 s"),
     ],
 )
 def test_each_section_checks_its_values_and_errors_name_the_key(tmp_path, text, needle):
@@ -116,3 +120,16 @@ def test_model_fields_are_what_loading_reads():
     base = cfg.AsrSettings()
     assert cfg.AsrSettings(beam_size=5, window_margin=-1.0).model_fields == base.model_fields
     assert cfg.AsrSettings(threads=2).model_fields != base.model_fields
+
+
+@pytest.mark.parametrize(
+    ("uri", "address"),
+    [
+        ("wyoming://127.0.0.1:10200", ("127.0.0.1", 10200)),
+        ("wyoming://[::1]:10200", ("::1", 10200)),
+        ("wyoming://pi5.lan:1", ("pi5.lan", 1)),
+    ],
+)
+def test_a_wyoming_backend_is_a_host_and_a_port(uri, address):
+    assert cfg.wyoming_address(uri, "backend") == address
+    assert cfg.TtsSettings(backend=uri).backend == uri

@@ -33,7 +33,7 @@ from translator.stages.language_prior import LanguagePrior
 from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.routes import RouteKind
 from translator.stages.translate import TextTranslator, TranslatorStage
-from translator.stages.tts import SpeakerStage, choose_voice
+from translator.stages.tts import SpeakerStage, VoiceProvider, choose_voice
 from translator.stages.vad import Segmenter
 
 
@@ -90,7 +90,13 @@ def load_engines(
     notices: list[Notice] = []
     speaker_stage = None
     if speak and config.tts.enabled:
-        voices = functools.partial(choose_voice, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store)
+        voices: VoiceProvider = functools.partial(
+            choose_voice, voice=config.tts.voice or None, allow_fallback=config.tts.fallback, store=store
+        )
+        if config.tts.backend:
+            from translator.wyoming.remote_tts import remote_voices  # noqa: PLC0415 - only with a backend
+
+            voices = remote_voices(voices, config.tts)
         speaker_stage = SpeakerStage(voices)
         notices.extend(speaker_stage.prepare(langs.targets))
     if warm_up and not warm:

@@ -48,6 +48,19 @@ def _finite(section: object, *names: str) -> None:
         _require(math.isfinite(value), name, "must be a finite number", value)
 
 
+WYOMING_SCHEME = "wyoming://"
+
+
+def wyoming_address(uri: str, name: str) -> tuple[str, int]:
+    """``wyoming://HOST:PORT`` (HOST may be ``[::1]``) as (host, port); a ValueError naming ``name`` otherwise."""
+    rule = "must be wyoming://HOST:PORT, or empty for the local model"
+    _require(uri.startswith(WYOMING_SCHEME), name, rule, uri)
+    host, sep, port = uri[len(WYOMING_SCHEME) :].rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    _require(bool(sep and host and port.isdigit() and 0 < int(port) < 65536), name, rule, uri)
+    return host, int(port)
+
+
 @dataclass(frozen=True)
 class LanguageSettings:
     source: str = "auto"
@@ -230,6 +243,18 @@ class TtsSettings:
     """A Piper voice name or ``.onnx`` path; empty = the installed voice for the target language."""
     fallback: bool = True
     """Speak with espeak-ng when no Piper voice exists for the language."""
+    backend: str = ""
+    """``wyoming://HOST:PORT``: synthesise on a Wyoming tts server (``translator wyoming``,
+    wyoming-piper), sentence by sentence, the local voice standing by; empty = the local voice."""
+    backend_timeout: float = 2.0
+    """Seconds the backend has to connect and send a sentence's whole audio; past that (or when it
+    is down) the local voice speaks, said once, and the backend is tried again 30 s later."""
+
+    def __post_init__(self) -> None:
+        _finite(self, "backend_timeout")
+        _require(self.backend_timeout > 0, "backend_timeout", "must be > 0 s", self.backend_timeout)
+        if self.backend:
+            wyoming_address(self.backend, "backend")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import onnxruntime
@@ -49,6 +49,19 @@ class Voice(Protocol):
     def warm_up(self) -> None:
         """Pay the first-call costs now, so the first utterance is as fast as the next ones."""
         ...
+
+
+@runtime_checkable
+class NoticingVoice(Protocol):
+    """A voice with something to say about itself as it runs (a remote backend lost or back)."""
+
+    def take_notices(self) -> list[Notice]:
+        """The notices since the last call."""
+        ...
+
+
+def _voice_notices(voice: Voice) -> list[Notice]:
+    return voice.take_notices() if isinstance(voice, NoticingVoice) else []
 
 
 FIRST_CHUNK_MIN_WORDS = 10
@@ -329,7 +342,12 @@ class SpeakerStage:
         Errors (a broken voice file) are raised here so the app fails at start-up naming the
         file; the notices returned are not repeated by :meth:`feed`.
         """
-        return [notice for lang in languages if (notice := self._resolve(lang)[1]) is not None]
+        notices: list[Notice] = []
+        for lang in languages:
+            voice, notice = self._resolve(lang)
+            notices.extend([notice] if notice is not None else [])
+            notices.extend(_voice_notices(voice) if voice is not None else [])
+        return notices
 
     def feed(self, t: Translation) -> Iterator[TtsOutput]:
         """Speech for one translation: SpeechChunks as each sentence is ready, then SpeechDone.
@@ -369,9 +387,11 @@ class SpeakerStage:
                     "tts", t.utterance_id, f"speech synthesis with {voice.name} failed: {one_line(e)}", time.monotonic()
                 )
                 break
+            yield from _voice_notices(voice)
             ready = time.monotonic()
             yield SpeechChunk(t.utterance_id, samples, voice.sample_rate, index, sentence, t.t_end_wall, ready, voice.name)
             index += 1
+        yield from _voice_notices(voice)
         yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), voice.name)
 
     @staticmethod
