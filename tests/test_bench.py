@@ -118,7 +118,8 @@ def test_bench_report_has_every_figure(bench_run) -> None:
     spoken = sum(c["speech_out_seconds"] for c in clips)
     assert s["rtf"]["tts"] == pytest.approx(sum(c["compute_seconds"]["tts"] for c in clips) / spoken, rel=0.01, abs=2e-4)
     assert _positive(s["rtf"]["vad"]) and _positive(s["rtf"]["asr"]) and _positive(s["rtf"]["tts"])
-    assert s["rtf"]["asr_final_only"] + s["rtf"]["asr_captions_only"] <= s["rtf"]["asr"] + 1e-4
+    # each of the three is rounded to 4 decimals: the two parts may exceed the whole by 1.5e-4
+    assert s["rtf"]["asr_final_only"] + s["rtf"]["asr_captions_only"] <= s["rtf"]["asr"] + 2e-4
     assert _positive(s["rtf"]["asr_final_only"]) and _positive(s["rtf"]["asr_captions_only"])
 
     assert s["utterances"] >= 2 and s["reference_sentences"] == 2
