@@ -7,13 +7,14 @@ by the whole decode, and a caption decoded while Piper speaks the first sentence
 share of the core. So the recognizer asks :class:`Scheduler` before each caption decode, and the
 scheduler, a pipeline observer that sees every stage's inbox, says:
 
-- **wait** while urgent work is queued or running: a pause or an endpoint for the recognizer, a
+- **skip** while urgent work is queued or running: a pause or an endpoint for the recognizer, a
   transcript for the translator, a translation whose first sentence is not synthesised yet;
 - **skip** when the speaker has gone quiet and a caption would take longer than the rest of the
   pause: the pause would find the recognizer busy with a caption the final replaces anyway;
-- **wait** until captions have used at most :data:`CAPTION_SHARE` of the time since the previous
-  one: each stage's cost per step is measured as it runs, so when caption decodes are slow the
-  caption interval widens, and it shrinks back as they speed up;
+- **skip** until captions have used at most :data:`CAPTION_SHARE` of the time since the previous
+  one: each caption decode's cost is measured as it runs (the bench's spans measure every
+  stage's), so when caption decodes are slow the caption interval widens, and it shrinks back as
+  they speed up;
 - **stale** when the snapshot waited longer than :data:`STALE_CAPTION` (the recognizer is behind
   real time): dropped, and the first of a run of them is said once (``BEHIND``).
 
@@ -99,8 +100,6 @@ class Scheduler:
         self.silence = silence
         """Seconds the speaker has been quiet now (the segmenter's :attr:`~translator.stages.vad.Segmenter.silence`)."""
         self.clock = clock
-        self.costs: dict[tuple[str, str], float] = {}
-        """Moving average of the seconds one step takes, by (part, input type)."""
         self.turns: Counter[str] = Counter()
         """Caption snapshots by what became of them (:class:`CaptionTurn` values)."""
         self._lock = threading.Lock()
@@ -131,11 +130,10 @@ class Scheduler:
             if item is self._decoding:
                 self.caption_cost = _average(self.caption_cost, end - start)
             return
-        key = (part, type(item).__name__)
-        with self._lock:
-            self.costs[key] = _average(self.costs.get(key), end - start)
-            if isinstance(item, Translation) and self._running.get(part) is item:
-                del self._running[part]  # the first sentence is out: the rest may share the core
+        if isinstance(item, Translation):
+            with self._lock:
+                if self._running.get(part) is item:
+                    del self._running[part]  # the first sentence is out: the rest may share the core
 
     def end(self, part: str, item: Any) -> None:
         if item is self._decoding:
