@@ -5,19 +5,20 @@ from __future__ import annotations
 import pytest
 
 from translator import config as cfg
+from translator import config_load
 from translator.errors import ConfigError
 
 
 def test_defaults_round_trip_through_toml(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text(cfg.to_toml(cfg.Config()))
-    assert cfg.load(path) == cfg.Config()
+    path.write_text(config_load.to_toml(cfg.Config()))
+    assert config_load.load(path) == cfg.Config()
 
 
 def test_file_values_and_from_alias(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[languages]\nfrom = "de"\nto = "es"\n[vad]\nendpoint = 1\n[mt]\nmodels = ["/m/a"]\n')
-    c = cfg.load(path)
+    c = config_load.load(path)
     assert (c.languages.source, c.languages.target) == ("de", "es")
     assert c.vad.endpoint == 1.0 and isinstance(c.vad.endpoint, float)
     assert c.mt.models == ("/m/a",)
@@ -40,30 +41,30 @@ def test_errors_name_the_key(tmp_path, text, needle):
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
-        cfg.load(path)
+        config_load.load(path)
     assert needle in str(err.value) and str(path) in str(err.value)
     assert "\n" not in str(err.value)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        cfg.load(tmp_path / "absent.toml")
+        config_load.load(tmp_path / "absent.toml")
 
 
 def test_overrides_parse_toml_values_or_strings():
-    c = cfg.apply_overrides(cfg.Config(), ["vad.endpoint=0.3", "asr.model=tiny.en", "tts.enabled=false"])
+    c = config_load.apply_overrides(cfg.Config(), ["vad.endpoint=0.3", "asr.model=tiny.en", "tts.enabled=false"])
     assert c.vad.endpoint == 0.3 and c.asr.model == "tiny.en" and c.tts.enabled is False
     with pytest.raises(ConfigError, match="section.key=value"):
-        cfg.apply_overrides(c, ["endpoint=0.3"])
+        config_load.apply_overrides(c, ["endpoint=0.3"])
     with pytest.raises(ConfigError, match="asr.modle"):
-        cfg.apply_overrides(c, ["asr.modle=x"])
+        config_load.apply_overrides(c, ["asr.modle=x"])
 
 
 def test_unknown_language_key_lists_the_toml_names(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[languages]\nform = "de"\n')
     with pytest.raises(ConfigError, match=r"known keys in \[languages\]: from, to, pair, allowed, switch_evidence$"):
-        cfg.load(path)
+        config_load.load(path)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,7 @@ def test_each_section_checks_its_values_and_errors_name_the_key(tmp_path, text, 
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
-        cfg.load(path)
+        config_load.load(path)
     assert str(err.value).startswith(f"{path}: {needle}"), str(err.value)
     assert "\n" not in str(err.value)
 
@@ -109,11 +110,11 @@ def test_settings_check_themselves_when_built_in_code():
 
 def test_overrides_are_checked_together_whatever_their_order():
     for items in (["vad.pause=0.5", "vad.endpoint=0.6"], ["vad.endpoint=0.6", "vad.pause=0.5"]):
-        c = cfg.apply_overrides(cfg.Config(), items)
+        c = config_load.apply_overrides(cfg.Config(), items)
         assert (c.vad.pause, c.vad.endpoint) == (0.5, 0.6)
-    assert cfg.apply_overrides(cfg.Config(), ["vad.endpoint=0.6", "vad.endpoint=0.7"]).vad.endpoint == 0.7
+    assert config_load.apply_overrides(cfg.Config(), ["vad.endpoint=0.6", "vad.endpoint=0.7"]).vad.endpoint == 0.7
     with pytest.raises(ConfigError, match=r"^--set: vad\.endpoint: must be >= pause"):
-        cfg.apply_overrides(cfg.Config(), ["vad.endpoint=0.05"])
+        config_load.apply_overrides(cfg.Config(), ["vad.endpoint=0.05"])
 
 
 def test_model_fields_are_what_loading_reads():

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from mtmodels import build_marian
 
-from translator import config as cfg
-from translator import config_file
+from translator import config_file, config_load
 from translator.cli import main
 from translator.doctor.advice import AsrTiming, Current, Measurements, VoiceTiming, recommend
 from translator.errors import ConfigError
@@ -126,7 +125,7 @@ def test_update_keeps_comments_and_other_keys_and_places_new_keys_by_their_examp
     assert lines[lines.index("partial_interval = 1.25") - 1].startswith("# partial_interval")
     before, after = tomllib.loads(original), tomllib.loads(text)
     assert after["asr"]["model"] == "tiny.en" and after["languages"] == before["languages"]
-    loaded = cfg.load(path)
+    loaded = config_load.load(path)
     assert (loaded.asr.model, loaded.vad.partial_interval, loaded.tts.voice) == ("tiny.en", 1.25, "en_US-amy-low")
     assert path.stat().st_mode & 0o777 == 0o640
     assert not config_file.update_file(path, updates)  # already set: nothing written
@@ -170,7 +169,7 @@ def test_doctor_measures_recommends_and_writes_a_config_the_app_loads(tmp_path: 
     assert all(t["rtf"] > 0 and t["final_seconds"] > 0 and t["caption_seconds"] > 0 for t in report["asr"])
     assert report["voices"] and report["voices"][0]["name"] == "en_US-joe-medium" and report["voices"][0]["rtf"] > 0
     assert rec["asr_model"] in {t["model"] for t in report["asr"]} and 0.5 <= rec["partial_interval"] <= 2.0
-    loaded = cfg.load(path)
+    loaded = config_load.load(path)
     assert loaded.asr.model == rec["asr_model"] and loaded.vad.partial_interval == rec["partial_interval"]
     assert (loaded.tts.voice or "en_US-joe-medium") == rec["voice"]
 

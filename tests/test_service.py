@@ -33,6 +33,7 @@ from procs import Watched, read_jsonl
 from pulse import PulseServer, have_pulseaudio
 
 from translator import config as cfg
+from translator import config_load
 from translator.errors import EXIT_CONFIG, ConfigError, OutputError
 from translator.serve import install, journal, notify, settings
 from translator.serve.health import Health, same_problem
@@ -101,10 +102,10 @@ def test_unit_security_exposure_is_ok(tmp_path: Path) -> None:
 
 
 def test_example_config_is_every_setting_at_its_default() -> None:
-    assert cfg.load(EXAMPLE) == cfg.Config()
+    assert config_load.load(EXAMPLE) == cfg.Config()
     text = EXAMPLE.read_text()
     uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", text)  # the commented-out defaults, switched on
-    assert cfg.merge(cfg.Config(), tomllib.loads(uncommented), "example") == cfg.Config(), "a default changed"
+    assert config_load.merge(cfg.Config(), tomllib.loads(uncommented), "example") == cfg.Config(), "a default changed"
     config = cfg.Config()
     for section in cfg.dataclasses.fields(config):
         for f in cfg.dataclasses.fields(getattr(config, section.name)):
@@ -640,6 +641,9 @@ def test_tune_sets_the_doctors_keys_in_the_service_config(tmp_path: Path, monkey
     install._tune(install.Installer(console, dry_run=False), locate.store_dir())
     out = console.export_text()
     assert "this box: load" in out and "vad.partial_interval = " in out
-    tuned = cfg.load(config)
+    tuned = config_load.load(config)
     assert f"vad.partial_interval = {tuned.vad.partial_interval}" in out
-    assert tuned.asr.model in ("base", "tiny.en") and tuned.languages == cfg.load(install.SOURCE_DIR / "config.toml").languages
+    assert (
+        tuned.asr.model in ("base", "tiny.en")
+        and tuned.languages == config_load.load(install.SOURCE_DIR / "config.toml").languages
+    )

@@ -12,8 +12,7 @@ from contextlib import suppress
 from rich.console import Console
 from rich.markup import escape
 
-from translator import __version__, cliargs, translate_file
-from translator import config as cfg
+from translator import __version__, cliargs, config_load, translate_file
 from translator.bench import cli as bench
 from translator.cliargs import add_settings_args
 from translator.doctor import cli as doctor
@@ -47,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_config(args: argparse.Namespace, console: Console) -> int:
-    console.out(cfg.to_toml(cliargs.settings(args)), highlight=False)
+    console.out(config_load.to_toml(cliargs.settings(args)), highlight=False)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from translator import config as cfg
-from translator import languages
+from translator import config_load, languages
 
 EPILOG = "Settings come from defaults, then --config FILE (TOML), then --set section.key=value and the flags."
 
@@ -38,7 +38,7 @@ def add_settings_args(p: argparse.ArgumentParser) -> None:
 
 def settings(args: argparse.Namespace) -> cfg.Config:
     """Defaults < config file < --set < dedicated flags."""
-    config = cfg.apply_overrides(cfg.load(args.config), args.overrides)
+    config = config_load.apply_overrides(config_load.load(args.config), args.overrides)
     flags: dict[str, dict[str, object]] = {}
     for section, key, value in (
         ("languages", "from", args.source),
@@ -53,4 +53,4 @@ def settings(args: argparse.Namespace) -> cfg.Config:
         flags.setdefault("languages", {})["allowed"] = languages.parse_list(args.languages)
     if args.mt_model:
         flags.setdefault("mt", {})["models"] = list(config.mt.models) + args.mt_model
-    return cfg.merge(config, flags, "command line")
+    return config_load.merge(config, flags, "command line")

@@ -6,7 +6,7 @@ for the plain layout translator config files have (``[section]`` headers, one ``
 line): a key set in its section has that line replaced; a missing key goes after its commented-out
 example (``# key = ...``) when the section has one, else at the end of the section; a missing
 section is appended. The result is parsed and checked before anything is written: every value
-reads back as set, every other setting is unchanged, and the settings load (``config.merge``);
+reads back as set, every other setting is unchanged, and the settings load (``config_load.merge``);
 a layout this cannot edit safely (a dotted key, an inline table) is an error naming the keys to set
 by hand. The file is replaced in one rename, keeping its mode.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from translator import config as cfg
+from translator import config_load
 from translator.errors import ConfigError
 
 Updates = dict[str, dict[str, Any]]
@@ -97,7 +98,7 @@ def _check(where: Path, before: str, after: str, updates: Updates) -> None:
         expected.setdefault(section, {}).update(values)
     if new != expected:
         raise ConfigError(f"{where}: cannot update this file's layout safely; set by hand: {by_hand}")
-    cfg.merge(cfg.Config(), new, str(where))
+    config_load.merge(cfg.Config(), new, str(where))
 
 
 def update_file(path: str | Path, updates: Updates) -> bool:

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from translator import config as cfg
-from translator import languages
+from translator import config_load, languages
 from translator.errors import LanguageError, ModelError
 from translator.models import install, locate, store, verify
 from translator.models.catalog import Kind, human_size, load_catalog
@@ -111,7 +111,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace) -> cfg.Config:
-    return cfg.load(getattr(args, "config", None))
+    return config_load.load(getattr(args, "config", None))
 
 
 def store_path(args: argparse.Namespace) -> Path:

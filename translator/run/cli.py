@@ -7,8 +7,7 @@ import sys
 
 from rich.console import Console
 
-from translator import cliargs
-from translator import config as cfg
+from translator import cliargs, config_load
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +64,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.full_duplex:
         extra.setdefault("audio", {})["half_duplex"] = False
     if extra:
-        config = cfg.merge(config, extra, "command line")
+        config = config_load.merge(config, extra, "command line")
     options = app.RunOptions(
         mode=choose_mode(args.plain, args.jsonl, sys.stdout),
         speak=not args.no_speak,

@@ -24,8 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from translator import config as cfg
-from translator import config_file
+from translator import config_file, config_load
 from translator.errors import OutputError
 from translator.text import one_line
 
@@ -118,7 +117,7 @@ def _tune(inst: Installer, store: Path) -> None:
     inst.say(f"measure this box (translator doctor, under 30 s) and set its recommended keys in {CONFIG_FILE}")
     if inst.dry_run:
         return
-    config = cfg.merge(cfg.load(CONFIG_FILE), {"models": {"dir": str(store)}}, "service install --tune")
+    config = config_load.merge(config_load.load(CONFIG_FILE), {"models": {"dir": str(store)}}, "service install --tune")
     measured, current, rec = advise(config)
     settings = rec.settings(current)
     config_file.update_file(CONFIG_FILE, settings)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from translator import config as cfg
-from translator import languages
+from translator import config_load, languages
 from translator.errors import ConfigError, LanguageError
 
 _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
@@ -61,7 +61,7 @@ def read_config(path: str, overrides: list[str]) -> cfg.Config:
     line when it can be found), so the service exits with EX_CONFIG instead of restart-looping."""
     p = Path(path)
     try:
-        config = cfg.apply_overrides(cfg.load(p), overrides)
+        config = config_load.apply_overrides(config_load.load(p), overrides)
     except ConfigError as e:
         raise with_line(e, p) from None
     try:

@@ -8,8 +8,7 @@ import logging
 
 from rich.console import Console
 
-from translator import cliargs
-from translator import config as cfg
+from translator import cliargs, config_load
 from translator.serve.journal import setup_logging
 
 log = logging.getLogger("translator.wyoming")
@@ -24,7 +23,7 @@ def cmd_wyoming(args: argparse.Namespace, console: Console | None = None) -> int
     if args.zeroconf:
         flags["zeroconf"] = True
     if flags:
-        config = cfg.merge(config, {"wyoming": flags}, "command line")
+        config = config_load.merge(config, {"wyoming": flags}, "command line")
     from translator.wyoming.engine import LocalEngine  # noqa: PLC0415 - heavy: CTranslate2, faster-whisper, Piper
     from translator.wyoming.server import Server  # noqa: PLC0415 - imports the engine
 
