@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from translator import languages
+from translator.commits import Verdicts
 from translator.config import Config
 from translator.events import (
     Notice,
+    PauseFollowed,
     SpeechGrowing,
     SpeechPaused,
     SpeechStarted,
@@ -120,7 +122,10 @@ def build_pipeline(
     """
     config = engines.config
     langs = engines.translator_stage.languages
-    segmenter = Segmenter(config.vad)
+    # A source read faster than real time (no captions) waits for each pause's commit answer, so
+    # a file is segmented the same way on every run (translator/commits.py).
+    verdicts = Verdicts(wait=not captions) if config.asr.sentence_commit > 0 else None
+    segmenter = Segmenter(config.vad, verdicts=verdicts)
     scheduler = Scheduler(pause=config.vad.pause, silence=lambda: segmenter.silence) if captions else None
     recognizer_stage = RecognizerStage(
         engines.recognizer,
@@ -131,12 +136,13 @@ def build_pipeline(
         provisional=True,
         prior=LanguagePrior(config.languages.switch_evidence),
         scheduler=scheduler,
+        verdicts=verdicts,
     )
     stages = [
         StageSpec(
             "asr",
             recognizer_stage,
-            (SpeechStarted, SpeechPaused, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
+            (SpeechStarted, SpeechPaused, PauseFollowed, UtteranceEnded) + ((SpeechGrowing,) if captions else ()),
             superseded=(SpeechGrowing,),
         ),
     ]

@@ -76,6 +76,21 @@ class SpeechPaused:
 
 
 @dataclass(frozen=True, eq=False)
+class PauseFollowed:
+    """Speech went on after the short pause ending at ``t_end`` (:mod:`translator.commits`):
+    ``audio`` runs from the utterance's start past the pause into the new words, for the
+    recognizer to hear whether the sentence ended at the pause. The segmenter then waits for the
+    answer before it goes on with this utterance."""
+
+    utterance_id: int
+    audio: np.ndarray
+    start: float
+    t_end: float
+    """Audio time of the pause's last voiced sample (its ``SpeechPaused.t_end``)."""
+    wall: float
+
+
+@dataclass(frozen=True, eq=False)
 class UtteranceEnded:
     """Endpoint: the utterance is complete (or was cut at the length cap)."""
 
@@ -88,9 +103,12 @@ class UtteranceEnded:
     wall: float
     cut: bool = False
     """True when the length cap cut the utterance rather than a pause ending it."""
+    committed: bool = False
+    """True when a pause that ended a sentence ended it while the speaker went on (a sentence
+    commit, :mod:`translator.commits`): the speech after it is the next utterance."""
 
 
-SegmentEvent = SpeechStarted | SpeechGrowing | SpeechPaused | UtteranceEnded
+SegmentEvent = SpeechStarted | SpeechGrowing | SpeechPaused | PauseFollowed | UtteranceEnded
 
 
 # --- Recognizer -> Translator -------------------------------------------------------------------
@@ -229,6 +247,7 @@ Event = (
     SpeechStarted
     | SpeechGrowing
     | SpeechPaused
+    | PauseFollowed
     | UtteranceEnded
     | Caption
     | Transcript
@@ -246,6 +265,7 @@ __all__ = [
     "SpeechStarted",
     "SpeechGrowing",
     "SpeechPaused",
+    "PauseFollowed",
     "UtteranceEnded",
     "SegmentEvent",
     "Caption",

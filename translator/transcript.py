@@ -59,6 +59,9 @@ class UtteranceRecord:
     translated: bool = True
     """False when the translation came back in the source language and was dropped
     (:attr:`Translation.translated`): ``text`` is empty, ``source_text`` holds the words."""
+    continued: bool = False
+    """The speaker went on: a sentence commit ended this segment at a pause (:mod:`translator.commits`),
+    and the next record carries what followed."""
 
     def to_json(self, finished: datetime | None = None) -> str:
         """The record as one JSON line (no newline): the one format of every transcript file.
@@ -142,6 +145,7 @@ class UtteranceCollector:
             error=error,
             language_probability=round(tr.language_probability, 3) if tr else None,
             translated=mt.translated if mt else True,
+            continued=ended.committed,
         )
 
 

@@ -210,7 +210,10 @@ def _prompt(
     tokenizer = Tokenizer(model.hf_tokenizer, is_multilingual(model), task=task, language=language)
     previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
     sequence = model.get_prompt(tokenizer, previous, without_timestamps=True, prefix=prefix)
-    cap = model.max_length if token_cap is None else token_cap
+    # CTranslate2 counts a forced prefix's tokens as generated ones: a cap of new tokens would
+    # end inside the prefix (and return only part of it), so they are added to it.
+    forced = len(sequence) - sequence.index(tokenizer.no_timestamps) - 1
+    cap = model.max_length if token_cap is None else token_cap + forced
     return tokenizer, sequence, max(1, min(cap, model.max_length - len(sequence)))
 
 

@@ -74,7 +74,7 @@ def event_line(event: Event) -> str | None:
         stable = f"  (stable: {said(event.committed)})" if event.committed.strip() else ""
         return f"#{uid} caption: {caption_text(event)}{stable}"
     if isinstance(event, UtteranceEnded):
-        cut = ", cut at the length cap" if event.cut else ""
+        cut = ", cut at the length cap" if event.cut else ", a sentence ended: speech goes on" if event.committed else ""
         return f"#{uid} speech ended at {event.t_end:.2f} s ({event.t_end - event.start:.1f} s{cut})"
     if isinstance(event, Transcript):
         return f"#{uid} heard ({event.language}): {heard_text(event)}"

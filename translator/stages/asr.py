@@ -12,12 +12,14 @@ import dataclasses
 import time
 from collections.abc import Iterator
 
+from translator.commits import CLAUSE_ENDS, CLOSERS, SENTENCE_ENDS, Verdicts, ends_sentence
 from translator.config import AsrSettings
 from translator.events import (
     Caption,
     Discarded,
     Notice,
     NoticeLevel,
+    PauseFollowed,
     SegmentEvent,
     SpeechGrowing,
     SpeechPaused,
@@ -40,7 +42,9 @@ class RecognizerStage:
     and never change. They are always transcriptions (the words being said), in the language
     detected on the utterance's first partial, so later partials skip detection. The final
     recognition starts at the short pause (speculation) and is reused when the endpoint confirms
-    the same audio. One instance serves one stream from one thread.
+    the same audio. With ``verdicts`` each pause's speculative recognition also answers whether the
+    utterance may end there, the speaker going on (:mod:`translator.commits`). One instance serves
+    one stream from one thread.
 
     With ``provisional=True`` the speculative transcript is also emitted at the pause, wrapped in
     :class:`~translator.speculation.Provisional`, so translation and synthesis run during the endpoint
@@ -60,6 +64,7 @@ class RecognizerStage:
         provisional: bool = False,
         prior: LanguagePrior | None = None,
         scheduler: Scheduler | None = None,
+        verdicts: Verdicts | None = None,
     ) -> None:
         self.recognizer = recognizer
         self.settings = settings
@@ -70,6 +75,8 @@ class RecognizerStage:
         """The conversation's recent languages, weighing detection (None = each utterance alone)."""
         self.scheduler = scheduler
         """Says when a caption may be decoded (None = every snapshot that reaches the stage)."""
+        self.verdicts = verdicts
+        """Where each pause's sentence-commit answer goes (None = the segmenter asks none)."""
         self._context: tuple[float, Context] | None = None
         """The last final utterance (its end, audio clock) as the next one's context."""
         self.language = language
@@ -87,20 +94,32 @@ class RecognizerStage:
         self._speculation: tuple[tuple[int, float, int], Recognition | None] | None = None
         self._emitted = False
         """The speculation's transcript went downstream as Provisional, so it must be decided."""
+        self._candidate = False
+        """The speculation's words end a sentence: kept while speech goes on, until ``PauseFollowed``."""
 
     def feed(self, event: SegmentEvent) -> Iterator[Caption | Transcript | Discarded | Notice | Provisional | Confirm | Retract]:
         if isinstance(event, SpeechStarted):
             yield from self._discard_speculation()
             self._start(event.utterance_id)
         elif isinstance(event, SpeechGrowing):
-            if self._speculation is not None and self._speculation[0][0] == event.utterance_id:
+            if self._speculation is not None and self._speculation[0][0] == event.utterance_id and not self._candidate:
                 yield from self._discard_speculation()  # speech resumed after the pause
             yield from self._caption(event)
+        elif isinstance(event, PauseFollowed):
+            commit = False
+            try:
+                commit = self._continues_not(event)
+            finally:  # answered even when that fails: the segmenter may be waiting for it
+                assert self.verdicts is not None
+                self.verdicts.answer((event.utterance_id, event.t_end), commit)
+            if not commit and self._speculation is not None and self._speculation[0][0] == event.utterance_id:
+                yield from self._discard_speculation()  # the sentence goes on: the pause was no end
         elif isinstance(event, SpeechPaused):
             yield from self._discard_speculation()
             key = (event.utterance_id, event.t_end, len(event.audio))
             recognition = self._final(event)
             self._speculation = (key, recognition)
+            self._candidate = self.verdicts is not None and self._ends_sentence(event, recognition)
             if self.provisional and recognition is not None:
                 self._emitted = True
                 yield Provisional(key, self._transcript(event, recognition))
@@ -127,6 +146,28 @@ class RecognizerStage:
                 yield Discarded(event.utterance_id, event.t_end_wall, time.monotonic())
             else:
                 yield self._transcript(event, recognition)
+
+    def _ends_sentence(self, event: SpeechPaused, recognition: Recognition | None) -> bool:
+        """Whether the words up to this pause end a sentence (:func:`~translator.commits.ends_sentence`),
+        judged on the words as spoken (the translate task's English may punctuate otherwise)."""
+        if recognition is None:
+            return False
+        return ends_sentence(_spoken(recognition), event.t_end - event.start, self.settings.sentence_commit)
+
+    def _continues_not(self, event: PauseFollowed) -> bool:
+        """Whether the speech after the pause starts a new sentence: the pause's recognition ended
+        one, and the decoder, given those words (their final mark left out) and the audio past the
+        pause, goes on with a mark rather than a word (Whisper writes a full stop at the end of
+        whatever audio it is given; heard on, "unless a system is established." goes on "for")."""
+        if not self._candidate or self._speculation is None:
+            return False
+        (uid, t_end, _), recognition = self._speculation
+        if uid != event.utterance_id or t_end != event.t_end or recognition is None:
+            return False
+        words = _spoken(recognition).rstrip().rstrip(CLOSERS)
+        mark = words[-1]
+        following = self.recognizer.continuation(event.audio, words[:-1].rstrip(), recognition.language, self.settings)
+        return following.lstrip()[:1] in (SENTENCE_ENDS | CLAUSE_ENDS if mark in CLAUSE_ENDS else SENTENCE_ENDS)
 
     @staticmethod
     def _transcript(event: SpeechPaused | UtteranceEnded, recognition: Recognition) -> Transcript:
@@ -170,6 +211,7 @@ class RecognizerStage:
         self._context = (event.t_end, Context(event.audio, recognition.text, recognition.language, recognition.task))
 
     def _discard_speculation(self) -> Iterator[Retract]:
+        self._candidate = False
         if self._speculation is not None:
             self.speculative_misses += 1
             if self._emitted:
@@ -231,3 +273,8 @@ class RecognizerStage:
             audio_end_wall=event.wall,
             wall=time.monotonic(),
         )
+
+
+def _spoken(recognition: Recognition) -> str:
+    """The words as spoken: the translate task's ``original``, else the text."""
+    return recognition.original if recognition.task == "translate" else recognition.text

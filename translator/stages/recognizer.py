@@ -72,6 +72,9 @@ CONTEXT_UTTERANCE = 2.0
 phrase alone is where words lose their context (jfk's "ask not", 1.3 s); a longer utterance
 carries its own, and the forced prefix goes through the decoder's beam at 0.1-0.3 s a time."""
 
+CONTINUATION_TOKENS = 3
+"""Tokens :meth:`WhisperRecognizer.continuation` decodes: a full stop, or the start of a word."""
+
 TOKENS_PER_SECOND = 12
 """Decode cap per second of audio, about twice the densest speech in the corpus (Korean, Chinese),
 so a decode that reaches it is a loop, and a loop costs a bounded time before the stock retry."""
@@ -267,6 +270,14 @@ class WhisperRecognizer:
             translated=translated,
         )
 
+    def continuation(self, audio: np.ndarray, text: str, language: str, settings: AsrSettings = DEFAULT) -> str:
+        """The first few tokens (:data:`CONTINUATION_TOKENS`, greedy) the decoder hears after ``text``
+        in ``audio``, which starts with the speech ``text`` transcribes and goes on past it: does
+        the speaker go on with the sentence (a word) or start another (a full stop)?"""
+        encoded = self._encode(audio, settings)
+        greedy = dataclasses.replace(settings, beam_size=1)
+        return self._decode(encoded, len(audio), language, "transcribe", None, greedy, text, CONTINUATION_TOKENS).text
+
     def _english(
         self,
         decoded: Decoded,
@@ -371,6 +382,7 @@ class WhisperRecognizer:
         prompt: str | None,
         settings: AsrSettings,
         prefix: str | None = None,
+        cap: int | None = None,
     ) -> Decoded:
         return whisper_api.decode(
             self._model,
@@ -379,7 +391,7 @@ class WhisperRecognizer:
             task=task,
             prompt=prompt,
             prefix=prefix,
-            token_cap=self._decode_cap(encoded, samples),
+            token_cap=self._decode_cap(encoded, samples) if cap is None else cap,
             beam_size=settings.beam_size,
             log_prob_threshold=settings.log_prob_threshold,
             no_speech_threshold=settings.no_speech_threshold,

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from translator.commits import FOLLOW_SECONDS, Verdicts
 from translator.config import VadSettings
 from translator.events import (
     SAMPLE_RATE,
     AudioBlock,
+    PauseFollowed,
     SegmentEvent,
     SpeechGrowing,
     SpeechPaused,
@@ -121,6 +123,21 @@ class _Samples:
 
 
 @dataclass(eq=False)
+class _Pause:
+    """A pause inside an utterance, awaiting the sentence-commit answer."""
+
+    key: tuple[int, float]
+    """The answer's key: the utterance id and the pause's ``t_end``."""
+    audio: np.ndarray
+    """Its ``SpeechPaused`` audio: the utterance's, should it end there."""
+    t_end_wall: float
+    heard: int = 0
+    """Voiced samples since the pause; at :data:`~translator.commits.FOLLOW_SECONDS` the
+    recognizer is asked (``PauseFollowed``)."""
+    asked: bool = False
+
+
+@dataclass(eq=False)
 class _Utterance:
     """An utterance in flight; sample positions are absolute, frame data starts at ``first_frame``."""
 
@@ -133,6 +150,8 @@ class _Utterance:
     last_voiced_wall: float = 0.0
     paused_audio: np.ndarray | None = None
     """The last ``SpeechPaused`` audio while no speech followed it, reused by the endpoint."""
+    pending: _Pause | None = None
+    """The last pause, while the recognizer may still end the utterance there (:mod:`translator.commits`)."""
     since_growing: int = 0
     probs: list[float] = field(default_factory=list)
     rms: list[float] = field(default_factory=list)
@@ -161,6 +180,13 @@ class Segmenter:
       ``start .. cut``, and the rest continues as a new utterance (``SpeechStarted`` with ``start``
       = the cut, same block), so no sample is lost or repeated. If the rest holds no voiced frame
       it is left as pre-roll for the next utterance.
+    - With ``verdicts`` (:mod:`translator.commits`): once speech has gone on for
+      ``FOLLOW_SECONDS`` of voiced audio after a pause, ``PauseFollowed`` asks whether the sentence
+      ended at that pause. Yes ends the utterance there: ``UtteranceEnded`` with the very audio of
+      that ``SpeechPaused`` (``committed=True``), and the speech after it goes on as a new
+      utterance from the end of that audio, so no sample is lost or repeated. While the answer is
+      pending no ``SpeechGrowing`` is emitted; when answers are awaited (``Verdicts.wait``), the
+      next ``feed`` waits for it first (the recognizer gets ``PauseFollowed`` when ``feed`` returns).
     - ``flush`` ends an announced utterance as the endpoint would (audio clipped to what arrived).
 
     ``t_end`` is the end of the last voiced frame and ``t_end_wall`` the ``wall`` of the block that
@@ -168,9 +194,12 @@ class Segmenter:
     them, so ids stay unique downstream). ``feed`` and ``flush`` do their work before returning.
     """
 
-    def __init__(self, settings: VadSettings = VadSettings(), vad: SileroVad | None = None) -> None:
+    def __init__(
+        self, settings: VadSettings = VadSettings(), vad: SileroVad | None = None, verdicts: Verdicts | None = None
+    ) -> None:
         self.settings = settings
         self._vad = vad if vad is not None else SileroVad()
+        self._verdicts = verdicts
         self._release = settings.release
         self._pre_roll = _samples(settings.pre_roll)
         self._post_roll = _samples(settings.post_roll)
@@ -180,6 +209,7 @@ class Segmenter:
         self._min_speech = _samples(settings.min_speech)
         self._partial = _samples(settings.partial_interval)
         self._cut_window = _samples(min(3.0, settings.max_utterance / 3))
+        self._follow = _samples(FOLLOW_SECONDS)
         self._next_id = 1
         self.reset()
 
@@ -226,6 +256,8 @@ class Segmenter:
             self._origin = block.start
         self._last_wall = block.wall
         events: list[SegmentEvent] = []
+        if self._utt is not None and self._utt.pending is not None and self._utt.pending.asked:
+            self._answered(self._utt, block.wall, events, block=True)
         pos = 0
         while pos < len(samples):
             # Append no more than completes the next frame, so a huge block never sits whole in memory.
@@ -265,6 +297,8 @@ class Segmenter:
             self.last_voiced_wall = wall
 
         utt = self._utt
+        if utt is not None and utt.pending is not None and utt.pending.asked:
+            utt = self._answered(utt, wall, out, block=False)
         if utt is None:
             if not self._voiced:
                 self._trim()
@@ -279,6 +313,14 @@ class Segmenter:
             utt.last_voiced_end = b
             utt.last_voiced_wall = wall
             utt.paused_audio = None
+            pending = utt.pending
+            if pending is not None and not pending.asked:
+                pending.heard += FRAME
+                if pending.heard >= self._follow:
+                    pending.asked = True
+                    out.append(
+                        PauseFollowed(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), pending.key[1], wall)
+                    )
         silence = b - utt.last_voiced_end
 
         if not utt.confirmed:
@@ -301,6 +343,9 @@ class Segmenter:
                     wall,
                 )
             )
+            if self._verdicts is not None:
+                key = (utt.utterance_id, self._time(utt.last_voiced_end))
+                utt.pending = _Pause(key, utt.paused_audio, utt.last_voiced_wall)
         capped = b - utt.start >= self._max
         if silence >= self._endpoint or (capped and utt.paused_audio is not None):
             # At the cap during a pause, end where the pause did: the speculative result stands.
@@ -313,7 +358,7 @@ class Segmenter:
             return
         if silence < self._pause:
             utt.since_growing += FRAME
-            if utt.since_growing >= self._partial:
+            if utt.since_growing >= self._partial and not (utt.pending is not None and utt.pending.asked):
                 utt.since_growing = 0
                 out.append(
                     SpeechGrowing(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), self._time(b), wall)
@@ -330,8 +375,46 @@ class Segmenter:
 
     def _ended(self, utt: _Utterance, audio: np.ndarray, wall: float, cut: bool = False) -> UtteranceEnded:
         return UtteranceEnded(
-            utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end), utt.last_voiced_wall, wall, cut
+            utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end), utt.last_voiced_wall, wall, cut=cut
         )
+
+    def _answered(self, utt: _Utterance, wall: float, out: list[SegmentEvent], *, block: bool) -> _Utterance | None:
+        """Take the answer to the utterance's asked pause if it has come (with ``block``, wait for
+        it): yes ends the utterance at that pause and makes the rest the utterance in flight (None:
+        the rest holds no voiced frame, and is left as pre-roll); no, or no answer yet, leaves
+        ``utt`` going on."""
+        assert utt.pending is not None and self._verdicts is not None
+        pause = utt.pending
+        answer = self._verdicts.take(pause.key, block=block)
+        if answer is None:
+            return utt
+        utt.pending = None
+        if not answer:
+            return utt
+        uid, t_end = pause.key
+        out.append(UtteranceEnded(uid, pause.audio, self._time(utt.start), t_end, pause.t_end_wall, wall, committed=True))
+        cut = utt.start + len(pause.audio)
+        self._floor = cut
+        k = -(-cut // FRAME)  # the first frame wholly after the cut
+        tail = slice(k - utt.first_frame, None)
+        rest = _Utterance(
+            start=cut,
+            first_frame=k,
+            probs=utt.probs[tail],
+            rms=utt.rms[tail],
+            voiced=utt.voiced[tail],
+            walls=utt.walls[tail],
+            last_voiced_end=utt.last_voiced_end,
+            last_voiced_wall=utt.last_voiced_wall,
+        )
+        rest.voiced_frames = sum(rest.voiced)
+        # Frames between the pause's last voiced frame and the pause are silent, so the voiced
+        # frames of the rest are the speech after the pause; the rest is announced as any onset is,
+        # once it holds min_speech of them.
+        self._utt = rest if rest.voiced_frames else None
+        if self._utt is None:
+            self._trim()
+        return self._utt
 
     def _cut(self, utt: _Utterance, wall: float, out: list[SegmentEvent]) -> None:
         """Split at the quietest recent frame: non-speech frames first, then the lowest energy."""
