@@ -21,8 +21,9 @@ from translator.config import AsrSettings
 from translator.errors import ModelError
 from translator.events import SAMPLE_RATE, Notice, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models.locate import resolve_voice
+from translator.stages.espeak import EspeakVoice, espeak_voice_for
 from translator.stages.recognizer import WhisperRecognizer
-from translator.stages.tts import EspeakVoice, PiperSpeakerVoice, SpeakerStage, choose_voice, espeak_voice_for, speech_chunks
+from translator.stages.tts import BEHIND, FASTER, PacedSpeaker, PiperSpeakerVoice, SpeakerStage, choose_voice, speech_chunks
 
 JOE = "en_US-joe-medium"
 TWO = "Hello world. This is a second sentence."
@@ -158,6 +159,36 @@ def test_espeak_fallback_for_a_language_without_piper_voice(store: Path) -> None
     assert len(notices) == 1 and "espeak" in notices[0].message
     assert [type(e) for e in second] == [SpeechChunk, SpeechChunk, SpeechDone]
     assert second[-1].voice == voice.name and second[0].text == "Gracias."
+
+
+def spoken(events: list) -> int:
+    return sum(len(e.samples) for e in events if isinstance(e, SpeechChunk))
+
+
+def test_a_speaker_left_behind_speaks_faster_and_says_so_once(joe: PiperSpeakerVoice) -> None:
+    queued = [0.0]
+    paced = PacedSpeaker(SpeakerStage({"en": joe}), lambda: queued[0])
+    normal = list(paced.feed(translation(TWO, "en", 1)))
+    assert not [e for e in normal if isinstance(e, Notice)]
+    queued[0] = BEHIND + 2
+    hurried = list(paced.feed(translation(TWO, "en", 2)))
+    again = list(paced.feed(translation(TWO, "en", 3)))
+    notices = [e for e in hurried + again if isinstance(e, Notice)]
+    assert len(notices) == 1 and "behind" in notices[0].message and "faster" in notices[0].message
+    # Piper's length scale over the same words: a quarter faster, give or take its pauses and the
+    # noise Piper draws for each synthesis.
+    assert 0.75 < spoken(hurried) / spoken(normal) * FASTER < 1.15
+    queued[0] = 0.0
+    assert 0.9 < spoken(list(paced.feed(translation(TWO, "en", 4)))) / spoken(normal) < 1.1
+    queued[0] = BEHIND + 2  # a new run of falling behind is said again
+    assert [e for e in paced.feed(translation(TWO, "en", 5)) if isinstance(e, Notice)]
+
+
+def test_espeak_speaks_faster_too(store: Path) -> None:
+    voice = EspeakVoice("es")
+    normal = sum(len(c) for c in voice.synthesize("Hola mundo, buenos días a todos."))
+    faster = sum(len(c) for c in voice.synthesize_at("Hola mundo, buenos días a todos.", FASTER))
+    assert 0.6 < faster / normal * FASTER < 1.15
 
 
 def test_no_voice_means_text_only(store: Path) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from translator import languages
+from translator.audio.sinks import QueuedSink
 from translator.commits import Verdicts
 from translator.config import Config
 from translator.events import (
@@ -35,7 +36,7 @@ from translator.stages.language_prior import LanguagePrior
 from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.routes import RouteKind
 from translator.stages.translate import TextTranslator, TranslatorStage
-from translator.stages.tts import SpeakerStage, VoiceProvider, choose_voice
+from translator.stages.tts import PacedSpeaker, SpeakerStage, VoiceProvider, choose_voice
 from translator.stages.vad import Segmenter
 
 
@@ -149,5 +150,8 @@ def build_pipeline(
     if translate:
         stages.append(StageSpec("mt", engines.translator_stage, (Transcript,)))
         if engines.speaker_stage is not None:
-            stages.append(StageSpec("tts", engines.speaker_stage, (Translation,)))
+            speaker: SpeakerStage | PacedSpeaker = engines.speaker_stage
+            if isinstance(sink, QueuedSink):  # a speaker, which continuous speech can leave behind
+                speaker = PacedSpeaker(speaker, sink.backlog)
+            stages.append(StageSpec("tts", speaker, (Translation,)))
     return Pipeline(segmenter, stages, sink=sink, scheduler=scheduler)

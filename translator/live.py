@@ -83,6 +83,10 @@ class GuardedSink:
             if self.guard:
                 self.microphone.mute_until(self.speaker.busy_until + self.tail)
 
+    def backlog(self) -> float:
+        """Seconds of speech queued and not yet heard (a translation waiting for its turn is not yet given)."""
+        return max(0.0, self.speaker.busy_until - time.monotonic())
+
     def close(self) -> None:
         self.speaker.close()
 

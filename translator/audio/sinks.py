@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import soundfile as sf
@@ -33,6 +33,15 @@ class AudioSink(Protocol):
     def write(self, samples: np.ndarray, sample_rate: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class QueuedSink(Protocol):
+    """A sink that plays in real time (a speaker), so what it was given may wait to be heard."""
+
+    def backlog(self) -> float:
+        """Seconds of speech given and not yet heard."""
+        ...
 
 
 class WavSink:

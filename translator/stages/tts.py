@@ -1,4 +1,4 @@
-"""Speech synthesis: Piper voices, an espeak-ng fallback, and the speaker stage.
+"""Speech synthesis: Piper voices, choosing a voice (espeak-ng, :mod:`translator.stages.espeak`, as the fallback), and the speaker stage.
 
 Speech is produced one sentence at a time so the first sentence can be played while the rest is
 still being synthesised: with Piper the first audio of a short sentence is ready in ~100 ms,
@@ -7,11 +7,9 @@ whereas a whole paragraph would take several times that, and nothing is heard be
 
 from __future__ import annotations
 
-import functools
-import io
+import dataclasses
 import json
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,19 +18,15 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import onnxruntime
-import soundfile as sf
 from piper import PiperConfig, PiperVoice, SynthesisConfig
 
 from translator import cores
 from translator.errors import ModelError
 from translator.events import Notice, NoticeLevel, SpeechChunk, SpeechDone, StageFailed, Translation
 from translator.models.locate import VoiceFiles, resolve_voice, voice_for_language
+from translator.stages.espeak import EspeakVoice
 from translator.stages.sentences import split_sentences
 from translator.text import one_line
-
-ESPEAK = "espeak-ng"
-ESPEAK_TIMEOUT = 10.0
-"""Seconds one espeak-ng call may take: a sentence needs ~20 ms, so this only catches a hang."""
 
 
 class Voice(Protocol):
@@ -48,6 +42,15 @@ class Voice(Protocol):
 
     def warm_up(self) -> None:
         """Pay the first-call costs now, so the first utterance is as fast as the next ones."""
+        ...
+
+
+@runtime_checkable
+class PacedVoice(Protocol):
+    """A voice that can speak faster than its own rate (Piper's length scale, espeak-ng's words per minute)."""
+
+    def synthesize_at(self, text: str, pace: float) -> Iterator[np.ndarray]:
+        """As ``synthesize``, ``pace`` times the voice's own rate."""
         ...
 
 
@@ -113,6 +116,11 @@ class PiperSpeakerVoice:
         for chunk in self._piper.synthesize(text, self._config):
             yield chunk.audio_float_array
 
+    def synthesize_at(self, text: str, pace: float) -> Iterator[np.ndarray]:
+        scale = (self._config.length_scale or self._piper.config.length_scale) / pace
+        for chunk in self._piper.synthesize(text, dataclasses.replace(self._config, length_scale=scale)):
+            yield chunk.audio_float_array
+
     def warm_up(self) -> None:
         """Also the check that the ONNX file is a Piper voice: any ONNX model loads, few run."""
         try:
@@ -146,92 +154,6 @@ def _load_piper(files: VoiceFiles) -> PiperVoice:
         ) from e
     except Exception as e:  # onnxruntime's own error classes derive from Exception only
         raise ModelError(f"{files.model}: not a valid Piper ONNX model ({one_line(e)}); reinstall the voice") from e
-
-
-# --- espeak-ng ----------------------------------------------------------------------------------
-
-
-@functools.cache
-def _espeak_voice_table() -> dict[str, str]:
-    """Language code -> espeak-ng voice, from ``espeak-ng --voices`` (empty if it is missing).
-
-    A voice speaks its own code and the codes in its "Other Languages" column with a priority
-    (lower is better), e.g. ``cmn ... (zh-cmn 5)(zh 5)`` gives zh -> cmn, ``nb ... (no 5)`` gives
-    no -> nb. MBROLA voices are skipped: they need separately installed voice data.
-    """
-    try:
-        listing = subprocess.run([ESPEAK, "--voices"], capture_output=True, check=True, timeout=ESPEAK_TIMEOUT).stdout.decode(
-            "utf-8", "replace"
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    best: dict[str, tuple[int, str]] = {}
-    for line in listing.splitlines()[1:]:
-        fields = line.split(None, 5)
-        if len(fields) < 5 or fields[4].startswith("mb/"):
-            continue
-        voice = fields[1]
-        others = re.findall(r"\((\S+) (\d+)\)", fields[5]) if len(fields) > 5 else []
-        for code, priority in [(voice, 0)] + [(c, int(p)) for c, p in others]:
-            if code not in best or priority < best[code][0]:
-                best[code] = (priority, voice)
-    return {code: voice for code, (_, voice) in best.items()}
-
-
-def espeak_voice_for(language: str) -> str | None:
-    """The espeak-ng voice that speaks ``language``, or None (also when espeak-ng is missing)."""
-    return _espeak_voice_table().get(language.lower())
-
-
-class EspeakVoice:
-    """The robotic but always-available fallback: one ``espeak-ng`` process per sentence.
-
-    A process per sentence (~20 ms each) keeps sentence-by-sentence streaming without a
-    long-lived child to babysit. The constructor synthesises a probe word, which both proves the
-    voice works and tells the sample rate.
-    """
-
-    def __init__(self, language: str, *, timeout: float = ESPEAK_TIMEOUT) -> None:
-        espeak_voice = espeak_voice_for(language)
-        if espeak_voice is None:
-            raise ModelError(f"espeak-ng has no voice for {language!r} (or is not installed: apt install espeak-ng)")
-        self.name = f"espeak-ng:{espeak_voice}"
-        self.language = language
-        self._espeak_voice = espeak_voice
-        self._timeout = timeout
-        self.sample_rate: int = self._speak("a")[1]
-
-    def _speak(self, sentence: str) -> tuple[np.ndarray, int]:
-        try:
-            # Text goes through stdin so a sentence starting with "-" is never read as an option.
-            proc = subprocess.run(
-                [ESPEAK, "-v", self._espeak_voice, "--stdout"],
-                input=sentence.encode("utf-8"),
-                capture_output=True,
-                check=True,
-                timeout=self._timeout,
-            )
-            audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
-        except subprocess.TimeoutExpired as e:
-            raise ModelError(f"espeak-ng took over {self._timeout:g} s for one sentence; check the system load") from e
-        except subprocess.CalledProcessError as e:
-            stderr = e.stderr.decode("utf-8", "replace") if e.stderr else f"exit code {e.returncode}"
-            raise ModelError(f"espeak-ng failed for voice {self._espeak_voice}: {' '.join(stderr.split())}") from e
-        except OSError as e:
-            raise ModelError(f"cannot run espeak-ng ({e.strerror}); install it with: apt install espeak-ng") from e
-        except sf.LibsndfileError as e:
-            raise ModelError(f"espeak-ng produced no readable audio for voice {self._espeak_voice} ({one_line(e)})") from e
-        return audio.mean(axis=1, dtype=np.float32), rate
-
-    def synthesize(self, text: str) -> Iterator[np.ndarray]:
-        for sentence in split_sentences(text, self.language):
-            audio, _ = self._speak(sentence)
-            if audio.size:
-                yield audio
-
-    def warm_up(self) -> None:
-        for _ in self.synthesize("a"):
-            pass
 
 
 # --- choosing a voice ---------------------------------------------------------------------------
@@ -303,6 +225,13 @@ def choose_voice(
 
 # --- the stage ----------------------------------------------------------------------------------
 
+BEHIND = 3.0
+"""Seconds of speech queued for the output beyond which translations are spoken faster: a
+sentence behind is what an interpreter's listener expects (an ear-voice span of 2-3 s); more and
+the listener drifts away from the speaker."""
+FASTER = 1.25
+"""Speaking rate while behind, times the voice's own: a quarter faster is still clear speech."""
+
 VoiceProvider = Callable[[str], "Voice | None | tuple[Voice | None, Notice | None]"]
 """Language -> voice: a bare voice (or None), or a ``(voice, notice)`` pair like :func:`choose_voice`."""
 
@@ -349,8 +278,9 @@ class SpeakerStage:
             notices.extend(_voice_notices(voice) if voice is not None else [])
         return notices
 
-    def feed(self, t: Translation) -> Iterator[TtsOutput]:
-        """Speech for one translation: SpeechChunks as each sentence is ready, then SpeechDone.
+    def feed(self, t: Translation, pace: float = 1.0) -> Iterator[TtsOutput]:
+        """Speech for one translation: SpeechChunks as each sentence is ready, then SpeechDone;
+        ``pace`` times the voice's own rate where the voice can (:class:`PacedVoice`).
 
         A failing voice costs this utterance only: a StageFailed (or, when the voice cannot be
         loaded, one error Notice for the language) and the SpeechDone that closes it.
@@ -374,7 +304,7 @@ class SpeakerStage:
             yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), "")
             return
 
-        chunks = self._sentences(voice, text, t.target_language)
+        chunks = self._sentences(voice, text, t.target_language, pace)
         index = 0
         while True:
             # next() outside the yield so only synthesis errors are caught, not the consumer's.
@@ -395,8 +325,33 @@ class SpeakerStage:
         yield SpeechDone(t.utterance_id, t.t_end_wall, time.monotonic(), voice.name)
 
     @staticmethod
-    def _sentences(voice: Voice, text: str, language: str) -> Iterator[tuple[str, np.ndarray]]:
+    def _sentences(voice: Voice, text: str, language: str, pace: float) -> Iterator[tuple[str, np.ndarray]]:
         """Split here rather than in the voice, so each chunk knows the words it speaks."""
+        paced = pace != 1.0 and isinstance(voice, PacedVoice)
         for chunk in speech_chunks(text, language):
-            for samples in voice.synthesize(chunk):
+            for samples in voice.synthesize_at(chunk, pace) if paced else voice.synthesize(chunk):  # type: ignore[attr-defined]
                 yield chunk, samples
+
+
+class PacedSpeaker:
+    """The speaker stage of one pipeline whose output plays in real time and may fall behind.
+
+    In simultaneous interpretation the translation of one sentence is spoken while the speaker says
+    the next; when they talk faster than the voice, the output queue grows, and the listener would
+    drift further behind with every sentence. While ``backlog()`` (seconds the output has queued)
+    exceeds :data:`BEHIND`, translations are spoken :data:`FASTER`, and the first of each such run
+    says so. Per pipeline (it holds that episode), over the shared :class:`SpeakerStage`.
+    """
+
+    def __init__(self, stage: SpeakerStage, backlog: Callable[[], float]) -> None:
+        self.stage = stage
+        self.backlog = backlog
+        self._hurrying = False
+
+    def feed(self, t: Translation) -> Iterator[TtsOutput]:
+        behind = self.backlog()
+        hurry = behind > BEHIND
+        if hurry and not self._hurrying:
+            yield Notice(f"speech is {behind:.0f} s behind: speaking faster until it catches up", time.monotonic())
+        self._hurrying = hurry
+        yield from self.stage.feed(t, FASTER if hurry else 1.0)
