@@ -155,9 +155,9 @@ class RecognizerStage:
         return ends_sentence(_spoken(recognition), event.t_end - event.start, self.settings.sentence_commit)
 
     def _continues_not(self, event: PauseFollowed) -> bool:
-        """Whether the speech after the pause starts a new sentence: the pause's recognition ended
-        one, and the decoder, given those words (their final mark left out) and the audio past the
-        pause, goes on with a mark rather than a word (Whisper writes a full stop at the end of
+        """Whether the speech after the pause starts a new sentence (or clause): the pause's
+        recognition ended one, and the decoder, given those words (their final mark left out) and
+        the audio past the pause, goes on with a mark rather than a word (Whisper writes a full stop at the end of
         whatever audio it is given; heard on, "unless a system is established." goes on "for")."""
         if not self._candidate or self._speculation is None:
             return False
@@ -165,9 +165,10 @@ class RecognizerStage:
         if uid != event.utterance_id or t_end != event.t_end or recognition is None:
             return False
         words = _spoken(recognition).rstrip().rstrip(CLOSERS)
-        mark = words[-1]
         following = self.recognizer.continuation(event.audio, words[:-1].rstrip(), recognition.language, self.settings)
-        return following.lstrip()[:1] in (SENTENCE_ENDS | CLAUSE_ENDS if mark in CLAUSE_ENDS else SENTENCE_ENDS)
+        # A comma where the pause's own decode wrote a full stop is a boundary too: the decoder,
+        # hearing on, joins the sentences with a comma ("... half price, the guided tour ...").
+        return following.lstrip()[:1] in SENTENCE_ENDS | CLAUSE_ENDS
 
     @staticmethod
     def _transcript(event: SpeechPaused | UtteranceEnded, recognition: Recognition) -> Transcript:
