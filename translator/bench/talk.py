@@ -1,13 +1,21 @@
-"""A long talk for the benchmark: corpus clips one after another with pauses, minutes long.
+"""A long talk for the benchmark: corpus clips one after another with gaps, minutes long.
 
 The corpus's clips last seconds; a slow box that keeps up with one clip may still fall behind over
 minutes (a backlog that grows a little per utterance). ``translator bench --talk SECONDS`` joins
-the selected clips, in order and again from the first, with :data:`PAUSE` of silence between them,
-into one recording of at least that length, and runs it as one clip. The recording is written to
-a temporary folder for the run and removed after; the corpus is only read.
+the selected clips, in order and again from the first, with ``--gap`` seconds of silence after
+each (:data:`PAUSE` unless told), into one recording of at least that length, and runs it as one
+clip. The recording is written to a temporary folder for the run and removed after; the corpus is
+only read. A gap shorter than the endpoint makes *continuous speech*: the speaker goes on without
+a pause the segmenter would end an utterance at, unless a clip's own silence after its last word
+(0.05-0.5 s on the corpus's English clips) adds up to one.
 
-:func:`figures` says whether the pipeline kept up: every utterance finalised, and the latencies of
-the talk's last quarter against its first (a growing backlog shows as a later last quarter).
+:func:`figures` says whether the pipeline kept up: every utterance finalised, the latencies of
+the talk's last quarter against its first (a growing backlog shows as a later last quarter), the
+talk's error rate, and the ear-voice lag (:func:`ear_voice_lags`).
+
+The reference sentence ends are the clips' ends, known to the sample when the talk is built. A
+clip holding two sentences counts as one: where its first sentence ends is not known without
+aligning the audio to the words, so only the end of its last one is measured.
 """
 
 from __future__ import annotations
@@ -15,40 +23,73 @@ from __future__ import annotations
 import statistics
 import wave
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from translator.audio.files import FileSource
+from translator.bench import scoring
 from translator.bench.corpus import ManifestClip
+from translator.bench.report import TARGET_EAR_VOICE_LAG, stats
 from translator.bench.runner import ClipRun, final_waits
 from translator.errors import InputError
-from translator.events import SAMPLE_RATE, UtteranceEnded
+from translator.events import SAMPLE_RATE, Event, SpeechChunk, UtteranceEnded
 from translator.languages import joiner
 
 PAUSE = 1.5
-"""Seconds of silence between two clips of the talk: a speaker drawing breath between sentences,
-well past the endpoint, so each clip ends its utterances as it would alone."""
+"""Default seconds of silence between two clips of the talk: a speaker drawing breath between
+sentences, well past the endpoint, so each clip ends its utterances as it would alone."""
+
+GAPS = (0.1, 5.0)
+"""The gaps ``--gap`` accepts (seconds): from less than a pause to a long silence."""
+
+LEAD_IN = 0.2
+"""How long before a sentence's end the utterance that carries it has started, at least (seconds):
+the segmenter starts an utterance 0.2 s before its first voiced frame (``vad.pre_roll``), so with
+a gap of 0.2 s or less the *next* clip's utterance may start just before this clip's end; an
+utterance holding this clip's last word started earlier than that."""
+
+SENTENCE_END_TOLERANCE = 1.0
+"""How far before a clip's end the carrier's last voiced sample may lie (seconds). The
+segmenter's ``t_end`` is the end of the last frame it heard as voice, and the recordings go on
+after their last word: on the English clips it lay 0.05-0.5 s before the clip's end (jfk's
+noise floor, a breath, a fading tail). An utterance that ended earlier than this did not hold the
+clip's last words: they were never heard as speech."""
 
 
-def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path) -> ManifestClip:
-    """``clips`` joined, repeated, to at least ``seconds``, as a 16 kHz WAV in ``folder``."""
+@dataclass(frozen=True)
+class Talk:
+    """The talk as one clip of the corpus, and where its reference sentences end."""
+
+    clip: ManifestClip
+    gap: float
+    """Seconds of silence after each clip."""
+    sentence_ends: tuple[float, ...]
+    """Audio time of each clip's end in the talk (where its gap begins), in order."""
+
+
+def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path, gap: float = PAUSE) -> Talk:
+    """``clips`` joined with ``gap`` seconds of silence after each, repeated to at least
+    ``seconds``, as a 16 kHz WAV in ``folder``."""
     languages = sorted({c.lang for c in clips})
     if len(languages) != 1:
         raise InputError(
             f"--talk: the clips are in {len(languages)} languages ({', '.join(languages)}); a talk is in one, e.g. --clips 'en/*'"
         )
     decoded = [np.concatenate([b.samples for b in FileSource(c.path)]) for c in clips]
-    gap = np.zeros(round(PAUSE * SAMPLE_RATE), np.float32)
+    silence = np.zeros(round(gap * SAMPLE_RATE), np.float32)
     pieces: list[np.ndarray] = []
     texts: list[str] = []
+    ends: list[float] = []
     total = 0
     while total < seconds * SAMPLE_RATE:
         for clip, audio in zip(clips, decoded, strict=True):
-            pieces += [audio, gap]
+            pieces += [audio, silence]
             texts.append(clip.transcript)
-            total += len(audio) + len(gap)
+            ends.append((total + len(audio)) / SAMPLE_RATE)
+            total += len(audio) + len(silence)
             if total >= seconds * SAMPLE_RATE:
                 break
     samples = np.concatenate(pieces)
@@ -59,7 +100,35 @@ def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path) -> Ma
         f.setframerate(SAMPLE_RATE)
         f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     name = f"talk of {len(texts)} clips ({len(samples) / SAMPLE_RATE:.0f} s)"
-    return ManifestClip(name, path, languages[0], len(samples) / SAMPLE_RATE, joiner(languages[0]).join(texts))
+    clip = ManifestClip(name, path, languages[0], len(samples) / SAMPLE_RATE, joiner(languages[0]).join(texts))
+    return Talk(clip, gap, tuple(ends))
+
+
+def ear_voice_lags(
+    events: Sequence[Event], t0: float, sentence_ends: Sequence[float], tolerance: float = SENTENCE_END_TOLERANCE
+) -> list[float | None]:
+    """For each sentence end (audio time), seconds from when it reached the pipeline (``t0`` +
+    the end, ``t0`` being the wall time of audio time 0) to the first translated audio of the
+    utterance that carries it; None when its words never came out as speech.
+
+    The carrier is the last utterance that started :data:`LEAD_IN` before the end or earlier, if
+    its last voiced sample reaches the end, less ``tolerance``. With sentence commits an utterance
+    comes out as several, each with its own id: the carrier is then the segment that holds the
+    sentence's end, so the figure measures them as they are."""
+    utterances = sorted((e for e in events if isinstance(e, UtteranceEnded)), key=lambda e: e.start)
+    first_audio: dict[int, float] = {}
+    for e in events:
+        if isinstance(e, SpeechChunk):
+            first_audio.setdefault(e.utterance_id, e.wall)
+    lags: list[float | None] = []
+    for end in sentence_ends:
+        started = [u for u in utterances if u.start <= end - LEAD_IN]
+        carrier = started[-1] if started and started[-1].t_end >= end - tolerance else None
+        if carrier is None or carrier.utterance_id not in first_audio:
+            lags.append(None)
+        else:
+            lags.append(round(first_audio[carrier.utterance_id] - (t0 + end), 4))
+    return lags
 
 
 def _median(xs: Sequence[float | None]) -> float | None:
@@ -67,19 +136,49 @@ def _median(xs: Sequence[float | None]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
 
-def figures(run: ClipRun) -> dict[str, Any]:
-    """Did the pipeline keep up over the talk: utterances ended and finalised, and the medians of
-    its first and last quarter (by when the utterance ended in the talk)."""
+def _lag_figures(lags: Sequence[float | None], *, continuous: bool) -> dict[str, Any]:
+    """Median, p95 and max of the lags, how many sentences had none, and the issue's targets met
+    or missed (None with pauses between the clips: the targets are for continuous speech)."""
+    s = stats(lags)
+    median, p95 = TARGET_EAR_VOICE_LAG
+
+    def met(value: float | int | None, target: float) -> bool | None:
+        return None if value is None or not continuous else value <= target
+
+    return {
+        "sentences": len(lags),
+        "n": s["n"],
+        "missing": sum(1 for x in lags if x is None),
+        "median": s["median"],
+        "p95": s["p95"],
+        "max": s["max"],
+        "target_median": median,
+        "target_p95": p95,
+        "median_met": met(s["median"], median),
+        "p95_met": met(s["p95"], p95),
+    }
+
+
+def figures(run: ClipRun, talk: Talk, *, endpoint: float) -> dict[str, Any]:
+    """Did the pipeline keep up over the talk: utterances ended and finalised, the medians of its
+    first and last quarter (by when the utterance ended in the talk), its error rate against the
+    joined references, and the ear-voice lag; continuous speech when the gap is shorter than the
+    segmenter's ``endpoint``."""
     ended = {e.utterance_id: e.t_end for e in run.events if isinstance(e, UtteranceEnded)}
     quarter = run.clip.seconds / 4
     first = [r for r in run.records if ended.get(r.utterance_id, 0.0) < quarter]
     last = [r for r in run.records if ended.get(r.utterance_id, 0.0) >= 3 * quarter]
     waits = final_waits(run)
+    continuous = talk.gap < endpoint
     return {
         "seconds": round(run.clip.seconds, 1),
+        "gap": talk.gap,
+        "speech": "continuous" if continuous else "pauses",
         "utterances_ended": len(ended),
         "utterances_finalised": sum(1 for r in run.records if r.asr_final is not None),
         "final_wait_max": max(waits) if waits else None,
+        "metric": scoring.metric_for(run.clip.lang),
+        "error_rate": round(scoring.error_rate(run.clip.transcript, run.hypothesis, run.clip.lang), 4),
         "first_quarter": {
             "asr_final_median": _median([r.asr_final for r in first]),
             "speech_to_speech_median": _median([r.speech_to_speech for r in first]),
@@ -88,7 +187,8 @@ def figures(run: ClipRun) -> dict[str, Any]:
             "asr_final_median": _median([r.asr_final for r in last]),
             "speech_to_speech_median": _median([r.speech_to_speech for r in last]),
         },
+        "ear_voice_lag": _lag_figures(ear_voice_lags(run.events, run.t0, talk.sentence_ends), continuous=continuous),
     }
 
 
-__all__ = ["PAUSE", "figures", "make_talk"]
+__all__ = ["GAPS", "LEAD_IN", "PAUSE", "SENTENCE_END_TOLERANCE", "Talk", "ear_voice_lags", "figures", "make_talk"]
