@@ -19,6 +19,7 @@ from translator.bench.runner import ClipRun
 from translator.bench.spans import Span, SpanLog
 from translator.bench.talk import PAUSE, Talk, ear_voice_lags, figures, make_talk
 from translator.cli import main
+from translator.config import VadSettings
 from translator.errors import InputError
 from translator.events import SAMPLE_RATE, Event, SpeechChunk, SpeechPaused, UtteranceEnded
 from translator.transcript import UtteranceRecord
@@ -86,25 +87,36 @@ def _utterance(uid: int, start: float, t_end: float, first_audio: float | None) 
     return [*ended, *chunks]
 
 
+def _lags(events: list[Event], ends: list[float]) -> list[float | None]:
+    return ear_voice_lags(events, T0, ends, lead_in=VadSettings().pre_roll)
+
+
 def test_a_sentence_is_carried_by_the_utterance_that_reaches_its_end() -> None:
     # clip ends at 3.0 and 6.0; the first sentence's last word is cut off into a later segment
     # (the segment 0-2.0 ends a second before it), the second ends with its recording's trailing
     # silence (t_end 5.7, within the tolerance of 6.0)
     events = [*_utterance(1, 0.0, 2.0, 3.5), *_utterance(2, 2.0, 4.1, 5.0), *_utterance(3, 4.3, 5.7, 7.1)]
-    assert ear_voice_lags(events, T0, [3.0, 6.0]) == [pytest.approx(2.0), pytest.approx(1.1)]
+    assert _lags(events, [3.0, 6.0]) == [pytest.approx(2.0), pytest.approx(1.1)]
 
 
 def test_the_next_clips_pre_roll_reaching_into_a_short_gap_does_not_carry_the_sentence() -> None:
-    # clip ends at 3.0 (its last voiced frame at 2.45: its recording goes on 0.55 s, as jfk's does); the next
-    # clip's utterance starts at 2.9, its pre-roll reaching back across the 0.2 s gap
-    events = [*_utterance(1, 0.0, 2.45, 3.4), *_utterance(2, 2.9, 6.0, 7.0)]
-    assert ear_voice_lags(events, T0, [3.0, 6.2]) == [pytest.approx(0.4), pytest.approx(0.8)]
+    # clip ends at 3.0 with a soft last word the segmenter never heard (its utterance ended at
+    # 1.5); the next clip's utterance starts at 2.9, its pre-roll reaching back across the 0.2 s gap
+    events = [*_utterance(1, 0.0, 1.5, 2.3), *_utterance(2, 2.9, 6.0, 7.0)]
+    assert _lags(events, [3.0, 6.2]) == [None, pytest.approx(0.8)]
+
+
+def test_a_segment_that_ends_with_its_sentence_carries_it_not_the_next_one() -> None:
+    # sentence commits in one long utterance: the first segment's words end 0.45 s before the
+    # clip's recording does, and the next segment starts there, well before the clip's end
+    events = [*_utterance(1, 0.0, 2.55, 3.6), *_utterance(2, 2.55, 5.9, 6.9)]
+    assert _lags(events, [3.0, 6.0]) == [pytest.approx(0.6), pytest.approx(0.9)]
 
 
 def test_two_sentences_in_one_utterance_wait_for_it_both() -> None:
     # continuous speech: clips end at 3.0 and 6.0, the segmenter heard one utterance 0-6.9
     events = [*_utterance(1, 0.0, 6.9, 8.0)]
-    assert ear_voice_lags(events, T0, [3.0, 6.0, 9.0]) == [pytest.approx(5.0), pytest.approx(2.0), None]
+    assert _lags(events, [3.0, 6.0, 9.0]) == [pytest.approx(5.0), pytest.approx(2.0), None]
 
 
 def test_a_sentence_whose_words_never_come_out_is_missing() -> None:
@@ -114,7 +126,7 @@ def test_a_sentence_whose_words_never_come_out_is_missing() -> None:
         *_utterance(3, 9.5, 11.8, 12.5),  # starts after the third clip's end (9.0)
     ]
     # the third clip was never heard: the last utterance before its end ended 3 s before it
-    assert ear_voice_lags(events, T0, [3.0, 6.0, 9.0, 12.0]) == [None, pytest.approx(0.8), None, pytest.approx(0.5)]
+    assert _lags(events, [3.0, 6.0, 9.0, 12.0]) == [None, pytest.approx(0.8), None, pytest.approx(0.5)]
 
 
 # --- the figures over a run ---------------------------------------------------------------------
@@ -136,7 +148,8 @@ def test_the_figures_compare_the_first_and_the_last_quarter() -> None:
     spans = SpanLog()
     spans.spans.append(Span("asr", "SpeechPaused", 4, 200.3, 200.5))
     records = [_record(1, 0.4, 0.6), _record(2, 0.5, 0.7), _record(3, None, None), _record(4, 0.9, 1.4)]
-    f = figures(_run(100.0, "", records, events, spans), Talk(_run(100.0, "", [], [], SpanLog()).clip, PAUSE, ()), endpoint=0.4)
+    run = _run(100.0, "", records, events, spans)
+    f = figures(run, Talk(run.clip, PAUSE, ()), VadSettings())
     assert (f["utterances_ended"], f["utterances_finalised"]) == (4, 3)
     assert f["first_quarter"] == {"asr_final_median": 0.4, "speech_to_speech_median": 0.6}
     assert f["last_quarter"] == {"asr_final_median": 0.9, "speech_to_speech_median": 1.4}
@@ -148,7 +161,7 @@ def test_the_figures_of_continuous_speech_hold_the_lag_against_its_targets_and_t
     events = [*_utterance(1, 0.0, 2.9, 4.0), *_utterance(2, 3.1, 5.9, 10.0), *_utterance(3, 6.1, 8.9, None)]
     records = [_record(1, 0.5, 1.1, "the cat sat"), _record(2, 0.5, 4.1, "on the mat"), _record(3, 0.5, None, "very")]
     run = _run(9.2, "The cat sat. On the mat. Very well.", records, events, SpanLog())
-    f = figures(run, Talk(run.clip, 0.2, (3.0, 6.0, 9.0)), endpoint=0.4)
+    f = figures(run, Talk(run.clip, 0.2, (3.0, 6.0, 9.0)), VadSettings())
     assert f["speech"] == "continuous" and f["gap"] == 0.2
     assert f["metric"] == "wer" and f["error_rate"] == pytest.approx(1 / 8, abs=1e-4)  # "well" lost
     lag = f["ear_voice_lag"]
@@ -157,7 +170,7 @@ def test_the_figures_of_continuous_speech_hold_the_lag_against_its_targets_and_t
     assert (lag["target_median"], lag["target_p95"]) == (2.0, 3.5)
     assert (lag["median_met"], lag["p95_met"]) == (False, False)
     # the same talk with pauses: the lag is measured, the continuous-speech targets do not apply
-    paused = figures(run, Talk(run.clip, PAUSE, (3.0, 6.0, 9.0)), endpoint=0.4)["ear_voice_lag"]
+    paused = figures(run, Talk(run.clip, PAUSE, (3.0, 6.0, 9.0)), VadSettings())["ear_voice_lag"]
     assert paused["median"] == lag["median"] and (paused["median_met"], paused["p95_met"]) == (None, None)
 
 

@@ -208,7 +208,7 @@ def _bench(args: argparse.Namespace, console: Console, stack: contextlib.ExitSta
         ),
         "baseline": stock,
         "clips": [report.clip_report(run) for run in runs],
-        "talk": figures(runs[0], talk, endpoint=config.vad.endpoint) if talk else None,
+        "talk": figures(runs[0], talk, config.vad) if talk else None,
         "bench_seconds": None,
     }
     out["bench_seconds"] = round(time.monotonic() - started, 1)

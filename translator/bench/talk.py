@@ -34,6 +34,7 @@ from translator.bench import scoring
 from translator.bench.corpus import ManifestClip
 from translator.bench.report import TARGET_EAR_VOICE_LAG, stats
 from translator.bench.runner import ClipRun, final_waits
+from translator.config import VadSettings
 from translator.errors import InputError
 from translator.events import SAMPLE_RATE, Event, SpeechChunk, UtteranceEnded
 from translator.languages import joiner
@@ -45,18 +46,13 @@ sentences, well past the endpoint, so each clip ends its utterances as it would 
 GAPS = (0.1, 5.0)
 """The gaps ``--gap`` accepts (seconds): from less than a pause to a long silence."""
 
-LEAD_IN = 0.2
-"""How long before a sentence's end the utterance that carries it has started, at least (seconds):
-the segmenter starts an utterance 0.2 s before its first voiced frame (``vad.pre_roll``), so with
-a gap of 0.2 s or less the *next* clip's utterance may start just before this clip's end; an
-utterance holding this clip's last word started earlier than that."""
-
-SENTENCE_END_TOLERANCE = 1.0
+SENTENCE_END_TOLERANCE = 0.6
 """How far before a clip's end the carrier's last voiced sample may lie (seconds). The
 segmenter's ``t_end`` is the end of the last frame it heard as voice, and the recordings go on
-after their last word: on the English clips it lay 0.05-0.5 s before the clip's end (jfk's
-noise floor, a breath, a fading tail). An utterance that ended earlier than this did not hold the
-clip's last words: they were never heard as speech."""
+after their last word: on the English clips it lay 0.05-0.5 s before the clip's end (jfk's noise
+floor, a breath, a fading tail). Kept short because an utterance (or, with sentence commits, a
+segment) that ends this close before the clip's end leaves no room for another of its words: the
+endpoint alone takes 0.4 s of silence."""
 
 
 @dataclass(frozen=True)
@@ -105,16 +101,22 @@ def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path, gap: 
 
 
 def ear_voice_lags(
-    events: Sequence[Event], t0: float, sentence_ends: Sequence[float], tolerance: float = SENTENCE_END_TOLERANCE
+    events: Sequence[Event],
+    t0: float,
+    sentence_ends: Sequence[float],
+    *,
+    lead_in: float,
+    tolerance: float = SENTENCE_END_TOLERANCE,
 ) -> list[float | None]:
     """For each sentence end (audio time), seconds from when it reached the pipeline (``t0`` +
     the end, ``t0`` being the wall time of audio time 0) to the first translated audio of the
     utterance that carries it; None when its words never came out as speech.
 
-    The carrier is the last utterance that started :data:`LEAD_IN` before the end or earlier, if
-    its last voiced sample reaches the end, less ``tolerance``. With sentence commits an utterance
-    comes out as several, each with its own id: the carrier is then the segment that holds the
-    sentence's end, so the figure measures them as they are."""
+    The carrier is the first utterance whose last voiced sample reaches the end, less
+    ``tolerance``, among those that started ``lead_in`` before it or earlier: the segmenter starts
+    an utterance ``vad.pre_roll`` before its first voiced frame, so with a gap that short the
+    *next* clip's utterance may start just before this clip's end. With sentence commits an utterance comes out as several, each with its own id: the carrier is then the
+    segment that holds the sentence's end, so the figure measures them as they are."""
     utterances = sorted((e for e in events if isinstance(e, UtteranceEnded)), key=lambda e: e.start)
     first_audio: dict[int, float] = {}
     for e in events:
@@ -122,8 +124,7 @@ def ear_voice_lags(
             first_audio.setdefault(e.utterance_id, e.wall)
     lags: list[float | None] = []
     for end in sentence_ends:
-        started = [u for u in utterances if u.start <= end - LEAD_IN]
-        carrier = started[-1] if started and started[-1].t_end >= end - tolerance else None
+        carrier = next((u for u in utterances if u.start <= end - lead_in and u.t_end >= end - tolerance), None)
         if carrier is None or carrier.utterance_id not in first_audio:
             lags.append(None)
         else:
@@ -159,17 +160,18 @@ def _lag_figures(lags: Sequence[float | None], *, continuous: bool) -> dict[str,
     }
 
 
-def figures(run: ClipRun, talk: Talk, *, endpoint: float) -> dict[str, Any]:
+def figures(run: ClipRun, talk: Talk, vad: VadSettings) -> dict[str, Any]:
     """Did the pipeline keep up over the talk: utterances ended and finalised, the medians of its
     first and last quarter (by when the utterance ended in the talk), its error rate against the
     joined references, and the ear-voice lag; continuous speech when the gap is shorter than the
-    segmenter's ``endpoint``."""
+    segmenter's endpoint."""
     ended = {e.utterance_id: e.t_end for e in run.events if isinstance(e, UtteranceEnded)}
     quarter = run.clip.seconds / 4
     first = [r for r in run.records if ended.get(r.utterance_id, 0.0) < quarter]
     last = [r for r in run.records if ended.get(r.utterance_id, 0.0) >= 3 * quarter]
     waits = final_waits(run)
-    continuous = talk.gap < endpoint
+    continuous = talk.gap < vad.endpoint
+    lags = ear_voice_lags(run.events, run.t0, talk.sentence_ends, lead_in=vad.pre_roll)
     return {
         "seconds": round(run.clip.seconds, 1),
         "gap": talk.gap,
@@ -187,8 +189,8 @@ def figures(run: ClipRun, talk: Talk, *, endpoint: float) -> dict[str, Any]:
             "asr_final_median": _median([r.asr_final for r in last]),
             "speech_to_speech_median": _median([r.speech_to_speech for r in last]),
         },
-        "ear_voice_lag": _lag_figures(ear_voice_lags(run.events, run.t0, talk.sentence_ends), continuous=continuous),
+        "ear_voice_lag": _lag_figures(lags, continuous=continuous),
     }
 
 
-__all__ = ["GAPS", "LEAD_IN", "PAUSE", "SENTENCE_END_TOLERANCE", "Talk", "ear_voice_lags", "figures", "make_talk"]
+__all__ = ["GAPS", "PAUSE", "SENTENCE_END_TOLERANCE", "Talk", "ear_voice_lags", "figures", "make_talk"]
