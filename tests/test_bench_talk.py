@@ -17,11 +17,11 @@ from translator.audio.files import FileSource
 from translator.bench.corpus import ManifestClip, read_manifest, select_clips
 from translator.bench.runner import ClipRun
 from translator.bench.spans import Span, SpanLog
-from translator.bench.talk import PAUSE, Talk, ear_voice_lags, figures, make_talk
+from translator.bench.talk import PAUSE, Sentence, Talk, ear_voice_lags, figures, make_talk
 from translator.cli import main
 from translator.config import VadSettings
 from translator.errors import InputError
-from translator.events import SAMPLE_RATE, Event, SpeechChunk, SpeechPaused, UtteranceEnded
+from translator.events import SAMPLE_RATE, Event, SpeechChunk, SpeechPaused, Translation, UtteranceEnded
 from translator.transcript import UtteranceRecord
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "speech"
@@ -56,10 +56,11 @@ def test_a_talk_with_a_short_gap_knows_where_each_clip_ends_to_the_sample(tmp_pa
     gap = round(0.2 * SAMPLE_RATE)
     lengths = [len(_samples(c.path)) for c in clips]
     # LDC (2.9 s) + 0.2, uberi (2.7 s) + 0.2, LDC again: three clips reach 8 s
-    assert talk.gap == 0.2 and len(talk.sentence_ends) == 3 and "3 clips" in talk.clip.file
+    assert talk.gap == 0.2 and len(talk.sentences) == 3 and "3 clips" in talk.clip.file
     start = 0
-    for end, n, clip in zip(talk.sentence_ends, [*lengths, lengths[0]], [*clips, clips[0]], strict=True):
-        assert end * SAMPLE_RATE == start + n  # exact: the sample where the clip's gap begins
+    for sentence, n, clip in zip(talk.sentences, [*lengths, lengths[0]], [*clips, clips[0]], strict=True):
+        assert sentence.end * SAMPLE_RATE == start + n  # exact: the sample where the clip's gap begins
+        assert sentence.text == clip.transcript
         assert np.abs(audio[start : start + n] - _samples(clip.path)).max() < 1e-3
         assert np.abs(audio[start + n : start + n + gap]).max() == 0.0
         start += n + gap
@@ -78,55 +79,74 @@ T0 = 1000.0
 """Wall time of audio time 0 in the built runs."""
 
 
-def _utterance(uid: int, start: float, t_end: float, first_audio: float | None) -> list[Event]:
-    """An utterance's end and, unless None, its first translated audio at wall ``T0 + first_audio``."""
-    ended: list[Event] = [UtteranceEnded(uid, _AUDIO, start, t_end, T0 + t_end, T0 + t_end + 0.4)]
+def _utterance(uid: int, start: float, t_end: float, first_audio: float | None, text: str = "") -> list[Event]:
+    """An utterance's end, its translation of ``text`` (the words recognised), and unless None its
+    first translated audio at wall ``T0 + first_audio``."""
+    wall = T0 + t_end + 0.4
+    ended: list[Event] = [
+        UtteranceEnded(uid, _AUDIO, start, t_end, T0 + t_end, wall),
+        Translation(uid, text, "en", "texto", "es", "fake", start, t_end, T0 + t_end, wall, 0.0),
+    ]
     if first_audio is None:
         return ended
-    chunks = [SpeechChunk(uid, _AUDIO, 22050, i, "x", T0 + t_end, T0 + first_audio + i, "joe") for i in range(2)]
+    chunks = [SpeechChunk(uid, _AUDIO, 22050, i, "texto", T0 + t_end, T0 + first_audio + i, "joe") for i in range(2)]
     return [*ended, *chunks]
 
 
-def _lags(events: list[Event], ends: list[float]) -> list[float | None]:
-    return ear_voice_lags(events, T0, ends, lead_in=VadSettings().pre_roll)
+def _lags(events: list[Event], *sentences: tuple[float, str]) -> list[float | None]:
+    return ear_voice_lags(events, T0, [Sentence(*s) for s in sentences], "en", lead_in=VadSettings().pre_roll)
 
 
 def test_a_sentence_is_carried_by_the_utterance_that_reaches_its_end() -> None:
-    # clip ends at 3.0 and 6.0; the first sentence's last word is cut off into a later segment
+    # clip ends at 3.0 and 6.0; the first sentence's last words are cut off into a later segment
     # (the segment 0-2.0 ends a second before it), the second ends with its recording's trailing
     # silence (t_end 5.7, within the tolerance of 6.0)
-    events = [*_utterance(1, 0.0, 2.0, 3.5), *_utterance(2, 2.0, 4.1, 5.0), *_utterance(3, 4.3, 5.7, 7.1)]
-    assert _lags(events, [3.0, 6.0]) == [pytest.approx(2.0), pytest.approx(1.1)]
+    events = [
+        *_utterance(1, 0.0, 2.0, 3.5, "She had your dark suit"),
+        *_utterance(2, 2.0, 4.1, 5.0, "in greasy wash water all year. Unless"),
+        *_utterance(3, 4.3, 5.7, 7.1, "a system is established."),
+    ]
+    sentences = [(3.0, "She had your dark suit in greasy wash water all year."), (6.0, "unless a system is established")]
+    assert _lags(events, *sentences) == [pytest.approx(2.0), pytest.approx(1.1)]
 
 
 def test_the_next_clips_pre_roll_reaching_into_a_short_gap_does_not_carry_the_sentence() -> None:
-    # clip ends at 3.0 with a soft last word the segmenter never heard (its utterance ended at
+    # clip ends at 3.0 with soft last words the segmenter never heard (its utterance ended at
     # 1.5); the next clip's utterance starts at 2.9, its pre-roll reaching back across the 0.2 s gap
-    events = [*_utterance(1, 0.0, 1.5, 2.3), *_utterance(2, 2.9, 6.0, 7.0)]
-    assert _lags(events, [3.0, 6.2]) == [None, pytest.approx(0.8)]
+    events = [*_utterance(1, 0.0, 1.5, 2.3, "one two"), *_utterance(2, 2.9, 6.0, 7.0, "three four")]
+    assert _lags(events, (3.0, "one two, two three"), (6.2, "three four")) == [None, pytest.approx(0.8)]
 
 
 def test_a_segment_that_ends_with_its_sentence_carries_it_not_the_next_one() -> None:
     # sentence commits in one long utterance: the first segment's words end 0.45 s before the
     # clip's recording does, and the next segment starts there, well before the clip's end
-    events = [*_utterance(1, 0.0, 2.55, 3.6), *_utterance(2, 2.55, 5.9, 6.9)]
-    assert _lags(events, [3.0, 6.0]) == [pytest.approx(0.6), pytest.approx(0.9)]
+    events = [*_utterance(1, 0.0, 2.55, 3.6, "For your country."), *_utterance(2, 2.55, 5.9, 6.9, "Mr. Quilter is")]
+    sentences = [(3.0, "ask what you can do for your country."), (6.0, "Mr. Quilter is")]
+    assert _lags(events, *sentences) == [pytest.approx(0.6), pytest.approx(0.9)]
 
 
 def test_two_sentences_in_one_utterance_wait_for_it_both() -> None:
     # continuous speech: clips end at 3.0 and 6.0, the segmenter heard one utterance 0-6.9
-    events = [*_utterance(1, 0.0, 6.9, 8.0)]
-    assert _lags(events, [3.0, 6.0, 9.0]) == [pytest.approx(5.0), pytest.approx(2.0), None]
+    events = [*_utterance(1, 0.0, 6.9, 8.0, "In this regard, and so my fellow Americans.")]
+    sentences = [(3.0, "in this regard"), (6.0, "And so my fellow Americans,"), (9.0, "ask not")]
+    assert _lags(events, *sentences) == [pytest.approx(5.0), pytest.approx(2.0), None]
 
 
 def test_a_sentence_whose_words_never_come_out_is_missing() -> None:
+    dropped = _utterance(3, 6.1, 8.9, 9.5, "Unless a system is established")  # the clip's first sentence lost
     events = [
-        *_utterance(1, 0.0, 2.9, None),  # heard, but nothing spoken (discarded, failed, not translated)
-        *_utterance(2, 3.1, 5.9, 6.8),
-        *_utterance(3, 9.5, 11.8, 12.5),  # starts after the third clip's end (9.0)
+        *_utterance(1, 0.0, 2.9, None, "one two three"),  # heard, but nothing spoken (failed, not translated)
+        *_utterance(2, 3.1, 5.9, 6.8, "1. 2. 3."),  # the digits as the model writes them are the same words
+        *dropped,
+        *_utterance(4, 12.5, 14.8, 15.5, "one two three"),  # starts after the fourth clip's end (12.0)
+        *_utterance(5, 15.2, 17.8, 18.5, ""),  # nothing recognised
     ]
-    # the third clip was never heard: the last utterance before its end ended 3 s before it
-    assert _lags(events, [3.0, 6.0, 9.0, 12.0]) == [None, pytest.approx(0.8), None, pytest.approx(0.5)]
+    # the fourth clip was never heard: the last utterance before its end ended 3 s before it
+    three, unless = "one two three", "She had your dark suit in greasy wash water all year. unless a system is"
+    sentences = [(3.0, three), (6.0, three), (9.0, unless), (12.0, "all year."), (15.0, three), (18.0, three)]
+    assert _lags(events, *sentences) == [None, pytest.approx(0.8), pytest.approx(0.5), None, pytest.approx(0.5), None]
+    # the words of the sentence's end are what is looked for: a transcript without them is no carrier
+    assert _lags(dropped, (9.0, "She had your dark suit in greasy wash water all year.")) == [None]
 
 
 # --- the figures over a run ---------------------------------------------------------------------
@@ -158,10 +178,13 @@ def test_the_figures_compare_the_first_and_the_last_quarter() -> None:
 
 
 def test_the_figures_of_continuous_speech_hold_the_lag_against_its_targets_and_the_error_rate() -> None:
-    events = [*_utterance(1, 0.0, 2.9, 4.0), *_utterance(2, 3.1, 5.9, 10.0), *_utterance(3, 6.1, 8.9, None)]
-    records = [_record(1, 0.5, 1.1, "the cat sat"), _record(2, 0.5, 4.1, "on the mat"), _record(3, 0.5, None, "very")]
+    texts = ["the cat sat", "on the mat", "very"]
+    ends = [(0.0, 2.9, 4.0), (3.1, 5.9, 10.0), (6.1, 8.9, None)]
+    events = [e for uid, (text, times) in enumerate(zip(texts, ends, strict=True), 1) for e in _utterance(uid, *times, text)]
+    records = [_record(1, 0.5, 1.1, texts[0]), _record(2, 0.5, 4.1, texts[1]), _record(3, 0.5, None, texts[2])]
     run = _run(9.2, "The cat sat. On the mat. Very well.", records, events, SpanLog())
-    f = figures(run, Talk(run.clip, 0.2, (3.0, 6.0, 9.0)), VadSettings())
+    sentences = (Sentence(3.0, "The cat sat."), Sentence(6.0, "On the mat."), Sentence(9.0, "Very well."))
+    f = figures(run, Talk(run.clip, 0.2, sentences), VadSettings())
     assert f["speech"] == "continuous" and f["gap"] == 0.2
     assert f["metric"] == "wer" and f["error_rate"] == pytest.approx(1 / 8, abs=1e-4)  # "well" lost
     lag = f["ear_voice_lag"]
@@ -170,7 +193,7 @@ def test_the_figures_of_continuous_speech_hold_the_lag_against_its_targets_and_t
     assert (lag["target_median"], lag["target_p95"]) == (2.0, 3.5)
     assert (lag["median_met"], lag["p95_met"]) == (False, False)
     # the same talk with pauses: the lag is measured, the continuous-speech targets do not apply
-    paused = figures(run, Talk(run.clip, PAUSE, (3.0, 6.0, 9.0)), VadSettings())["ear_voice_lag"]
+    paused = figures(run, Talk(run.clip, PAUSE, sentences), VadSettings())["ear_voice_lag"]
     assert paused["median"] == lag["median"] and (paused["median_met"], paused["p95_met"]) == (None, None)
 
 

@@ -206,9 +206,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}"
 
 
-def _target(target: float, met: bool | None) -> str:
-    """``≤ 2000`` and whether the figure met it (nothing said when the target does not apply)."""
-    return f"≤ {ms(target, '')}" + ("" if met is None else " met" if met else " missed")
+def _target(target: float, what: str, met: bool | None) -> str:
+    """``≤ 2000 med met``: the target and whether the figure met it (nothing said when the target
+    does not apply)."""
+    return f"≤ {ms(target, '')} {what}" + ("" if met is None else " met" if met else " missed")
 
 
 def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> None:
@@ -304,7 +305,7 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
             ms(lag["median"], ""),
             ms(lag["p95"], ""),
             str(lag["n"]),
-            f"{_target(lag['target_median'], lag['median_met'])} med, {_target(lag['target_p95'], lag['p95_met'])} p95; "
+            f"{_target(lag['target_median'], 'med', lag['median_met'])}, {_target(lag['target_p95'], 'p95', lag['p95_met'])}; "
             f"max {ms(lag['max'], '')}, {lag['missing']} of {lag['sentences']} missing",
         )
     t.add_row("utterances / ref. sentences", f"{summary['utterances_per_run']} / {summary['reference_sentences']}", "", "", "")

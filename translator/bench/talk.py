@@ -15,7 +15,8 @@ talk's error rate, and the ear-voice lag (:func:`ear_voice_lags`).
 
 The reference sentence ends are the clips' ends, known to the sample when the talk is built. A
 clip holding two sentences counts as one: where its first sentence ends is not known without
-aligning the audio to the words, so only the end of its last one is measured.
+aligning the audio to the words, so only the end of its last one is measured, and the clip's own
+silence after its last word (0.05-0.5 s) is not counted in its lag.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from translator.bench.report import TARGET_EAR_VOICE_LAG, stats
 from translator.bench.runner import ClipRun, final_waits
 from translator.config import VadSettings
 from translator.errors import InputError
-from translator.events import SAMPLE_RATE, Event, SpeechChunk, UtteranceEnded
+from translator.events import SAMPLE_RATE, Event, SpeechChunk, Translation, UtteranceEnded
 from translator.languages import joiner
 
 PAUSE = 1.5
@@ -55,6 +56,23 @@ segment) that ends this close before the clip's end leaves no room for another o
 endpoint alone takes 0.4 s of silence."""
 
 
+LAST_WORDS = 3
+"""How many of a clip's last reference words are looked for in the carrier's transcript: one of
+them recognised says the sentence's end came out (tiny.en drops whole sentences of a long
+utterance; one word of three still holds when the others are misheard, "thereunder" as "there
+under")."""
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A reference sentence of the talk: one clip."""
+
+    end: float
+    """Audio time of the clip's end in the talk (where its gap begins)."""
+    text: str
+    """The clip's reference transcript."""
+
+
 @dataclass(frozen=True)
 class Talk:
     """The talk as one clip of the corpus, and where its reference sentences end."""
@@ -62,8 +80,8 @@ class Talk:
     clip: ManifestClip
     gap: float
     """Seconds of silence after each clip."""
-    sentence_ends: tuple[float, ...]
-    """Audio time of each clip's end in the talk (where its gap begins), in order."""
+    sentences: tuple[Sentence, ...]
+    """One per clip of the talk, in order."""
 
 
 def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path, gap: float = PAUSE) -> Talk:
@@ -78,13 +96,13 @@ def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path, gap: 
     silence = np.zeros(round(gap * SAMPLE_RATE), np.float32)
     pieces: list[np.ndarray] = []
     texts: list[str] = []
-    ends: list[float] = []
+    sentences: list[Sentence] = []
     total = 0
     while total < seconds * SAMPLE_RATE:
         for clip, audio in zip(clips, decoded, strict=True):
             pieces += [audio, silence]
             texts.append(clip.transcript)
-            ends.append((total + len(audio)) / SAMPLE_RATE)
+            sentences.append(Sentence((total + len(audio)) / SAMPLE_RATE, clip.transcript))
             total += len(audio) + len(silence)
             if total >= seconds * SAMPLE_RATE:
                 break
@@ -97,38 +115,57 @@ def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path, gap: 
         f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     name = f"talk of {len(texts)} clips ({len(samples) / SAMPLE_RATE:.0f} s)"
     clip = ManifestClip(name, path, languages[0], len(samples) / SAMPLE_RATE, joiner(languages[0]).join(texts))
-    return Talk(clip, gap, tuple(ends))
+    return Talk(clip, gap, tuple(sentences))
+
+
+def _words(text: str, language: str) -> list[str]:
+    """``text`` as scored (:func:`~translator.bench.scoring.units`), each word normalised alone so
+    that successive digits stay apart ("one two three" gives "3" as its last word, as "Three."
+    does: a run of digits would be joined into "123")."""
+    if scoring.metric_for(language) == "cer":
+        return scoring.units(text, language)
+    words = (w for word in text.split() for w in scoring.normalise(word, language).split())
+    return [w for w in words if any(c.isalnum() for c in w)]  # "regard..." leaves a "." behind
 
 
 def ear_voice_lags(
     events: Sequence[Event],
     t0: float,
-    sentence_ends: Sequence[float],
+    sentences: Sequence[Sentence],
+    language: str,
     *,
     lead_in: float,
     tolerance: float = SENTENCE_END_TOLERANCE,
 ) -> list[float | None]:
-    """For each sentence end (audio time), seconds from when it reached the pipeline (``t0`` +
-    the end, ``t0`` being the wall time of audio time 0) to the first translated audio of the
-    utterance that carries it; None when its words never came out as speech.
+    """For each sentence, seconds from when its end reached the pipeline (``t0`` + the end,
+    ``t0`` being the wall time of audio time 0) to the first translated audio of the utterance
+    that carries it; None when its words never came out as speech: no carrier, a carrier that
+    spoke nothing, or whose transcript holds none of the sentence's :data:`LAST_WORDS` last words.
 
     The carrier is the first utterance whose last voiced sample reaches the end, less
     ``tolerance``, among those that started ``lead_in`` before it or earlier: the segmenter starts
     an utterance ``vad.pre_roll`` before its first voiced frame, so with a gap that short the
-    *next* clip's utterance may start just before this clip's end. With sentence commits an utterance comes out as several, each with its own id: the carrier is then the
-    segment that holds the sentence's end, so the figure measures them as they are."""
+    *next* clip's utterance may start just before this clip's end. With sentence commits an
+    utterance comes out as several, each with its own id: the carrier is then the segment that
+    holds the sentence's end, so the figure measures them as they are."""
     utterances = sorted((e for e in events if isinstance(e, UtteranceEnded)), key=lambda e: e.start)
     first_audio: dict[int, float] = {}
+    heard: dict[int, set[str]] = {}
     for e in events:
         if isinstance(e, SpeechChunk):
             first_audio.setdefault(e.utterance_id, e.wall)
+        elif isinstance(e, Translation):
+            heard[e.utterance_id] = set(_words(e.source_text, language))
     lags: list[float | None] = []
-    for end in sentence_ends:
+    for sentence in sentences:
+        end = sentence.end
         carrier = next((u for u in utterances if u.start <= end - lead_in and u.t_end >= end - tolerance), None)
-        if carrier is None or carrier.utterance_id not in first_audio:
+        uid = carrier.utterance_id if carrier else None
+        ending = _words(sentence.text, language)[-LAST_WORDS:]
+        if uid is None or uid not in first_audio or not heard.get(uid, set()).intersection(ending):
             lags.append(None)
         else:
-            lags.append(round(first_audio[carrier.utterance_id] - (t0 + end), 4))
+            lags.append(round(first_audio[uid] - (t0 + end), 4))
     return lags
 
 
@@ -171,7 +208,7 @@ def figures(run: ClipRun, talk: Talk, vad: VadSettings) -> dict[str, Any]:
     last = [r for r in run.records if ended.get(r.utterance_id, 0.0) >= 3 * quarter]
     waits = final_waits(run)
     continuous = talk.gap < vad.endpoint
-    lags = ear_voice_lags(run.events, run.t0, talk.sentence_ends, lead_in=vad.pre_roll)
+    lags = ear_voice_lags(run.events, run.t0, talk.sentences, run.clip.lang, lead_in=vad.pre_roll)
     return {
         "seconds": round(run.clip.seconds, 1),
         "gap": talk.gap,
@@ -193,4 +230,4 @@ def figures(run: ClipRun, talk: Talk, vad: VadSettings) -> dict[str, Any]:
     }
 
 
-__all__ = ["GAPS", "PAUSE", "SENTENCE_END_TOLERANCE", "Talk", "ear_voice_lags", "figures", "make_talk"]
+__all__ = ["GAPS", "LAST_WORDS", "PAUSE", "SENTENCE_END_TOLERANCE", "Sentence", "Talk", "ear_voice_lags", "figures", "make_talk"]
