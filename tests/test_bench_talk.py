@@ -192,6 +192,7 @@ def test_the_figures_of_continuous_speech_hold_the_lag_against_its_targets_and_t
     assert lag["median"] == pytest.approx(2.5) and lag["max"] == pytest.approx(4.0) and 3.5 < lag["p95"] <= 4.0
     assert (lag["target_median"], lag["target_p95"]) == (2.0, 3.5)
     assert (lag["median_met"], lag["p95_met"]) == (False, False)
+    assert lag["per_sentence"] == [{"end": 3.0, "lag": 1.0}, {"end": 6.0, "lag": 4.0}, {"end": 9.0, "lag": None}]
     # the same talk with pauses: the lag is measured, the continuous-speech targets do not apply
     paused = figures(run, Talk(run.clip, PAUSE, sentences), VadSettings())["ear_voice_lag"]
     assert paused["median"] == lag["median"] and (paused["median_met"], paused["p95_met"]) == (None, None)
@@ -222,6 +223,7 @@ def test_bench_measures_the_ear_voice_lag_of_a_continuous_talk(tmp_path: Path, c
     assert all(_finite(lag[k]) for k in ("median", "p95", "max"))
     assert 0.0 < lag["median"] <= lag["p95"] <= lag["max"] < talk["seconds"]
     assert isinstance(lag["median_met"], bool) and isinstance(lag["p95_met"], bool)
+    assert [s["end"] for s in lag["per_sentence"]] == sorted(s["end"] for s in lag["per_sentence"])
     assert talk["metric"] == "wer" and 0.0 <= talk["error_rate"] < 0.5
     assert talk["error_rate"] == pytest.approx(r["summary"]["accuracy"]["wer"], abs=1e-4)
 

@@ -174,9 +174,10 @@ def _median(xs: Sequence[float | None]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
 
-def _lag_figures(lags: Sequence[float | None], *, continuous: bool) -> dict[str, Any]:
-    """Median, p95 and max of the lags, how many sentences had none, and the issue's targets met
-    or missed (None with pauses between the clips: the targets are for continuous speech)."""
+def _lag_figures(sentences: Sequence[Sentence], lags: Sequence[float | None], *, continuous: bool) -> dict[str, Any]:
+    """Median, p95 and max of the lags, how many sentences had none, the issue's targets met or
+    missed (None with pauses between the clips: the targets are for continuous speech), and each
+    sentence's end and lag, to find the slow ones."""
     s = stats(lags)
     median, p95 = TARGET_EAR_VOICE_LAG
 
@@ -194,6 +195,7 @@ def _lag_figures(lags: Sequence[float | None], *, continuous: bool) -> dict[str,
         "target_p95": p95,
         "median_met": met(s["median"], median),
         "p95_met": met(s["p95"], p95),
+        "per_sentence": [{"end": round(sentence.end, 4), "lag": lag} for sentence, lag in zip(sentences, lags, strict=True)],
     }
 
 
@@ -226,7 +228,7 @@ def figures(run: ClipRun, talk: Talk, vad: VadSettings) -> dict[str, Any]:
             "asr_final_median": _median([r.asr_final for r in last]),
             "speech_to_speech_median": _median([r.speech_to_speech for r in last]),
         },
-        "ear_voice_lag": _lag_figures(lags, continuous=continuous),
+        "ear_voice_lag": _lag_figures(talk.sentences, lags, continuous=continuous),
     }
 
 
