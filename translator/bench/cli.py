@@ -91,7 +91,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="join the selected clips (one language), with pauses, into one talk at least this long and "
-        "run it as one clip: does the pipeline keep up over minutes (default: each clip alone)",
+        "run it as one clip: does the pipeline keep up over minutes, and the ear-voice lag (default: each clip alone)",
+    )
+    b.add_argument(
+        "--gap",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="with --talk: seconds of silence after each clip, 0.1 to 5; shorter than vad.endpoint, e.g. 0.2, "
+        "makes continuous speech (default: 1.5, a breath between sentences)",
     )
     b.add_argument("--quiet", action="store_true", help="print only the summary")
     cliargs.add_settings_args(b)
@@ -112,7 +120,7 @@ def _bench(args: argparse.Namespace, console: Console, stack: contextlib.ExitSta
     from translator.bench.baseline import baseline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
     from translator.bench.plot import pick_utterance, plot_timeline  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
     from translator.bench.runner import ClipRun, current_rss_mb, idle_cpu, peak_rss_mb, run_clip  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
-    from translator.bench.talk import figures, make_talk  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
+    from translator.bench.talk import GAPS, PAUSE, figures, make_talk  # noqa: PLC0415 - heavy: the engines' modules load only to run the bench
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")
@@ -122,6 +130,10 @@ def _bench(args: argparse.Namespace, console: Console, stack: contextlib.ExitSta
         raise ConfigError(f"--idle: must be 0 (skip) or more seconds, got {args.idle}")
     if not 0 <= args.talk <= 3600:
         raise ConfigError(f"--talk: give 0 (each clip alone) to 3600 seconds, got {args.talk:g}")
+    if args.gap is not None and not args.talk:
+        raise ConfigError("--gap: only with --talk SECONDS (the silence between the talk's clips)")
+    if args.gap is not None and not GAPS[0] <= args.gap <= GAPS[1]:
+        raise ConfigError(f"--gap: give {GAPS[0]:g} to {GAPS[1]:g} seconds, got {args.gap:g}")
     block_seconds = LIVE_BLOCK_SECONDS if args.block_ms is None else args.block_ms / 1000
     config = cliargs.settings(args)
     speech_dir = corpus.speech_dir(args.corpus)
@@ -137,8 +149,11 @@ def _bench(args: argparse.Namespace, console: Console, stack: contextlib.ExitSta
     missing = [c.file for c in clips if not c.path.is_file()]
     if missing:
         raise InputError(f"{speech_dir / missing[0]}: clip listed in the manifest is missing")
+    talk = None
     if args.talk:
-        clips = [make_talk(clips, args.talk, Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="translator-talk-"))))]
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="translator-talk-")))
+        talk = make_talk(clips, args.talk, folder, PAUSE if args.gap is None else args.gap)
+        clips = [talk.clip]
     t0 = time.monotonic()
     engines.translator_stage.prepare(sorted({c.lang for c in clips}))
     load_seconds = engines.load_seconds + (time.monotonic() - t0)
@@ -193,7 +208,7 @@ def _bench(args: argparse.Namespace, console: Console, stack: contextlib.ExitSta
         ),
         "baseline": stock,
         "clips": [report.clip_report(run) for run in runs],
-        "talk": figures(runs[0]) if args.talk else None,
+        "talk": figures(runs[0], talk, config.vad) if talk else None,
         "bench_seconds": None,
     }
     out["bench_seconds"] = round(time.monotonic() - started, 1)

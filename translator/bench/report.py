@@ -39,6 +39,9 @@ TARGET_LOAD = 3.0
 TARGET_IDLE = 3.0
 TARGET_WER_POINTS = 0.5
 """Streaming WER at most this many points above stock beam 5 (issue: as accurate as stock decoding)."""
+TARGET_EAR_VOICE_LAG = (2.0, 3.5)
+"""Ear-voice lag (median, p95) on continuous speech: from a sentence's end to the first audio of
+its translation, an interpreter's 2-3 s (issue 15)."""
 
 STAGES = ("vad", "asr", "mt", "tts")
 """The parts whose compute time is reported per clip."""
@@ -203,6 +206,12 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}"
 
 
+def _target(target: float, what: str, met: bool | None) -> str:
+    """``≤ 2000 med met``: the target and whether the figure met it (nothing said when the target
+    does not apply)."""
+    return f"≤ {ms(target, '')} {what}" + ("" if met is None else " met" if met else " missed")
+
+
 def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> None:
     """The per-clip and per-language tables (unless ``quiet``), the summary table with the targets
     and the clips whose language was detected wrong."""
@@ -289,6 +298,16 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
             "",
             f"asr_final 1st / last quarter {ms(first['asr_final_median'], '')} / {ms(last['asr_final_median'], '')} ms",
         )
+        lag = talk["ear_voice_lag"]
+        speech = "continuous speech" if talk["speech"] == "continuous" else "pauses"
+        t.add_row(
+            f"ear-voice lag (ms), {speech} ({talk['gap']:g} s gaps)",
+            ms(lag["median"], ""),
+            ms(lag["p95"], ""),
+            str(lag["n"]),
+            f"{_target(lag['target_median'], 'med', lag['median_met'])}, {_target(lag['target_p95'], 'p95', lag['p95_met'])}; "
+            f"max {ms(lag['max'], '')}, {lag['missing']} of {lag['sentences']} missing",
+        )
     t.add_row("utterances / ref. sentences", f"{summary['utterances_per_run']} / {summary['reference_sentences']}", "", "", "")
     console.print(t)
     for line in accuracy.language_id_lines(summary):
@@ -297,4 +316,4 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
         console.print(f"[red]failure: {escape(failure)}[/red]", highlight=False)
 
 
-__all__ = ["clip_report", "machine", "print_report", "stats", "summarise", "targets_for"]
+__all__ = ["TARGET_EAR_VOICE_LAG", "clip_report", "machine", "print_report", "stats", "summarise", "targets_for"]
