@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from translator.audio.files import FileSource
+from translator.audio.samples import speech_span
 from translator.bench.corpus import ManifestClip, read_manifest, select_clips
 from translator.bench.runner import ClipRun
 from translator.bench.spans import Span, SpanLog
-from translator.bench.talk import PAUSE, Sentence, Talk, ear_voice_lags, figures, make_talk
+from translator.bench.talk import LEAD, MARGIN, PAUSE, Sentence, Talk, ear_voice_lags, figures, make_talk
 from translator.cli import main
 from translator.config import VadSettings
 from translator.errors import InputError
@@ -35,16 +36,27 @@ def _samples(path: Path) -> np.ndarray:
     return np.concatenate([b.samples for b in FileSource(path)])
 
 
+def _spoken(path: Path) -> np.ndarray:
+    """The clip as the talk holds it: from its first word to its last, MARGIN either side."""
+    x = _samples(path)
+    a, b = speech_span(x)
+    margin = round(MARGIN * SAMPLE_RATE)
+    return x[max(0, a - margin) : b + margin]
+
+
 def test_a_talk_repeats_the_clips_with_pauses_to_the_length_asked(tmp_path: Path) -> None:
     clips = _clips("en/LDC93S1.wav", "en/LJ050-0131.wav")
     talk = make_talk(clips, 25.0, tmp_path).clip
     audio = _samples(talk.path)
     assert talk.seconds >= 25.0 and abs(len(audio) / SAMPLE_RATE - talk.seconds) < 0.01
-    # LDC (2.9 s), LJ (7.7 s), LDC, LJ, ... each followed by a pause: four clips reach 25 s
+    # LDC (2.7 s spoken), LJ (7.4 s), LDC, LJ, ... each followed by a pause: four clips reach 25 s
     assert talk.transcript.count("greasy wash water") == 2 and talk.transcript.count("formal review") == 2
-    first = _samples(clips[0].path)
-    assert np.abs(audio[: len(first)] - first).max() < 1e-3  # the recording itself, as 16-bit PCM
-    pause = audio[len(first) : len(first) + round(PAUSE * SAMPLE_RATE)]
+    lead = round(LEAD * SAMPLE_RATE)
+    first = _spoken(clips[0].path)
+    assert len(first) < len(_samples(clips[0].path)) - 0.1 * SAMPLE_RATE  # the recording's silences are cut
+    assert np.abs(audio[:lead]).max() == 0.0
+    assert np.abs(audio[lead : lead + len(first)] - first).max() < 1e-3  # the recording itself, as 16-bit PCM
+    pause = audio[lead + len(first) : lead + len(first) + round(PAUSE * SAMPLE_RATE)]
     assert np.abs(pause).max() == 0.0
     assert talk.lang == "en" and "4 clips" in talk.file
 
@@ -54,16 +66,16 @@ def test_a_talk_with_a_short_gap_knows_where_each_clip_ends_to_the_sample(tmp_pa
     talk = make_talk(clips, 8.0, tmp_path, gap=0.2)
     audio = _samples(talk.clip.path)
     gap = round(0.2 * SAMPLE_RATE)
-    lengths = [len(_samples(c.path)) for c in clips]
-    # LDC (2.9 s) + 0.2, uberi (2.7 s) + 0.2, LDC again: three clips reach 8 s
+    spoken = [_spoken(c.path) for c in clips]
+    # 0.5 s, LDC (2.8 s spoken) + 0.2, uberi (2.6 s) + 0.2, LDC again: three clips reach 8 s
     assert talk.gap == 0.2 and len(talk.sentences) == 3 and "3 clips" in talk.clip.file
-    start = 0
-    for sentence, n, clip in zip(talk.sentences, [*lengths, lengths[0]], [*clips, clips[0]], strict=True):
-        assert sentence.end * SAMPLE_RATE == start + n  # exact: the sample where the clip's gap begins
+    start = round(LEAD * SAMPLE_RATE)
+    for sentence, x, clip in zip(talk.sentences, [*spoken, spoken[0]], [*clips, clips[0]], strict=True):
+        assert sentence.end * SAMPLE_RATE == start + len(x)  # exact: the sample where the clip's gap begins
         assert sentence.text == clip.transcript
-        assert np.abs(audio[start : start + n] - _samples(clip.path)).max() < 1e-3
-        assert np.abs(audio[start + n : start + n + gap]).max() == 0.0
-        start += n + gap
+        assert np.abs(audio[start : start + len(x)] - x).max() < 1e-3
+        assert np.abs(audio[start + len(x) : start + len(x) + gap]).max() == 0.0
+        start += len(x) + gap
     assert len(audio) == start
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import clip
-from test_vad import SR, blocks, of, sample, silence, speech_span
+from test_vad import SR, blocks, of, sample, silence
 
 from translator.audio.files import FileSource
+from translator.audio.samples import speech_span
 from translator.bench.scoring import wer
 from translator.cli import main
 from translator.commits import KEEP, Verdicts, ends_sentence

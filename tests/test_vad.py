@@ -11,6 +11,7 @@ import soundfile as sf
 from conftest import clip
 
 from translator.audio.files import FileSource
+from translator.audio.samples import speech_span
 from translator.config import VadSettings
 from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SileroVad
@@ -31,15 +32,6 @@ def load(name: str) -> np.ndarray:
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(round(seconds * SR), dtype=np.float32)
-
-
-def speech_span(x: np.ndarray, below_peak_db: float = 35.0) -> tuple[int, int]:
-    """First and last sample of 10 ms windows within ``below_peak_db`` of the loudest one."""
-    n = len(x) // 160
-    rms = np.sqrt(np.mean(x[: n * 160].reshape(n, 160) ** 2, axis=1))
-    db = 20 * np.log10(rms + 1e-9)
-    loud = np.flatnonzero(db > db.max() - below_peak_db)
-    return int(loud[0] * 160), int((loud[-1] + 1) * 160)
 
 
 def trimmed(name: str) -> np.ndarray:

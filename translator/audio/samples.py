@@ -83,3 +83,17 @@ class StreamResampler:
         if self._stream is None:
             return np.zeros(0, dtype=np.float32)
         return clipped(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+
+
+def speech_span(x: np.ndarray, below_peak_db: float = 35.0) -> tuple[int, int]:
+    """First and last sample of the 10 ms windows (at 16 kHz) within ``below_peak_db`` of the
+    loudest one: where a recording's speech starts and ends, its leading and trailing silence (or
+    room noise) left out."""
+    window = SAMPLE_RATE // 100
+    n = len(x) // window
+    if n == 0:
+        return 0, len(x)
+    rms = np.sqrt(np.mean(np.square(x[: n * window].reshape(n, window), dtype=np.float64), axis=1))
+    db = 20 * np.log10(rms + 1e-9)
+    loud = np.flatnonzero(db > db.max() - below_peak_db)
+    return int(loud[0] * window), int((loud[-1] + 1) * window)

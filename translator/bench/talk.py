@@ -5,9 +5,9 @@ minutes (a backlog that grows a little per utterance). ``translator bench --talk
 the selected clips, in order and again from the first, with ``--gap`` seconds of silence after
 each (:data:`PAUSE` unless told), into one recording of at least that length, and runs it as one
 clip. The recording is written to a temporary folder for the run and removed after; the corpus is
-only read. A gap shorter than the endpoint makes *continuous speech*: the speaker goes on without
-a pause the segmenter would end an utterance at, unless a clip's own silence after its last word
-(0.05-0.5 s on the corpus's English clips) adds up to one.
+only read. Each clip is cut to its speech (its leading and trailing silence, up to 0.5 s on the
+corpus's English clips, would lengthen every gap), so a gap shorter than the endpoint makes
+*continuous speech*: the speaker goes on without a pause the segmenter would end an utterance at.
 
 :func:`figures` says whether the pipeline kept up: every utterance finalised, the latencies of
 the talk's last quarter against its first (a growing backlog shows as a later last quarter), the
@@ -15,8 +15,7 @@ talk's error rate, and the ear-voice lag (:func:`ear_voice_lags`).
 
 The reference sentence ends are the clips' ends, known to the sample when the talk is built. A
 clip holding two sentences counts as one: where its first sentence ends is not known without
-aligning the audio to the words, so only the end of its last one is measured, and the clip's own
-silence after its last word (0.05-0.5 s) is not counted in its lag.
+aligning the audio to the words, so only the end of its last one is measured.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from translator.audio.files import FileSource
+from translator.audio.samples import speech_span
 from translator.bench import scoring
 from translator.bench.corpus import ManifestClip
 from translator.bench.report import TARGET_EAR_VOICE_LAG, stats
@@ -44,16 +44,22 @@ PAUSE = 1.5
 """Default seconds of silence between two clips of the talk: a speaker drawing breath between
 sentences, well past the endpoint, so each clip ends its utterances as it would alone."""
 
+LEAD = 0.5
+"""Seconds of silence before the talk's first word, as a recording starts (Whisper drops words
+that start at the very first sample)."""
+MARGIN = 0.05
+"""Seconds kept before a clip's first word and after its last, so no word's onset or tail is cut."""
+
 GAPS = (0.1, 5.0)
 """The gaps ``--gap`` accepts (seconds): from less than a pause to a long silence."""
 
 SENTENCE_END_TOLERANCE = 0.6
 """How far before a clip's end the carrier's last voiced sample may lie (seconds). The
-segmenter's ``t_end`` is the end of the last frame it heard as voice, and the recordings go on
-after their last word: on the English clips it lay 0.05-0.5 s before the clip's end (jfk's noise
-floor, a breath, a fading tail). Kept short because an utterance (or, with sentence commits, a
-segment) that ends this close before the clip's end leaves no room for another of its words: the
-endpoint alone takes 0.4 s of silence."""
+segmenter's ``t_end`` is the end of the last frame it heard as voice, and a clip's last word may
+fade out below the VAD's threshold before the recording (cut to its speech, plus
+:data:`MARGIN`) ends. Kept short because an utterance (or, with sentence commits, a segment)
+that ends this close before the clip's end leaves no room for another of its words: the endpoint
+alone takes 0.4 s of silence."""
 
 
 LAST_WORDS = 3
@@ -92,12 +98,12 @@ def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path, gap: 
         raise InputError(
             f"--talk: the clips are in {len(languages)} languages ({', '.join(languages)}); a talk is in one, e.g. --clips 'en/*'"
         )
-    decoded = [np.concatenate([b.samples for b in FileSource(c.path)]) for c in clips]
+    decoded = [_spoken(np.concatenate([b.samples for b in FileSource(c.path)])) for c in clips]
     silence = np.zeros(round(gap * SAMPLE_RATE), np.float32)
-    pieces: list[np.ndarray] = []
+    pieces: list[np.ndarray] = [np.zeros(round(LEAD * SAMPLE_RATE), np.float32)]
     texts: list[str] = []
     sentences: list[Sentence] = []
-    total = 0
+    total = len(pieces[0])
     while total < seconds * SAMPLE_RATE:
         for clip, audio in zip(clips, decoded, strict=True):
             pieces += [audio, silence]
@@ -116,6 +122,14 @@ def make_talk(clips: Sequence[ManifestClip], seconds: float, folder: Path, gap: 
     name = f"talk of {len(texts)} clips ({len(samples) / SAMPLE_RATE:.0f} s)"
     clip = ManifestClip(name, path, languages[0], len(samples) / SAMPLE_RATE, joiner(languages[0]).join(texts))
     return Talk(clip, gap, tuple(sentences))
+
+
+def _spoken(audio: np.ndarray) -> np.ndarray:
+    """A clip from its first word to its last, with :data:`MARGIN` on either side: the silence a
+    recording starts and ends with would lengthen every gap of the talk."""
+    a, b = speech_span(audio)
+    margin = round(MARGIN * SAMPLE_RATE)
+    return audio[max(0, a - margin) : b + margin]
 
 
 def _words(text: str, language: str) -> list[str]:
