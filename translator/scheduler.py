@@ -7,7 +7,8 @@ by the whole decode, and a caption decoded while Piper speaks the first sentence
 share of the core. So the recognizer asks :class:`Scheduler` before each caption decode, and the
 scheduler, a pipeline observer that sees every stage's inbox, says:
 
-- **skip** while urgent work is queued or running: a pause or an endpoint for the recognizer, a
+- **skip** while urgent work is queued or running: a pause, an endpoint or a sentence-commit
+  question (:mod:`translator.commits`) for the recognizer, a
   transcript for the translator, a translation whose first sentence is not synthesised yet;
 - **skip** when the speaker has gone quiet and a caption would take longer than the rest of the
   pause: the pause would find the recognizer busy with a caption the final replaces anyway;
@@ -34,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from translator.events import SpeechGrowing, SpeechPaused, Transcript, Translation, UtteranceEnded
+from translator.events import PauseFollowed, SpeechGrowing, SpeechPaused, Transcript, Translation, UtteranceEnded
 from translator.speculation import Provisional
 
 CAPTION_SHARE = 0.5
@@ -50,9 +51,11 @@ COST_WEIGHT = 0.3
 """Weight of the newest step in a cost's moving average: a few steps follow a change of load
 (another program, thermal throttling) without one odd step swinging it."""
 
-URGENT = (SpeechPaused, UtteranceEnded, Transcript, Translation)
+URGENT = (SpeechPaused, PauseFollowed, UtteranceEnded, Transcript, Translation)
 """Inputs on the way to the translation: the pause and the endpoint (the final decode), the
-transcript (translation), the translation (its first sentence's synthesis)."""
+question whether a sentence ended at a pause (its answer releases that sentence's translation,
+:mod:`translator.commits`), the transcript (translation), the translation (its first sentence's
+synthesis)."""
 
 
 class CaptionTurn(enum.StrEnum):
@@ -153,7 +156,8 @@ class Scheduler:
         return any(self._waiting(part) for part in self._inboxes)
 
     def preempted(self) -> bool:
-        """A pause or an endpoint is waiting for the recognizer: the caption in hand gives way."""
+        """A pause, an endpoint or a sentence-commit question is waiting for the recognizer: the
+        caption in hand gives way."""
         return self._waiting("asr")
 
     def caption_turn(self, snapshot: SpeechGrowing) -> CaptionTurn:
