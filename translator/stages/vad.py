@@ -181,8 +181,9 @@ class Segmenter:
       = the cut, same block), so no sample is lost or repeated. If the rest holds no voiced frame
       it is left as pre-roll for the next utterance.
     - With ``verdicts`` (:mod:`translator.commits`): once speech has gone on for
-      ``FOLLOW_SECONDS`` of voiced audio after a pause, ``PauseFollowed`` asks whether the sentence
-      ended at that pause. Yes ends the utterance there: ``UtteranceEnded`` with the very audio of
+      ``FOLLOW_SECONDS`` of voiced audio after a pause (or up to the next pause, which is held, and
+      the endpoint with it, until the answer), ``PauseFollowed`` asks whether the sentence ended at
+      that pause. Yes ends the utterance there: ``UtteranceEnded`` with the very audio of
       that ``SpeechPaused`` (``committed=True``), and the speech after it goes on as a new
       utterance from the end of that audio, so no sample is lost or repeated. While the answer is
       pending no ``SpeechGrowing`` is emitted; when answers are awaited (``Verdicts.wait``), the
@@ -331,7 +332,14 @@ class Segmenter:
                 return
             self._start(utt, a - utt.start, wall, out)
 
-        if silence >= self._pause and utt.paused_audio is None:
+        pending = utt.pending
+        if silence >= self._pause and utt.paused_audio is None and pending is not None and not pending.asked:
+            # Another pause before the last one was asked about (a short word between them, "...
+            # gospel. One, two"): ask now, with the word heard, and hold this pause until then.
+            pending.asked = True
+            out.append(PauseFollowed(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), pending.key[1], wall))
+        asking = pending is not None and pending.asked
+        if silence >= self._pause and utt.paused_audio is None and not asking:
             utt.paused_audio = self._buf.copy(utt.start, utt.last_voiced_end + self._post_roll)
             out.append(
                 SpeechPaused(
@@ -347,10 +355,10 @@ class Segmenter:
                 key = (utt.utterance_id, self._time(utt.last_voiced_end))
                 utt.pending = _Pause(key, utt.paused_audio, utt.last_voiced_wall)
         capped = b - utt.start >= self._max
-        if silence >= self._endpoint or (capped and utt.paused_audio is not None):
+        if utt.paused_audio is not None and (silence >= self._endpoint or capped):
             # At the cap during a pause, end where the pause did: the speculative result stands.
-            # paused_audio is set: endpoint >= pause (VadSettings checks it), so the pause came first.
-            assert utt.paused_audio is not None
+            # paused_audio is set by the endpoint: endpoint >= pause (VadSettings checks it), so the
+            # pause came first, unless it is held for an answer (then the endpoint waits for it too).
             out.append(self._ended(utt, utt.paused_audio, wall, cut=silence < self._endpoint))
             self._floor = utt.last_voiced_end + self._post_roll
             self._utt = None
@@ -358,7 +366,7 @@ class Segmenter:
             return
         if silence < self._pause:
             utt.since_growing += FRAME
-            if utt.since_growing >= self._partial and not (utt.pending is not None and utt.pending.asked):
+            if utt.since_growing >= self._partial and not asking:
                 utt.since_growing = 0
                 out.append(
                     SpeechGrowing(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), self._time(b), wall)
