@@ -25,6 +25,7 @@ from translator.audio.samples import speech_span
 from translator.bench.scoring import wer
 from translator.cli import main
 from translator.commits import KEEP, Verdicts, ends_sentence
+from translator.config import VadSettings
 from translator.events import PauseFollowed, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.stages.vad import Segmenter
 
@@ -135,6 +136,22 @@ def test_a_committed_pause_ends_the_utterance_with_its_audio_and_the_rest_goes_o
     asked = [e for e in events if isinstance(e, PauseFollowed)][0]
     later = events[events.index(asked) + 1 :]
     assert not [g for g in later if isinstance(g, SpeechGrowing) and g.utterance_id == 1]
+
+
+def test_a_short_word_before_the_next_pause_asks_at_that_pause_and_holds_it() -> None:
+    """ "... his gospel. One, two, three": "one" is over before 0.4 s of speech, so the question
+    comes at the pause after it, and that pause waits for the answer."""
+    x, ends = talk(("en/picovoice_leopard_test.wav", "en/uberi_english.wav"))
+    events = segment(x, at(ends))
+    asked = next(e for e in of(events, PauseFollowed) if abs(sample(e.t_end) - ends[0]) < 0.15 * SR)
+    after = events[events.index(asked) + 1 :]
+    first = of(events, UtteranceEnded)[0]
+    assert first.committed and first.t_end == asked.t_end
+    # Nothing of utterance 1 came between the question and its answer: no pause, no snapshot.
+    assert after[0] is first
+    # The question came at the pause after "one" (its audio reaches that pause), not 0.4 s into it.
+    one = of(events, UtteranceEnded)[1]
+    assert sample(asked.start) + len(asked.audio) >= sample(one.t_end) + VadSettings().pause * SR
 
 
 def test_a_pause_that_ends_no_sentence_leaves_one_utterance() -> None:
