@@ -24,13 +24,17 @@ from translator.audio.files import FileSource
 from translator.audio.samples import speech_span
 from translator.bench.scoring import wer
 from translator.cli import main
-from translator.commits import KEEP, Verdicts, ends_sentence
-from translator.config import VadSettings
+from translator.commits import ANSWER_LIMIT, KEEP, Verdicts, ends_sentence
+from translator.config import AsrSettings, VadSettings
 from translator.events import PauseFollowed, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
+from translator.speculation import Confirm, Retract
+from translator.stages.asr import RecognizerStage
+from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.vad import Segmenter
 
 GAP = 0.2
 """Seconds between the sentences of the talks here: a breath, shorter than the 0.4 s endpoint."""
+TINY = AsrSettings(model="tiny.en")
 TALK = ("en/picovoice_leopard_test.wav", "en/LJ050-0131.wav", "en/LDC93S1.wav")
 
 
@@ -172,14 +176,53 @@ def test_the_same_segments_whatever_the_block_size() -> None:
     assert spans[512] == spans[4096] and len(spans[512]) >= 2
 
 
-def test_a_live_source_goes_on_until_the_answer_comes() -> None:
-    """Not waiting, with no answer ever: the utterance simply goes on (only its snapshots wait)."""
+def test_a_live_source_goes_on_until_the_answer_comes_or_is_too_late() -> None:
+    """Not waiting, with no answer ever: the utterance goes on as it would without commits: its
+    endpoints come as ever, and the pause held for the answer comes once it is too late."""
     x, _ = talk(TALK[:2])
-    verdicts = Verdicts(wait=False)
-    seg = Segmenter(verdicts=verdicts)
+    seg = Segmenter(verdicts=Verdicts(wait=False))
     events = [e for block in blocks(x, 1000) for e in seg.feed(block)] + list(seg.flush())
     assert len(of(events, PauseFollowed)) >= 1
-    assert not any(e.committed for e in of(events, UtteranceEnded))
+    ended = of(events, UtteranceEnded)
+    assert not any(e.committed for e in ended)
+    plain = of(segment(x, lambda _: False), UtteranceEnded)
+    assert [(e.start, e.t_end) for e in ended] == [(e.start, e.t_end) for e in plain]
+    for question in of(events, PauseFollowed):
+        later = [e for e in events[events.index(question) + 1 :] if getattr(e, "utterance_id", None) == question.utterance_id]
+        resumed = next(e for e in later if isinstance(e, (SpeechGrowing, SpeechPaused, UtteranceEnded)))
+        # given up at the endpoint (a pause that ends the utterance), or after ANSWER_LIMIT
+        assert isinstance(resumed, SpeechPaused) or getattr(resumed, "end", 0.0) - question.t_end > ANSWER_LIMIT
+
+
+@pytest.fixture(scope="module")
+def tiny() -> WhisperRecognizer:
+    return WhisperRecognizer(TINY)
+
+
+def test_the_recognizer_keeps_a_sentence_end_and_lets_a_breath_go(tiny: WhisperRecognizer) -> None:
+    """Segmenter and recognizer stage (tiny.en) in one thread: each question is answered before
+    the segmenter goes on. At picovoice's end ("... his gospel.") the speculation stands through the
+    resumed speech and is confirmed when the utterance ends there; inside LJ050 ("unless a system
+    is established.") the decoder hears "for the" and the speculation is retracted."""
+    x, ends = talk(TALK[:2])
+    verdicts = Verdicts(wait=True)
+    seg = Segmenter(verdicts=verdicts)
+    stage = RecognizerStage(tiny, TINY, language="en", provisional=True, verdicts=verdicts)
+    out: list[tuple[object, list]] = []
+    for block in blocks(x, 1000):
+        for e in seg.feed(block):
+            out.append((e, list(stage.feed(e))))
+    first = next(e for e, _ in out if isinstance(e, UtteranceEnded))
+    assert first.committed and abs(sample(first.t_end) - ends[0]) < 0.15 * SR
+    paused = next(i for i, (e, _) in enumerate(out) if isinstance(e, SpeechPaused) and e.t_end == first.t_end)
+    ended = next(i for i, (e, _) in enumerate(out) if e is first)
+    between = [r for _, results in out[paused + 1 : ended] for r in results]
+    assert not [r for r in between if isinstance(r, Retract)]
+    (confirm,) = out[ended][1]
+    assert isinstance(confirm, Confirm) and confirm.key == (1, first.t_end, len(first.audio))
+    breath = [(e, r) for e, r in out if isinstance(e, PauseFollowed) and e.utterance_id == 2]
+    assert breath and all(isinstance(r[0], Retract) for _, r in breath if r)
+    assert not any(u.committed for u, _ in out if isinstance(u, UtteranceEnded) and u.utterance_id == 2)
 
 
 def write_wav(path: Path, x: np.ndarray) -> Path:

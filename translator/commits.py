@@ -41,6 +41,10 @@ FOLLOW_SECONDS = 0.4
 """Voiced audio after a pause the recognizer hears before answering: the next word, or most of it.
 Measured on the corpus talk (tiny.en and base) and espeak-ng paragraphs: 0.3, 0.4 and 0.6 s gave
 the same answers at every pause; 0.4 keeps a margin, and every 0.1 s here is 0.1 s of lag."""
+ANSWER_LIMIT = 3.0
+"""Seconds of audio a source in real time goes on past a question before it takes the answer as
+no: a recognizer that far behind real time would hold the next pause and the endpoint (which wait
+for the answer) for longer than a commit could save."""
 WAIT_LIMIT = 30.0
 """Seconds a source read faster than real time waits for an answer: the recognizer answers every
 pause even when it fails, so this bounds only a stalled pipeline."""

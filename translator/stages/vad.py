@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from translator.commits import FOLLOW_SECONDS, Verdicts
+from translator.commits import ANSWER_LIMIT, FOLLOW_SECONDS, Verdicts
 from translator.config import VadSettings
 from translator.events import (
     SAMPLE_RATE,
@@ -135,6 +135,8 @@ class _Pause:
     """Voiced samples since the pause; at :data:`~translator.commits.FOLLOW_SECONDS` the
     recognizer is asked (``PauseFollowed``)."""
     asked: bool = False
+    waited: int = 0
+    """Samples since the question with no answer (:data:`~translator.commits.ANSWER_LIMIT`)."""
 
 
 @dataclass(eq=False)
@@ -187,7 +189,9 @@ class Segmenter:
       that ``SpeechPaused`` (``committed=True``), and the speech after it goes on as a new
       utterance from the end of that audio, so no sample is lost or repeated. While the answer is
       pending no ``SpeechGrowing`` is emitted; when answers are awaited (``Verdicts.wait``), the
-      next ``feed`` waits for it first (the recognizer gets ``PauseFollowed`` when ``feed`` returns).
+      next ``feed`` waits for it first (the recognizer gets ``PauseFollowed`` when ``feed`` returns);
+      otherwise an answer that has not come by the endpoint, or after ``ANSWER_LIMIT`` of audio,
+      is taken as no.
     - ``flush`` ends an announced utterance as the endpoint would (audio clipped to what arrived).
 
     ``t_end`` is the end of the last voiced frame and ``t_end_wall`` the ``wall`` of the block that
@@ -201,6 +205,7 @@ class Segmenter:
         self.settings = settings
         self._vad = vad if vad is not None else SileroVad()
         self._verdicts = verdicts
+        self._awaits = verdicts is not None and verdicts.wait
         self._release = settings.release
         self._pre_roll = _samples(settings.pre_roll)
         self._post_roll = _samples(settings.post_roll)
@@ -211,6 +216,7 @@ class Segmenter:
         self._partial = _samples(settings.partial_interval)
         self._cut_window = _samples(min(3.0, settings.max_utterance / 3))
         self._follow = _samples(FOLLOW_SECONDS)
+        self._answer_limit = _samples(ANSWER_LIMIT)
         self._next_id = 1
         self.reset()
 
@@ -339,6 +345,11 @@ class Segmenter:
             pending.asked = True
             out.append(PauseFollowed(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), pending.key[1], wall))
         asking = pending is not None and pending.asked
+        if asking and silence >= self._endpoint and not self._awaits:
+            # The endpoint came before the answer: the utterance ends here as it would without
+            # commits (a source read faster than real time has the answer by the next feed).
+            utt.pending = None
+            asking = False
         if silence >= self._pause and utt.paused_audio is None and not asking:
             utt.paused_audio = self._buf.copy(utt.start, utt.last_voiced_end + self._post_roll)
             out.append(
@@ -358,7 +369,8 @@ class Segmenter:
         if utt.paused_audio is not None and (silence >= self._endpoint or capped):
             # At the cap during a pause, end where the pause did: the speculative result stands.
             # paused_audio is set by the endpoint: endpoint >= pause (VadSettings checks it), so the
-            # pause came first, unless it is held for an answer (then the endpoint waits for it too).
+            # pause came first, unless it is held for an answer (then the endpoint waits for it too,
+            # until the next feed when answers are awaited).
             out.append(self._ended(utt, utt.paused_audio, wall, cut=silence < self._endpoint))
             self._floor = utt.last_voiced_end + self._post_roll
             self._utt = None
@@ -395,6 +407,9 @@ class Segmenter:
         pause = utt.pending
         answer = self._verdicts.take(pause.key, block=block)
         if answer is None:
+            pause.waited += 0 if block else FRAME  # counted once per frame, at the frame's own call
+            if pause.waited > self._answer_limit:
+                utt.pending = None  # too late to be of use: the utterance goes on as without commits
             return utt
         utt.pending = None
         if not answer:
