@@ -14,7 +14,8 @@ from translator.audio.files import FileSource
 from translator.audio.samples import speech_span
 from translator.config import VadSettings
 from translator.events import SAMPLE_RATE, AudioBlock, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
-from translator.stages.vad import FRAME, SILENT_DB, Segmenter, SileroVad
+from translator.stages.silero import FRAME, SileroVad
+from translator.stages.vad import SILENT_DB, Segmenter
 from translator.whisper_api import vad_model
 
 SR = SAMPLE_RATE

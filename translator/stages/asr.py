@@ -108,7 +108,7 @@ class RecognizerStage:
         elif isinstance(event, PauseFollowed):
             commit = False
             try:
-                commit = self._continues_not(event)
+                commit = self._sentence_ended(event)
             finally:  # answered even when that fails: the segmenter may be waiting for it
                 assert self.verdicts is not None
                 self.verdicts.answer((event.utterance_id, event.t_end), commit)
@@ -154,10 +154,10 @@ class RecognizerStage:
             return False
         return ends_sentence(_spoken(recognition), event.t_end - event.start, self.settings.sentence_commit)
 
-    def _continues_not(self, event: PauseFollowed) -> bool:
-        """Whether the speech after the pause starts a new sentence (or clause): the pause's
-        recognition ended one, and the decoder, given those words (their final mark left out) and
-        the audio past the pause, goes on with a mark rather than a word (Whisper writes a full stop at the end of
+    def _sentence_ended(self, event: PauseFollowed) -> bool:
+        """Whether the sentence (or clause) ended at the pause: the pause's recognition ended
+        one, and the decoder, given those words (their final mark left out) and the audio past the
+        pause, goes on with a mark rather than a word (Whisper writes a full stop at the end of
         whatever audio it is given; heard on, "unless a system is established." goes on "for")."""
         if not self._candidate or self._speculation is None:
             return False

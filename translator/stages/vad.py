@@ -1,9 +1,11 @@
-"""Voice activity: Silero VAD on 32 ms frames, turned into utterance events.
+"""Voice activity turned into utterance events: the segmenter.
 
-The segmenter is the only stage that looks at raw audio. Everything downstream sees utterances,
-so the policy lives here: pre-roll so word onsets survive, a short pause (the moment to speculate)
-distinct from the endpoint (the moment to commit), partial snapshots for live captions, and a
-length cap so Whisper never gets more than its window.
+The segmenter is the only stage that looks at raw audio (Silero VAD on 32 ms frames,
+:mod:`translator.stages.silero`). Everything downstream sees utterances, so the policy lives here:
+pre-roll so word onsets survive, a short pause (the moment to speculate) distinct from the endpoint
+(the moment to end the utterance), an end at a pause where a sentence ended while the speaker goes
+on (:mod:`translator.commits`), partial snapshots for live captions, and a length cap so Whisper
+never gets more than its window.
 
 Decisions are made per 512-sample frame and counted in samples, never in wall time, so the same
 audio gives the same utterances however it is split into blocks and however fast it arrives.
@@ -29,97 +31,15 @@ from translator.events import (
     SpeechStarted,
     UtteranceEnded,
 )
-from translator.whisper_api import vad_session
+from translator.stages.sample_buffer import SampleBuffer
+from translator.stages.silero import FRAME, SileroVad
 
-FRAME = 512
-"""Samples per VAD frame (32 ms at 16 kHz): the only size Silero v5/v6 accept at 16 kHz."""
-_CONTEXT = 64
-"""Samples of the previous frame the model sees in front of each new one."""
-_STATE_SHAPE = (1, 1, 128)
 SILENT_DB = -100.0
 """``Segmenter.level`` floor, so digital silence shows as a finite number on a meter."""
 
 
-class SileroVad:
-    """Speech probability for consecutive 32 ms frames of one stream.
-
-    Uses the onnxruntime session faster-whisper has already loaded (one model in memory however
-    many segmenters exist). That session runs with a single thread on purpose: a frame costs about
-    0.1 ms, and more threads would only compete with ASR for cores. The recurrent state makes an
-    instance belong to one stream and one thread at a time; separate instances may run in separate
-    threads (onnxruntime's ``run`` is thread-safe).
-    """
-
-    def __init__(self) -> None:
-        self._session = vad_session()
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the stream: the next frame is treated as the first."""
-        self._h = np.zeros(_STATE_SHAPE, dtype=np.float32)
-        self._c = np.zeros(_STATE_SHAPE, dtype=np.float32)
-        self._context = np.zeros(_CONTEXT, dtype=np.float32)
-
-    def prob(self, chunk512: np.ndarray) -> float:
-        """Probability that ``chunk512`` (the frame following the previous call's) is speech."""
-        chunk = np.asarray(chunk512, dtype=np.float32)
-        if chunk.shape != (FRAME,):
-            raise ValueError(f"Silero VAD needs frames of {FRAME} samples, got shape {chunk.shape}")
-        if not chunk.any():
-            # Exact digital zeros (a muted source, the half-duplex guard while our speech plays)
-            # are no sound at all, and feeding them to the model wears its recurrent state down:
-            # after 30 s of zeros the first words of jfk.flac scored 0.43 on average instead of
-            # 0.71, so speech was detected late and ended early. The stream starts afresh instead,
-            # which also spends no compute while muted.
-            self.reset()
-            return 0.0
-        x = np.concatenate((self._context, chunk))[np.newaxis]
-        out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
-        self._context = chunk[-_CONTEXT:].copy()
-        return float(out[0])
-
-
 def _samples(seconds: float) -> int:
     return round(seconds * SAMPLE_RATE)
-
-
-class _Samples:
-    """The recent part of the stream, addressed by absolute sample index.
-
-    Appends are amortised and the front can be dropped, so a live stream of any length costs no
-    more memory than the longest utterance.
-    """
-
-    def __init__(self) -> None:
-        self._data = np.zeros(SAMPLE_RATE, dtype=np.float32)
-        self._first = 0
-        self._len = 0
-
-    @property
-    def end(self) -> int:
-        return self._first + self._len
-
-    def append(self, x: np.ndarray) -> None:
-        need = self._len + len(x)
-        if need > len(self._data):
-            grown = np.zeros(max(need, 2 * len(self._data)), dtype=np.float32)
-            grown[: self._len] = self._data[: self._len]
-            self._data = grown
-        self._data[self._len : need] = x
-        self._len = need
-
-    def drop_before(self, index: int) -> None:
-        k = index - self._first
-        if k > 0:
-            self._data[: self._len - k] = self._data[k : self._len]
-            self._first = index
-            self._len -= k
-
-    def view(self, a: int, b: int) -> np.ndarray:
-        return self._data[a - self._first : b - self._first]
-
-    def copy(self, a: int, b: int) -> np.ndarray:
-        return self.view(a, b).copy()
 
 
 @dataclass(eq=False)
@@ -223,7 +143,7 @@ class Segmenter:
     def reset(self) -> None:
         """Start a new stream: drop any utterance in flight and the audio clock."""
         self._vad.reset()
-        self._buf = _Samples()
+        self._buf = SampleBuffer()
         self._origin: float | None = None
         self._frames = 0
         self._floor = 0
@@ -324,10 +244,7 @@ class Segmenter:
             if pending is not None and not pending.asked:
                 pending.heard += FRAME
                 if pending.heard >= self._follow:
-                    pending.asked = True
-                    out.append(
-                        PauseFollowed(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), pending.key[1], wall)
-                    )
+                    self._ask(utt, pending, b, wall, out)
         silence = b - utt.last_voiced_end
 
         if not utt.confirmed:
@@ -342,8 +259,7 @@ class Segmenter:
         if silence >= self._pause and utt.paused_audio is None and pending is not None and not pending.asked:
             # Another pause before the last one was asked about (a short word between them, "...
             # gospel. One, two"): ask now, with the word heard, and hold this pause until then.
-            pending.asked = True
-            out.append(PauseFollowed(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), pending.key[1], wall))
+            self._ask(utt, pending, b, wall, out)
         asking = pending is not None and pending.asked
         if asking and silence >= self._endpoint and not self._awaits:
             # The endpoint came before the answer: the utterance ends here as it would without
@@ -397,6 +313,11 @@ class Segmenter:
         return UtteranceEnded(
             utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end), utt.last_voiced_wall, wall, cut=cut
         )
+
+    def _ask(self, utt: _Utterance, pause: _Pause, b: int, wall: float, out: list[SegmentEvent]) -> None:
+        """Ask whether the sentence ended at ``pause``, with the utterance's audio up to ``b``."""
+        pause.asked = True
+        out.append(PauseFollowed(utt.utterance_id, self._buf.copy(utt.start, b), self._time(utt.start), pause.key[1], wall))
 
     def _answered(self, utt: _Utterance, wall: float, out: list[SegmentEvent], *, block: bool) -> _Utterance | None:
         """Take the answer to the utterance's asked pause if it has come (with ``block``, wait for
