@@ -80,6 +80,23 @@ class _Utterance:
     voiced: list[bool] = field(default_factory=list)
     walls: list[float] = field(default_factory=list)
 
+    def after(self, cut: int, frame: int) -> _Utterance:
+        """What follows sample ``cut`` (its frames from ``frame`` on), as an utterance of its own,
+        not yet announced."""
+        tail = slice(frame - self.first_frame, None)
+        rest = _Utterance(
+            start=cut,
+            first_frame=frame,
+            probs=self.probs[tail],
+            rms=self.rms[tail],
+            voiced=self.voiced[tail],
+            walls=self.walls[tail],
+            last_voiced_end=self.last_voiced_end,
+            last_voiced_wall=self.last_voiced_wall,
+        )
+        rest.voiced_frames = sum(rest.voiced)
+        return rest
+
 
 class Segmenter:
     """Turns a stream of ``AudioBlock`` into speech events, by the ``[vad]`` settings.
@@ -339,19 +356,7 @@ class Segmenter:
         out.append(UtteranceEnded(uid, pause.audio, self._time(utt.start), t_end, pause.t_end_wall, wall, committed=True))
         cut = utt.start + len(pause.audio)
         self._floor = cut
-        k = -(-cut // FRAME)  # the first frame wholly after the cut
-        tail = slice(k - utt.first_frame, None)
-        rest = _Utterance(
-            start=cut,
-            first_frame=k,
-            probs=utt.probs[tail],
-            rms=utt.rms[tail],
-            voiced=utt.voiced[tail],
-            walls=utt.walls[tail],
-            last_voiced_end=utt.last_voiced_end,
-            last_voiced_wall=utt.last_voiced_wall,
-        )
-        rest.voiced_frames = sum(rest.voiced)
+        rest = utt.after(cut, -(-cut // FRAME))  # from the first frame wholly after the cut
         # Frames between the pause's last voiced frame and the pause are silent, so the voiced
         # frames of the rest are the speech after the pause; the rest is announced as any onset is,
         # once it holds min_speech of them.
@@ -382,18 +387,7 @@ class Segmenter:
         )
         self._floor = cut
 
-        tail = slice(k - first, None)
-        rest = _Utterance(
-            start=cut,
-            first_frame=k,
-            probs=utt.probs[tail],
-            rms=utt.rms[tail],
-            voiced=utt.voiced[tail],
-            walls=utt.walls[tail],
-            last_voiced_end=utt.last_voiced_end,
-            last_voiced_wall=utt.last_voiced_wall,
-        )
-        rest.voiced_frames = sum(rest.voiced)
+        rest = utt.after(cut, k)
         if rest.voiced_frames:
             self._utt = rest
             self._start(rest, self._frames * FRAME - cut, wall, out)
