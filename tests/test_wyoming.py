@@ -74,7 +74,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[S
         yield s
     finally:
         assert s.stop() == 0, s.log(50)
-        Path("/tmp/wyt/server.log").write_text(s.log())
 
 
 # --- a client -------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from translator.events import SAMPLE_RATE, Notice, NoticeLevel, SpeechChunk, Spe
 from translator.models.locate import resolve_voice
 from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.tts import SpeakerStage, choose_voice
-from translator.wyoming import remote_tts
+from translator.wyoming import backend as wyoming_backend
 from translator.wyoming.remote_tts import remote_voices
 
 SENTENCES = "The quick brown fox jumps over the lazy dog. It was a sunny day."
@@ -129,7 +129,7 @@ def test_a_backend_that_never_answers_falls_back_within_the_timeout(store: Path)
 
 
 def test_the_backend_is_used_again_once_it_is_back(backend: Server, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(remote_tts, "RETRY_AFTER", 0.0)
+    monkeypatch.setattr(wyoming_backend, "RETRY_AFTER", 0.0)
     connect = socket.create_connection
     refusals = iter([ConnectionRefusedError("Connection refused")])
 
@@ -138,7 +138,7 @@ def test_the_backend_is_used_again_once_it_is_back(backend: Server, store: Path,
             raise refusal  # the backend restarting while the speaker starts
         return connect(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(remote_tts.socket, "create_connection", down_once)
+    monkeypatch.setattr(wyoming_backend.socket, "create_connection", down_once)
     uri = f"wyoming://127.0.0.1:{backend.port}"
     stage, notices = speaker(uri, store)
     assert [n.level for n in notices] == [NoticeLevel.WARNING] and "Connection refused" in notices[0].message
@@ -152,12 +152,12 @@ def test_the_backend_is_used_again_once_it_is_back(backend: Server, store: Path,
 @pytest.mark.parametrize(
     ("answer", "said"),
     [
-        (b'{"type": "audio-chunk", "payload_length": 1000000000}\n', "sent an event of 1000000000 bytes"),
+        (b'{"type": "audio-chunk", "payload_length": 1000000000}\n', "event data and payload of 1000000000 bytes"),
         (
             b'{"type": "audio-start", "data": {"rate": 22050, "width": 2, "channels": 1}}\n' + b"x" * 20000,
-            "header line over 16 KiB",
+            "event header longer than 16384 bytes",
         ),
-        (b"[1, 2]\n", "not Wyoming's"),
+        (b"[1, 2]\n", "broke the protocol: event header must be a JSON object"),
         (b'{"type": "error", "data": {"text": "no such voice"}}\n', "refused: no such voice"),
     ],
 )

@@ -5,7 +5,8 @@ An event is a JSON header line, then ``data_length`` bytes of JSON merged into i
 reads a header line, data and payload of any size whole. A server that Home Assistant and every
 satellite on a LAN connect to cannot: here the header line is capped by the stream's own limit
 (the server opens every stream with ``limit = max_header``) and the two lengths together by
-``max_payload``, checked before a byte of them is read. What breaks the framing raises a
+``max_payload``, checked before a byte of them is read. The same checks guard the blocking client
+of a remote backend (:mod:`translator.wyoming.backend`), whose server is a LAN host too. What breaks the framing raises a
 :class:`ProtocolError`: the connection cannot be trusted after it, so the caller answers with
 an ``error`` event and closes it.
 
@@ -67,16 +68,9 @@ def _length(header: dict[str, Any], key: str) -> int:
     return value
 
 
-async def read_event(reader: asyncio.StreamReader, limits: Limits) -> Event | None:
-    """The next event, or None when the client closed the connection between events."""
-    try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as e:
-        if not e.partial.strip():
-            return None
-        raise Malformed("the connection closed inside an event header") from None
-    except asyncio.LimitOverrunError:
-        raise TooLarge(f"event header longer than {limits.header} bytes") from None
+def parse_header(line: bytes, limits: Limits) -> tuple[str, dict[str, Any], int, int]:
+    """A header line as (type, data, data_length, payload_length), the lengths checked against
+    ``limits`` before a byte of them is read; ProtocolError for what breaks the framing."""
     try:
         header = json.loads(line)
     except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no UTF-8
@@ -89,20 +83,43 @@ async def read_event(reader: asyncio.StreamReader, limits: Limits) -> Event | No
     data_length, payload_length = _length(header, "data_length"), _length(header, "payload_length")
     if data_length + payload_length > limits.payload:
         raise TooLarge(f"event data and payload of {data_length + payload_length} bytes; at most {limits.payload} are taken")
+    return header["type"], data, data_length, payload_length
+
+
+def merge_data(data: dict[str, Any], extra: bytes) -> dict[str, Any]:
+    """``data`` with the ``data_length`` bytes that followed the header merged in."""
+    if not extra:
+        return data
+    try:
+        more = json.loads(extra)
+    except ValueError:
+        raise Malformed("event data is not JSON") from None
+    if not isinstance(more, dict):
+        raise Malformed("event data must be a JSON object")
+    return {**data, **more}
+
+
+async def read_event(reader: asyncio.StreamReader, limits: Limits) -> Event | None:
+    """The next event, or None when the client closed the connection between events."""
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as e:
+        if not e.partial.strip():
+            return None
+        raise Malformed("the connection closed inside an event header") from None
+    except asyncio.LimitOverrunError:
+        raise TooLarge(too_long(limits)) from None
+    event_type, data, data_length, payload_length = parse_header(line, limits)
     try:
         extra = await reader.readexactly(data_length) if data_length else b""
         payload = await reader.readexactly(payload_length) if payload_length else None
     except asyncio.IncompleteReadError:
         raise Malformed("the connection closed inside an event's data or payload") from None
-    if extra:
-        try:
-            more = json.loads(extra)
-        except ValueError:
-            raise Malformed("event data is not JSON") from None
-        if not isinstance(more, dict):
-            raise Malformed("event data must be a JSON object")
-        data = {**data, **more}
-    return Event(type=header["type"], data=data, payload=payload)
+    return Event(type=event_type, data=merge_data(data, extra), payload=payload)
+
+
+def too_long(limits: Limits) -> str:
+    return f"event header longer than {limits.header} bytes"
 
 
 async def write_event(writer: asyncio.StreamWriter, event: Event) -> None:
