@@ -1,7 +1,8 @@
-"""``tts.backend``: the speaker stage synthesising through a real ``translator wyoming`` on 127.0.0.1.
+"""``tts.backend``: the speaker stage synthesising through a real ``translator wyoming`` on 127.0.0.1;
+and the same server as another pipeline's ``asr.backend``.
 
-The backend is the server a user would run (the bundled joe voice, tiny.en for its asr side, which
-these tests do not use); the local voice standing by is the same bundled voice. A down backend is a
+The backend is the server a user would run (the bundled joe voice, tiny.en for its asr side); the
+local voice standing by is the same bundled voice. A down backend is a
 closed port, a slow one a socket that accepts connections and never answers.
 """
 
@@ -19,6 +20,7 @@ import pytest
 import soxr
 from test_tts import JOE, translation
 from test_wyoming import Server, free_port, wyoming_cmd
+from test_wyoming_remote_asr import assert_right, translate
 
 from translator.bench.scoring import wer
 from translator.config import AsrSettings, TtsSettings
@@ -181,3 +183,11 @@ def test_a_backend_that_breaks_the_protocol_is_left_for_the_local_voice(store: P
         assert len(notices) == 1 and said in notices[0].message, notices
         chunks, later = spoken(stage, "Hello there.")
         assert later == [] and [c.voice for c in chunks] == [JOE]
+
+
+def test_the_server_gives_another_pipeline_its_final_transcripts(backend: Server) -> None:
+    """``translator wyoming`` as the ``asr.backend``: it names the transcript's language itself."""
+    start, transcripts, notices = translate(f"wyoming://127.0.0.1:{backend.port}")
+    assert start == [] and notices == []
+    assert_right(transcripts)
+    backend.wait_line(r"transcript \(en, [\d.]+ s of audio\): She had your", timeout=10)  # decoded there

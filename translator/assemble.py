@@ -11,6 +11,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from translator import languages
 from translator.audio.sinks import QueuedSink
@@ -39,6 +40,9 @@ from translator.stages.translate import TextTranslator, TranslatorStage
 from translator.stages.tts import PacedSpeaker, SpeakerStage, VoiceProvider, choose_voice
 from translator.stages.vad import Segmenter
 
+if TYPE_CHECKING:
+    from translator.wyoming.remote_asr import RemoteRecognizer
+
 
 @dataclass
 class Engines:
@@ -50,6 +54,8 @@ class Engines:
     speaker_stage: SpeakerStage | None
     notices: list[Notice]
     load_seconds: float
+    remote_asr: RemoteRecognizer | None = None
+    """With ``asr.backend``: the final transcripts from a Wyoming server, ``recognizer`` standing by."""
 
 
 def load_engines(
@@ -104,9 +110,17 @@ def load_engines(
         notices.extend(speaker_stage.prepare(langs.targets))
     if warm_up and not warm:
         recognizer.warm_up(config.asr)
+    remote_asr = None
+    if config.asr.backend:
+        from translator.wyoming.remote_asr import RemoteRecognizer, WyomingAsrClient  # noqa: PLC0415 - only with a backend
+
+        remote_asr = RemoteRecognizer(WyomingAsrClient(config.asr.backend, config.asr.backend_timeout), recognizer)
+        if warm_up:
+            remote_asr.warm_up()
+            notices.extend(remote_asr.take_notices())
     if checker is not None:
         checker.result()  # its error, if any, is raised here
-    return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0)
+    return Engines(config, recognizer, translator_stage, speaker_stage, notices, time.monotonic() - t0, remote_asr)
 
 
 def build_pipeline(
@@ -128,17 +142,22 @@ def build_pipeline(
     verdicts = Verdicts(wait=not captions) if config.asr.sentence_commit > 0 else None
     segmenter = Segmenter(config.vad, verdicts=verdicts)
     scheduler = Scheduler(pause=config.vad.pause, silence=lambda: segmenter.silence) if captions else None
-    recognizer_stage = RecognizerStage(
-        engines.recognizer,
-        config.asr,
-        language=langs.source,
-        allowed=langs.allowed,
-        task=engines.translator_stage.recognizer_task if translate else "transcribe",
-        provisional=True,
-        prior=LanguagePrior(config.languages.switch_evidence),
-        scheduler=scheduler,
-        verdicts=verdicts,
-    )
+    options: dict[str, Any] = {
+        "language": langs.source,
+        "allowed": langs.allowed,
+        "task": engines.translator_stage.recognizer_task if translate else "transcribe",
+        "provisional": True,
+        "prior": LanguagePrior(config.languages.switch_evidence),
+        "scheduler": scheduler,
+        "verdicts": verdicts,
+    }
+    recognizer_stage: RecognizerStage
+    if engines.remote_asr is not None:
+        from translator.wyoming.remote_asr import RemoteRecognizerStage  # noqa: PLC0415 - only with a backend
+
+        recognizer_stage = RemoteRecognizerStage(engines.remote_asr, config.asr, **options)
+    else:
+        recognizer_stage = RecognizerStage(engines.recognizer, config.asr, **options)
     stages = [
         StageSpec(
             "asr",

@@ -119,6 +119,15 @@ class AsrSettings:
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
+    backend: str = ""
+    """``wyoming://HOST:PORT``: each utterance's final transcript comes from a Wyoming asr server
+    (``translator wyoming``, wyoming-faster-whisper); the local model keeps the live captions and
+    stands by; empty = the local model. It transcribes only: Whisper's translate task stays local."""
+    backend_timeout: float = 3.0
+    """Seconds the backend has to connect, take an utterance and answer; past that (or when it is
+    down) the local model recognises it, said once, and the backend is tried again 30 s later.
+    wyoming-faster-whisper decodes a 30 s window after the audio: ~0.6 s with tiny.en, ~1 s with
+    base on 2 cores."""
 
     def __post_init__(self) -> None:
         _require(bool(self.model.strip()), "model", "give a size name such as base or tiny.en, or a model directory", self.model)
@@ -153,6 +162,10 @@ class AsrSettings:
             "must be positive",
             self.compression_ratio_threshold,
         )
+        _finite(self, "backend_timeout")
+        _require(self.backend_timeout > 0, "backend_timeout", "must be > 0 s", self.backend_timeout)
+        if self.backend:
+            wyoming_address(self.backend, "backend")
 
     @property
     def model_fields(self) -> tuple[str, str, int]:

@@ -31,8 +31,8 @@ from translator.scheduler import CaptionTurn, Scheduler
 from translator.speculation import Confirm, Provisional, Retract
 from translator.stages.guards import join_units, normalise, units
 from translator.stages.language_prior import LanguagePrior
-from translator.stages.recognition import Abandoned, Context, Recognition, TaskChoice
-from translator.stages.recognizer import DEFAULT, WhisperRecognizer
+from translator.stages.recognition import Abandoned, Context, Recognition, Recognizer, TaskChoice
+from translator.stages.recognizer import DEFAULT
 
 
 class RecognizerStage:
@@ -55,7 +55,7 @@ class RecognizerStage:
 
     def __init__(
         self,
-        recognizer: WhisperRecognizer,
+        recognizer: Recognizer,
         settings: AsrSettings = DEFAULT,
         *,
         language: str | None = None,

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from translator.config import AsrSettings
+    from translator.stages.language_prior import LanguagePrior
 
 
 @dataclass(frozen=True)
@@ -54,4 +59,24 @@ class Context:
     task: str
 
 
-__all__ = ["Context", "Recognition", "TaskChoice"]
+class Recognizer(Protocol):
+    """What the recognizer stage asks of a recognizer: :class:`~translator.stages.recognizer.WhisperRecognizer`,
+    or :class:`~translator.wyoming.remote_asr.RemoteRecognizer` (finals from a Wyoming server)."""
+
+    def recognize(
+        self,
+        audio: np.ndarray,
+        settings: AsrSettings = ...,
+        *,
+        language: str | None = None,
+        allowed: tuple[str, ...] | None = None,
+        task: TaskChoice = "transcribe",
+        prompt: str | None = None,
+        retry: bool = True,
+        prior: LanguagePrior | None = None,
+        context: Context | None = None,
+        abandon: Callable[[], bool] | None = None,
+    ) -> Recognition | None: ...
+
+
+__all__ = ["Context", "Recognition", "Recognizer", "TaskChoice"]

@@ -1,0 +1,125 @@
+"""``asr.backend``: a pipeline's final transcripts from a real Wyoming asr server on 127.0.0.1.
+
+The backend is wyoming-faster-whisper from the package registry, run offline on the installed
+tiny.en as its README says; the local model standing by is tiny.en too. A down backend is a closed
+port, a slow one a socket that accepts and never answers, a broken one a socket that answers the
+start-up request and then sends what is no Wyoming event.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SPEECH, clip
+from test_wyoming import Server, free_port
+
+from translator.assemble import build_pipeline, load_engines
+from translator.audio.files import FileSource
+from translator.audio.sources import with_trailing_silence
+from translator.bench.scoring import wer
+from translator.config import AsrSettings, Config, LanguageSettings
+from translator.events import Notice, NoticeLevel, Transcript
+from translator.models.locate import resolve_asr
+
+CLIP = "en/LDC93S1.wav"
+"""2.9 s, one sentence: one utterance, one request to the backend."""
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[Server]:
+    port = free_port()
+    data = tmp_path_factory.mktemp("wfw")
+    s = Server(
+        [sys.executable, "-m", "wyoming_faster_whisper", "--uri", f"tcp://127.0.0.1:{port}"]
+        + ["--model", str(resolve_asr("tiny.en")), "--data-dir", str(data), "--local-files-only"]
+        + ["--compute-type", "int8", "--cpu-threads", "1", "--language", "en"],
+        port,
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        s.wait_line(r"Ready", timeout=120)
+        yield s
+    finally:
+        assert s.stop() == 0, s.log(50)
+
+
+def translate(uri: str, timeout: float = 3.0, name: str = CLIP) -> tuple[list[Notice], list[Transcript], list[Notice]]:
+    """The notices of start-up, then the transcripts and notices of one run over a corpus clip."""
+    config = Config(
+        languages=LanguageSettings(source="en", target="en"),
+        asr=AsrSettings(model="tiny.en", threads=1, backend=uri, backend_timeout=timeout),
+    )
+    engines = load_engines(config, speak=False)
+    events = list(build_pipeline(engines, captions=False).run(with_trailing_silence(FileSource(SPEECH / name), 1.0)))
+    return (
+        engines.notices,
+        [e for e in events if isinstance(e, Transcript)],
+        [e for e in events if isinstance(e, Notice)],
+    )
+
+
+def assert_right(transcripts: list[Transcript], name: str = CLIP) -> None:
+    text = " ".join(t.text for t in transcripts)
+    assert wer(clip(name).transcript, text) <= 0.25, text
+    assert {t.language for t in transcripts} == {"en"}
+
+
+def test_wyoming_faster_whisper_gives_the_final_transcripts(peer: Server) -> None:
+    start, transcripts, notices = translate(f"wyoming://127.0.0.1:{peer.port}")
+    assert start == [] and notices == []
+    assert_right(transcripts)
+    # the peer decoded it (it logs each transcript), not the local model under the backend's name
+    peer.wait_line(r"greasy wash", timeout=10)
+
+
+def test_a_down_backend_falls_back_to_the_local_model_said_once() -> None:
+    uri = f"wyoming://127.0.0.1:{free_port()}"  # nothing listens there
+    start, transcripts, notices = translate(uri)
+    assert len(start) == 1 and start[0].level is NoticeLevel.WARNING
+    assert uri in start[0].message and "local model tiny.en" in start[0].message
+    assert notices == []  # said once: the run's utterances are recognised locally without a word more
+    assert_right(transcripts)
+
+
+def test_a_backend_that_never_answers_falls_back_within_the_timeout() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections are accepted by the kernel and never answered
+        uri = f"wyoming://127.0.0.1:{silent.getsockname()[1]}"
+        start, transcripts, notices = translate(uri, timeout=0.5)
+    assert len(start) == 1 and "no whole answer within 0.5 s" in start[0].message
+    assert notices == []
+    assert_right(transcripts)
+
+
+def test_a_backend_that_breaks_the_protocol_mid_run_is_said_by_the_stage() -> None:
+    """The start-up request is answered right, the utterance's with no Wyoming event: the notice
+    comes out of the pipeline, and the utterance is recognised locally all the same."""
+    answers = [b'{"type": "transcript", "data": {"text": ""}}\n', b"[1, 2]\n"]
+    with socket.socket() as bad:
+        bad.bind(("127.0.0.1", 0))
+        bad.listen(4)
+        bad.settimeout(60)
+
+        def serve() -> None:
+            for answer in answers:
+                conn, _ = bad.accept()
+                with conn:
+                    conn.settimeout(10)
+                    heard = b""
+                    while b"audio-stop" not in heard:
+                        heard += conn.recv(1 << 20)
+                    conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        start, transcripts, notices = translate(f"wyoming://127.0.0.1:{bad.getsockname()[1]}")
+        server.join(30)
+    assert start == []
+    assert len(notices) == 1 and "broke the protocol: event header must be a JSON object" in notices[0].message, notices
+    assert_right(transcripts)
