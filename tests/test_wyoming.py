@@ -32,7 +32,6 @@ from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-
 IDLE = 3.0
 """The server's idle timeout here: short, so the idle client is timed out quickly."""
 MAX_AUDIO = 20.0

@@ -101,6 +101,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="with --talk: seconds of silence after each clip, 0.1 to 5; shorter than vad.endpoint, e.g. 0.2, "
         "makes continuous speech (default: 1.5, a breath between sentences)",
     )
+    b.add_argument(
+        "--wyoming",
+        action="store_true",
+        help="instead: translator wyoming against wyoming-faster-whisper + wyoming-piper on loopback, driven as "
+        "Home Assistant drives them (transcript and first speech after the end of speech, WER; English clips)",
+    )
     b.add_argument("--quiet", action="store_true", help="print only the summary")
     cliargs.add_settings_args(b)
     b.set_defaults(func=cmd_bench)
@@ -109,6 +115,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark as ``args`` say; 0 when it ran (figures over target are not failures)."""
+    if args.wyoming:
+        from translator.bench import wyoming  # noqa: PLC0415 - heavy: the wyoming client and the servers it starts
+
+        if args.json:
+            _check_writable(Path(args.json))
+        return wyoming.run(args, console)
     with contextlib.ExitStack() as stack:
         return _bench(args, console, stack)
 
