@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, SPEECH, clip
+from conftest import REPO, SPEECH, clip, skip_or_fail
 from mtmodels import build_marian
 from procs import Watched
 from wyoming.asr import Transcribe, Transcript
@@ -470,3 +471,40 @@ def test_a_stdio_server_serves_its_parent_and_ends_with_its_input(tmp_path: Path
             proc.wait(10)
     assert proc.stderr is not None
     assert b"ready on stdio://" in proc.stderr.read()
+
+
+def test_zeroconf_announces_the_tcp_server_as_the_peers_do() -> None:
+    """Found by the zeroconf package's own browser, as Home Assistant finds Wyoming services: the
+    ``_wyoming._tcp`` type, and an address and port that reach the server."""
+    try:
+        from zeroconf import ServiceBrowser, ServiceListener, Zeroconf  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        skip_or_fail("the zeroconf package is not installed (pip install -e '.[zeroconf]')")
+    port = free_port()
+    found: queue.Queue[tuple[str, list[str], int]] = queue.Queue()
+
+    class Listener(ServiceListener):
+        def add_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            info = zc.get_service_info(type_, name, timeout=5000)
+            if info is not None and info.port == port:
+                found.put((name, [socket.inet_ntoa(a) for a in info.addresses], info.port))
+
+        def update_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            pass
+
+        def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            pass
+
+    s = Server(wyoming_cmd(f"tcp://127.0.0.1:{port}", *SMALL, "--zeroconf"), port)
+    zc = Zeroconf()
+    try:
+        ServiceBrowser(zc, "_wyoming._tcp.local.", Listener())
+        s.wait_line(r"announced over mDNS as translator-", timeout=300)
+        name, addresses, announced = found.get(timeout=30)
+        assert name.startswith("translator-") and name.endswith("._wyoming._tcp.local.")
+        assert addresses == ["127.0.0.1"] and announced == port
+        s.wait_line(r"ready on tcp://", timeout=30)
+        assert [m.name for m in asyncio.run(describe(port)).asr[0].models][0] == "tiny.en"
+    finally:
+        zc.close()
+        assert s.stop() == 0, s.log(50)
