@@ -87,6 +87,8 @@ def test_unknown_language_key_lists_the_toml_names(tmp_path):
         ('[tts]\nbackend = "wyoming://box"\n', "tts.backend: must be wyoming://HOST:PORT"),
         ('[tts]\nbackend = "wyoming://box:0"\n', "tts.backend: must be wyoming://HOST:PORT"),
         ("[tts]\nbackend_timeout = 0\n", "tts.backend_timeout: must be > 0 s"),
+        ('[asr]\nbackend = "tcp://127.0.0.1:10300"\n', "asr.backend: must be wyoming://HOST:PORT, or empty"),
+        ("[asr]\nbackend_timeout = -1\n", "asr.backend_timeout: must be > 0 s"),
     ],
 )
 def test_each_section_checks_its_values_and_errors_name_the_key(tmp_path, text, needle):
