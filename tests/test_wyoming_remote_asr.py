@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SPEECH, clip
 from test_wyoming import Server, free_port
@@ -25,6 +26,8 @@ from translator.bench.scoring import wer
 from translator.config import AsrSettings, Config, LanguageSettings
 from translator.events import Notice, NoticeLevel, Transcript
 from translator.models.locate import resolve_asr
+from translator.stages.recognizer import WhisperRecognizer
+from translator.wyoming.remote_asr import RemoteRecognizer, WyomingAsrClient
 
 CLIP = "en/LDC93S1.wav"
 """2.9 s, one sentence: one utterance, one request to the backend."""
@@ -123,3 +126,33 @@ def test_a_backend_that_breaks_the_protocol_mid_run_is_said_by_the_stage() -> No
     assert start == []
     assert len(notices) == 1 and "broke the protocol: event header must be a JSON object" in notices[0].message, notices
     assert_right(transcripts)
+
+
+def clip_audio(name: str) -> np.ndarray:
+    return np.concatenate([block.samples for block in FileSource(SPEECH / name)])
+
+
+def test_captions_stay_with_the_local_model() -> None:
+    """A caption (``retry`` False) is never sent: a backend that is down is not even noticed."""
+    local = WhisperRecognizer(AsrSettings(model="tiny.en", threads=1))
+    remote = RemoteRecognizer(WyomingAsrClient(f"wyoming://127.0.0.1:{free_port()}", 3.0), local)
+    caption = remote.recognize(clip_audio(CLIP), language="en", retry=False)
+    assert caption is not None and "greasy" in caption.text.lower()
+    assert remote.take_notices() == []
+
+
+def test_whisper_s_translate_task_runs_on_the_local_model_said_once(peer: Server) -> None:
+    """The peer transcribes only: the route's translate task (de -> en, no text model) is local."""
+    local = WhisperRecognizer(AsrSettings(model="base", threads=1))
+    remote = RemoteRecognizer(WyomingAsrClient(f"wyoming://127.0.0.1:{peer.port}", 30.0), local)
+    audio = clip_audio("de/picovoice_leopard_test_de.wav")
+    for turn in range(2):
+        recognition = remote.recognize(audio, language="de", task=lambda language: "translate")
+        assert recognition is not None and recognition.task == "translate" and recognition.language == "de"
+        # Whisper's English, and the words as spoken that only the local translate task decodes beside it
+        assert "portal" in recognition.text.lower() and "Leichenhalle" in recognition.original, recognition
+        notices = remote.take_notices()
+        if turn == 0:
+            assert len(notices) == 1 and "transcribes only" in notices[0].message and "de" in notices[0].message
+        else:
+            assert notices == []
