@@ -37,7 +37,12 @@ SENTENCES = "The quick brown fox jumps over the lazy dog. It was a sunny day."
 @pytest.fixture(scope="module")
 def backend() -> Iterator[Server]:
     port = free_port()
-    s = Server(wyoming_cmd(f"tcp://127.0.0.1:{port}", "--asr", "tiny.en"), port)
+    # backends in its config (a config shared with a client box) are not the server's: it serves itself
+    closed = f"wyoming://127.0.0.1:{free_port()}"
+    s = Server(
+        wyoming_cmd(f"tcp://127.0.0.1:{port}", "--asr", "tiny.en", f"--set=asr.backend={closed}", f"--set=tts.backend={closed}"),
+        port,
+    )
     try:
         s.wait_line(r"ready on tcp://", timeout=300)
         yield s
@@ -191,3 +196,4 @@ def test_the_server_gives_another_pipeline_its_final_transcripts(backend: Server
     assert start == [] and notices == []
     assert_right(transcripts)
     backend.wait_line(r"transcript \(en, [\d.]+ s of audio\): She had your", timeout=10)  # decoded there
+    assert not backend.hits(r"backend"), backend.log(20)  # it used no backend of its own

@@ -30,6 +30,8 @@ def cmd_wyoming(args: argparse.Namespace, console: Console | None = None) -> int
     log.info("loading models for %s", config.wyoming.uri)
     engine = LocalEngine(config)
     log.info("models loaded in %.1f s", engine.engines.load_seconds)
+    for notice in engine.engines.notices:  # what loading found (a voice missing, espeak-ng standing in)
+        log.warning("%s", notice.message)
     asyncio.run(Server(engine, config.wyoming).run())
     return 0
 

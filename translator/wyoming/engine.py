@@ -51,6 +51,11 @@ class LocalEngine:
     """The loaded, warmed-up models of one configuration, and what a request may ask of them."""
 
     def __init__(self, config: Config) -> None:
+        # The backends are a client's settings, and the config may be the one translator.service
+        # reads: a server that forwarded its requests to a backend could be forwarding to itself.
+        config = dataclasses.replace(
+            config, asr=dataclasses.replace(config.asr, backend=""), tts=dataclasses.replace(config.tts, backend="")
+        )
         self.config = config
         self.engines = load_engines(config, speak=config.tts.enabled)
         self.store: Path = locate.store_dir(config.models.dir or None)
