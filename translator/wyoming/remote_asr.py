@@ -21,6 +21,7 @@ said once.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -69,6 +70,10 @@ class WyomingAsrClient:
                     return transcript.text.strip(), transcript.language or None
 
 
+class _LocalInstead(Exception):
+    """This recognition is the local model's (said, when it needs saying, by a notice)."""
+
+
 class RemoteRecognizer:
     """The :meth:`WhisperRecognizer.recognize` shape, finals from the backend.
 
@@ -82,7 +87,6 @@ class RemoteRecognizer:
         self._health = Health("asr backend", client.backend.uri)
         self._translating_said = False
         self._notices: list[Notice] = []
-        self.remote_name = client.backend.name
 
     def recognize(
         self,
@@ -101,9 +105,8 @@ class RemoteRecognizer:
         if rms_dbfs(audio) < SILENCE_DBFS:
             return None  # what the local model says of silence, without a round trip
         if retry and task != "translate" and self._health.due():
-            remote = self._remote(audio, language, task)
-            if not isinstance(remote, bool):
-                return remote
+            with contextlib.suppress(_LocalInstead):
+                return self._remote(audio, language, task)
         return self._local.recognize(
             audio,
             settings,
@@ -117,8 +120,9 @@ class RemoteRecognizer:
             abandon=abandon,
         )
 
-    def _remote(self, audio: np.ndarray, language: str | None, task: TaskChoice) -> Recognition | None | bool:
-        """The backend's recognition (None: it heard nothing), or False for the local model to do it."""
+    def _remote(self, audio: np.ndarray, language: str | None, task: TaskChoice) -> Recognition | None:
+        """The backend's recognition (None: it heard nothing); :class:`_LocalInstead` when the local
+        model must do it (the backend failed, or the utterance needs the translate task)."""
         started = time.perf_counter()
         try:
             text, spoken = self._client.transcribe(np.asarray(audio, dtype=np.float32), language)
@@ -129,7 +133,7 @@ class RemoteRecognizer:
             self._health.failed(
                 one_line(e) or type(e).__name__, f"recognising with the local model {self._local.model_fields[0]}"
             )
-            return False
+            raise _LocalInstead from e
         self._health.recovered()
         resolved = task if isinstance(task, str) else task(spoken)
         if resolved == "translate":
@@ -142,7 +146,7 @@ class RemoteRecognizer:
                         time.monotonic(),
                     )
                 )
-            return False
+            raise _LocalInstead
         if not text:
             return None
         return Recognition(
@@ -161,7 +165,8 @@ class RemoteRecognizer:
     def warm_up(self) -> None:
         """A first request (a second of silence) to the backend: one that is down at start-up is said
         before the first utterance rather than during it."""
-        self._remote(np.zeros(SAMPLE_RATE, np.float32), "en", "transcribe")
+        with contextlib.suppress(_LocalInstead):
+            self._remote(np.zeros(SAMPLE_RATE, np.float32), "en", "transcribe")
 
     def take_notices(self) -> list[Notice]:
         notices, self._notices = self._health.take_notices() + self._notices, []
