@@ -47,7 +47,7 @@ from translator.audio.files import FileSource
 from translator.bench import corpus, scoring
 from translator.bench.corpus import ManifestClip
 from translator.bench.report import stats
-from translator.errors import ModelError, OutputError, TranslatorError
+from translator.errors import ConfigError, ModelError, OutputError, TranslatorError
 from translator.events import SAMPLE_RATE
 from translator.models.locate import resolve_asr, resolve_voice, store_dir, voice_for_language
 from translator.text import ms, one_line
@@ -240,6 +240,10 @@ def _clip_audio(clip: ManifestClip) -> np.ndarray:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """The comparison as ``args`` say (``--clips``, ``--repeat``, ``--json``, ``--quiet``, the settings)."""
+    if args.talk or args.plot or args.block_ms is not None:
+        raise ConfigError("--wyoming: --talk, --plot and --block-ms do not apply (Home Assistant streams 128 ms chunks)")
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")
     manifest = corpus.read_manifest(corpus.speech_dir(args.corpus))
     clips = corpus.select_clips(manifest, args.clips, english_only=True)  # the peer is told --language en
     with contextlib.ExitStack() as stack:
