@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from translator.config import AsrSettings, Config, LanguageSettings
 from translator.events import Notice, NoticeLevel, Transcript
 from translator.models.locate import resolve_asr
 from translator.stages.recognizer import WhisperRecognizer
+from translator.wyoming import backend as wyoming_backend
 from translator.wyoming.remote_asr import RemoteRecognizer, WyomingAsrClient
 
 CLIP = "en/LDC93S1.wav"
@@ -156,3 +158,23 @@ def test_whisper_s_translate_task_runs_on_the_local_model_said_once(peer: Server
             assert len(notices) == 1 and "transcribes only" in notices[0].message and "de" in notices[0].message
         else:
             assert notices == []
+
+
+def test_the_backend_is_used_again_once_it_is_back(peer: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wyoming_backend, "RETRY_AFTER", 0.0)
+    connect = socket.create_connection
+    refusals = iter([ConnectionRefusedError("Connection refused")])
+
+    def down_once(*args: object, **kwargs: object) -> socket.socket:
+        if (refusal := next(refusals, None)) is not None:
+            raise refusal  # the backend restarting while the recognizer warms up
+        return connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wyoming_backend.socket, "create_connection", down_once)
+    uri = f"wyoming://127.0.0.1:{peer.port}"
+    before = time.monotonic()
+    start, transcripts, notices = translate(uri)
+    assert [n.level for n in start] == [NoticeLevel.WARNING] and "Connection refused" in start[0].message
+    assert [n.message for n in notices] == [f"asr backend {uri} is back"]
+    assert_right(transcripts)
+    peer.wait_line(r"greasy wash", timeout=10, after=before)  # the peer decoded this run's utterance
