@@ -75,11 +75,12 @@ def assert_right(transcripts: list[Transcript], name: str = CLIP) -> None:
 
 
 def test_wyoming_faster_whisper_gives_the_final_transcripts(peer: Server) -> None:
+    before = time.monotonic()
     start, transcripts, notices = translate(f"wyoming://127.0.0.1:{peer.port}")
     assert start == [] and notices == []
     assert_right(transcripts)
     # the peer decoded it (it logs each transcript), not the local model under the backend's name
-    peer.wait_line(r"greasy wash", timeout=10)
+    peer.wait_line(r"greasy wash", timeout=10, after=before)
 
 
 def test_a_down_backend_falls_back_to_the_local_model_said_once() -> None:
