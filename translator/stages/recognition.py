@@ -61,7 +61,8 @@ class Context:
 
 class Recognizer(Protocol):
     """What the recognizer stage asks of a recognizer: :class:`~translator.stages.recognizer.WhisperRecognizer`,
-    or :class:`~translator.wyoming.remote_asr.RemoteRecognizer` (finals from a Wyoming server)."""
+    or :class:`~translator.wyoming.remote_asr.RemoteRecognizer` (finals from a Wyoming server):
+    recognitions, and how the decoder goes on after given words (a sentence commit's question)."""
 
     def recognize(
         self,
@@ -77,6 +78,8 @@ class Recognizer(Protocol):
         context: Context | None = None,
         abandon: Callable[[], bool] | None = None,
     ) -> Recognition | None: ...
+
+    def continuation(self, audio: np.ndarray, text: str, language: str, settings: AsrSettings = ...) -> str: ...
 
 
 __all__ = ["Context", "Recognition", "Recognizer", "TaskChoice"]

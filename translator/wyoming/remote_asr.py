@@ -78,7 +78,8 @@ class RemoteRecognizer:
     """The :meth:`WhisperRecognizer.recognize` shape, finals from the backend.
 
     A recognition with ``retry`` False is a caption (the stage asks so of captions only) and goes
-    to ``local``; so does a final when the backend fails or was failing a moment ago.
+    to ``local``; so does a final when the backend fails or was failing a moment ago, and the
+    short decode a sentence commit asks for (:meth:`continuation`).
     """
 
     def __init__(self, client: WyomingAsrClient, local: WhisperRecognizer) -> None:
@@ -161,6 +162,11 @@ class RemoteRecognizer:
             tokens=0,
             window_seconds=len(audio) / SAMPLE_RATE,
         )
+
+    def continuation(self, audio: np.ndarray, text: str, language: str, settings: AsrSettings = DEFAULT) -> str:
+        """The local model's: a sentence commit asks the decoder for three tokens after given words,
+        which no Wyoming request can (a transcript has no forced prefix)."""
+        return self._local.continuation(audio, text, language, settings)
 
     def warm_up(self) -> None:
         """A first request (a second of silence) to the backend: one that is down at start-up is said
