@@ -53,7 +53,12 @@ def peer(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[Ser
         assert s.stop() == 0, s.log(50)
 
 
-def translate(uri: str, timeout: float = 3.0, name: str = CLIP) -> tuple[list[Notice], list[Transcript], list[Notice]]:
+LOADED = 60.0
+"""The backend timeout where the backend is meant to answer: these tests share the box with others,
+and the peer's 30 s window on one thread took over 3 s (the setting's default) under load."""
+
+
+def translate(uri: str, timeout: float = LOADED, name: str = CLIP) -> tuple[list[Notice], list[Transcript], list[Notice]]:
     """The notices of start-up, then the transcripts and notices of one run over a corpus clip."""
     config = Config(
         languages=LanguageSettings(source="en", target="en"),
