@@ -395,7 +395,8 @@ def test_a_client_that_leaves_mid_utterance_frees_its_session(server: Server) ->
 
     for _ in range(3):  # more than max_sessions: a session that was not freed would block the last
         asyncio.run(go())
-    server.wait_line(r"disconnected mid-utterance", timeout=60, count=3)
+    # the end of the connection, or a reset when the client closed with audio still unread
+    server.wait_line(r"(disconnected|connection lost) mid-utterance", timeout=60, count=3)
     events = asyncio.run(transcribe(server.port, frames, rate))
     assert "greasy" in events[-1].data["text"].lower(), events[-1]
 
