@@ -393,10 +393,11 @@ def test_a_client_that_leaves_mid_utterance_frees_its_session(server: Server) ->
             await c.write_event(AudioStart(rate=rate, width=2, channels=1).event())
             await c.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=frames[: rate * 2].tobytes()).event())
 
+    before = time.monotonic()
     for _ in range(3):  # more than max_sessions: a session that was not freed would block the last
         asyncio.run(go())
     # the end of the connection, or a reset when the client closed with audio still unread
-    server.wait_line(r"(disconnected|connection lost) mid-utterance", timeout=60, count=3)
+    server.wait_line(r"(disconnected|connection lost) mid-utterance", timeout=60, count=3, after=before)
     events = asyncio.run(transcribe(server.port, frames, rate))
     assert "greasy" in events[-1].data["text"].lower(), events[-1]
 
