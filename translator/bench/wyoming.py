@@ -153,7 +153,8 @@ def start_services(args: argparse.Namespace, stack: contextlib.ExitStack) -> tup
             + [f"--set=asr.threads={threads}", f"--set=asr.beam_size={config.asr.beam_size}", f"--set=tts.voice={voice.model}"]
             + [f"--set=asr.compute_type={config.asr.compute_type}"]
             + (["--models-dir", config.models.dir] if config.models.dir else [])
-            + (["--config", args.config] if args.config else []),
+            + (["--config", args.config] if args.config else [])
+            + [f"--set={override}" for override in args.overrides],  # e.g. a vad setting to try on our side
             r"ready on tcp://",
         ),
         Process(
