@@ -105,7 +105,9 @@ class RemoteRecognizer:
     ) -> Recognition | None:
         if rms_dbfs(audio) < SILENCE_DBFS:
             return None  # what the local model says of silence, without a round trip
-        if retry and task != "translate" and self._health.due():
+        if task == "translate":
+            self._say_translating(language)
+        elif retry and self._health.due():
             with contextlib.suppress(_LocalInstead):
                 return self._remote(audio, language, task)
         return self._local.recognize(
@@ -138,15 +140,7 @@ class RemoteRecognizer:
         self._health.recovered()
         resolved = task if isinstance(task, str) else task(spoken)
         if resolved == "translate":
-            if not self._translating_said:
-                self._translating_said = True
-                self._notices.append(
-                    Notice(
-                        f"asr backend {self._health.uri} transcribes only: Whisper's translate task for {spoken} "
-                        "runs on the local model",
-                        time.monotonic(),
-                    )
-                )
+            self._say_translating(spoken)
             raise _LocalInstead
         if not text:
             return None
@@ -162,6 +156,17 @@ class RemoteRecognizer:
             tokens=0,
             window_seconds=len(audio) / SAMPLE_RATE,
         )
+
+    def _say_translating(self, language: str | None) -> None:
+        if not self._translating_said:
+            self._translating_said = True
+            self._notices.append(
+                Notice(
+                    f"asr backend {self._health.uri} transcribes only: Whisper's translate task"
+                    f"{f' for {language}' if language else ''} runs on the local model",
+                    time.monotonic(),
+                )
+            )
 
     def continuation(self, audio: np.ndarray, text: str, language: str, settings: AsrSettings = DEFAULT) -> str:
         """The local model's: a sentence commit asks the decoder for three tokens after given words,
