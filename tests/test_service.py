@@ -10,6 +10,7 @@ good once a flag file exists: a test-only patch, nothing in the product.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -107,8 +108,8 @@ def test_example_config_is_every_setting_at_its_default() -> None:
     uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", text)  # the commented-out defaults, switched on
     assert config_load.merge(cfg.Config(), tomllib.loads(uncommented), "example") == cfg.Config(), "a default changed"
     config = cfg.Config()
-    for section in cfg.dataclasses.fields(config):
-        for f in cfg.dataclasses.fields(getattr(config, section.name)):
+    for section in dataclasses.fields(config):
+        for f in dataclasses.fields(getattr(config, section.name)):
             key = {"source": "from", "target": "to"}.get(f.name, f.name)
             assert re.search(rf"(?m)^(# )?{key} = ", text), f"{section.name}.{key} is not in {EXAMPLE}"
 
