@@ -146,8 +146,12 @@ class LocalEngine:
             return stage
 
     def pipeline(self, langs: Languages, *, translate: bool) -> Pipeline[Segmenter]:
-        """A fresh pipeline for one audio stream: nobody watches captions, nothing is spoken."""
-        engines = dataclasses.replace(self.engines, translator_stage=self.stage(langs), speaker_stage=None)
+        """A fresh pipeline for one audio stream: nobody watches captions, nothing is spoken, and
+        no utterance ends at a sentence while the speaker goes on (a request is answered with one
+        transcript at its ``audio-stop``: sentence commits would only add decodes before it)."""
+        config = self.engines.config
+        config = dataclasses.replace(config, asr=dataclasses.replace(config.asr, sentence_commit=0.0))
+        engines = dataclasses.replace(self.engines, config=config, translator_stage=self.stage(langs), speaker_stage=None)
         return build_pipeline(engines, captions=False, translate=translate)
 
     # --- text to text ---------------------------------------------------------------------------
