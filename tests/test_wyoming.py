@@ -183,11 +183,12 @@ def test_a_corpus_clip_is_transcribed(server: Server) -> None:
 
 
 def test_a_44k_stereo_clip_is_resampled_and_streamed_as_chunks(server: Server) -> None:
-    """Two utterances (the clip, a second of silence, the clip): a chunk each, joined they are the transcript."""
+    """Two utterances (the clip, a silence longer than wyoming.endpoint, the clip): a chunk each,
+    joined they are the transcript."""
     frames, rate = pcm(SPEECH / "en" / "jfk.flac")
     assert rate == 44100 and frames.shape[1] == 2
     phrase = frames[: int(2.6 * rate)]  # "And so my fellow Americans"
-    audio = np.concatenate([phrase, np.zeros((rate, 2), dtype=np.int16), phrase])
+    audio = np.concatenate([phrase, np.zeros((int(2.5 * rate), 2), dtype=np.int16), phrase])
     events = asyncio.run(transcribe(server.port, audio, rate))
     types = [e.type for e in events]
     assert types[0] == "transcript-start" and types[-2:] == ["transcript-stop", "transcript"], types
@@ -195,6 +196,16 @@ def test_a_44k_stereo_clip_is_resampled_and_streamed_as_chunks(server: Server) -
     assert len(chunks) >= 2, chunks
     assert "".join(chunks) == events[-1].data["text"]
     assert events[-1].data["text"].lower().count("americans") == 2, events[-1].data
+
+
+def test_a_request_is_cut_only_at_a_long_silence(server: Server) -> None:
+    """jfk pauses 0.9 s twice ("And so my fellow Americans ... ask not ... what your country"): the
+    live endpoint (0.4 s) would cut it in three, decoded apart; the server keeps it one utterance,
+    so its words keep each other's context."""
+    events = asyncio.run(transcribe(server.port, *pcm(SPEECH / "en" / "jfk.16k.wav")))
+    chunks = [e.data["text"] for e in events if e.type == "transcript-chunk"]
+    assert len(chunks) == 1, chunks
+    assert "fellow americans" in chunks[0].lower() and "ask not" in chunks[0].lower(), chunks
 
 
 def test_two_clients_at_once_each_get_their_own_transcript(server: Server) -> None:

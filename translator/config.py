@@ -322,6 +322,12 @@ class WyomingSettings:
     """Bytes of one event's JSON header line."""
     max_payload: int = 1048576
     """Bytes of one event's data plus payload (a second of 48 kHz stereo 32-bit audio: 384 kB)."""
+    endpoint: float = 2.0
+    """Seconds of silence that end an utterance within a request (instead of ``vad.endpoint``). The
+    client ends a request (Home Assistant runs its own voice detection and sends ``audio-stop``), so
+    the server cuts only at a long silence: at the live 0.4 s a command falls into pieces decoded
+    without each other's words (jfk's "And so my fellow Americans" alone came out "And so am I
+    fellow"). Must be at most half of ``vad.max_utterance``."""
     translate: bool = False
     """A ``transcribe`` naming no ``translate:LANG`` model is answered with the translation into
     ``languages.to`` (Home Assistant names no model: its speech-to-text step then translates)."""
@@ -338,6 +344,8 @@ class WyomingSettings:
             "give tcp://HOST:PORT, unix://PATH or stdio://",
             self.uri,
         )
+        _finite(self, "endpoint")
+        _require(self.endpoint > 0, "endpoint", "must be > 0 s", self.endpoint)
         _require(self.max_sessions >= 0, "max_sessions", "must be 0 (one per core) or more", self.max_sessions)
         _finite(self, "idle_timeout", "max_audio")
         _require(self.idle_timeout > 0, "idle_timeout", "must be > 0 s", self.idle_timeout)

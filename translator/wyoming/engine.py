@@ -27,7 +27,7 @@ import numpy as np
 from translator import languages as langs_mod
 from translator.assemble import build_pipeline, load_engines
 from translator.config import Config
-from translator.errors import LanguageError
+from translator.errors import ConfigError, LanguageError
 from translator.events import Transcript as TranscriptEvent
 from translator.events import Translation
 from translator.languages import Languages
@@ -51,11 +51,7 @@ class LocalEngine:
     """The loaded, warmed-up models of one configuration, and what a request may ask of them."""
 
     def __init__(self, config: Config) -> None:
-        # The backends are a client's settings, and the config may be the one translator.service
-        # reads: a server that forwarded its requests to a backend could be forwarding to itself.
-        config = dataclasses.replace(
-            config, asr=dataclasses.replace(config.asr, backend=""), tts=dataclasses.replace(config.tts, backend="")
-        )
+        config = _served(config)
         self.config = config
         self.engines = load_engines(config, speak=config.tts.enabled)
         self.store: Path = locate.store_dir(config.models.dir or None)
@@ -146,12 +142,9 @@ class LocalEngine:
             return stage
 
     def pipeline(self, langs: Languages, *, translate: bool) -> Pipeline[Segmenter]:
-        """A fresh pipeline for one audio stream: nobody watches captions, nothing is spoken, and
-        no utterance ends at a sentence while the speaker goes on (a request is answered with one
-        transcript at its ``audio-stop``: sentence commits would only add decodes before it)."""
-        config = self.engines.config
-        config = dataclasses.replace(config, asr=dataclasses.replace(config.asr, sentence_commit=0.0))
-        engines = dataclasses.replace(self.engines, config=config, translator_stage=self.stage(langs), speaker_stage=None)
+        """A fresh pipeline for one audio stream (the server's settings, :func:`_served`): nobody
+        watches captions, nothing is spoken."""
+        engines = dataclasses.replace(self.engines, translator_stage=self.stage(langs), speaker_stage=None)
         return build_pipeline(engines, captions=False, translate=translate)
 
     # --- text to text ---------------------------------------------------------------------------
@@ -198,3 +191,26 @@ class LocalEngine:
         """``text`` spoken, a piece per sentence as each is ready (the first sentence cut short when long)."""
         for sentence in speech_chunks(text, voice.language):
             yield from voice.synthesize(sentence)
+
+
+def _served(config: Config) -> Config:
+    """The settings the server's pipelines run with.
+
+    The backends are a client's settings, and the config may be the one translator.service reads:
+    a server that forwarded its requests to a backend could be forwarding to itself. An utterance
+    ends only at a long silence (``wyoming.endpoint``): the client ends the request. And none ends
+    at a sentence while the speaker goes on: a request is answered with one transcript at its
+    ``audio-stop``, and sentence commits would only add decodes before it.
+    """
+    endpoint, vad = config.wyoming.endpoint, config.vad
+    if not vad.pause <= endpoint <= vad.max_utterance / 2:
+        raise ConfigError(
+            f"wyoming.endpoint: must be between vad.pause ({vad.pause:g} s) and half of vad.max_utterance "
+            f"({vad.max_utterance / 2:g} s), got {endpoint:g}"
+        )
+    return dataclasses.replace(
+        config,
+        asr=dataclasses.replace(config.asr, backend="", sentence_commit=0.0),
+        tts=dataclasses.replace(config.tts, backend=""),
+        vad=dataclasses.replace(vad, endpoint=endpoint),
+    )
