@@ -72,6 +72,15 @@ def test_an_answer_is_taken_once_and_a_waiting_segmenter_gets_it_from_another_th
     assert Verdicts(wait=False).take((3, 1.0), block=True) is None
 
 
+def test_a_question_is_considered_until_it_is_answered() -> None:
+    verdicts = Verdicts(wait=False)
+    assert not verdicts.considering((1, 2.0))
+    verdicts.consider((1, 2.0))
+    assert verdicts.considering((1, 2.0))
+    verdicts.answer((1, 2.0), True)
+    assert not verdicts.considering((1, 2.0)) and verdicts.take((1, 2.0), block=False) is True
+
+
 def test_answers_nobody_takes_are_forgotten() -> None:
     verdicts = Verdicts(wait=False)
     for i in range(KEEP + 10):
@@ -156,6 +165,35 @@ def test_a_short_word_before_the_next_pause_asks_at_that_pause_and_holds_it() ->
     # The question came at the pause after "one" (its audio reaches that pause), not 0.4 s into it.
     one = of(events, UtteranceEnded)[1]
     assert sample(asked.start) + len(asked.audio) >= sample(one.t_end) + VadSettings().pause * SR
+
+
+def test_a_live_source_holds_the_endpoint_for_a_question_being_worked_on() -> None:
+    """After "... gospel. One" the silence reaches the endpoint while the recognizer is still on the
+    question: a live source waits for its answer (up to ANSWER_LIMIT) rather than end the utterance
+    with "One" in it, which would only be decoded all again."""
+    x, ends = talk(("en/picovoice_leopard_test.wav", "en/uberi_english.wav"))
+    verdicts = Verdicts(wait=False)
+    seg = Segmenter(verdicts=verdicts)
+    events: list = []
+    question: PauseFollowed | None = None
+    answered = False
+    asked_at = 0.0
+    for block in blocks(x, 512):
+        events += seg.feed(block)
+        if question is None:
+            question = next(
+                (e for e in events if isinstance(e, PauseFollowed) and abs(sample(e.t_end) - ends[0]) < 0.15 * SR), None
+            )
+            if question is not None:
+                verdicts.consider((question.utterance_id, question.t_end))
+                asked_at = block.end
+        elif not answered and block.end > asked_at + 1.0:  # past the endpoint after "one", within ANSWER_LIMIT
+            assert not of(events, UtteranceEnded)
+            verdicts.answer((question.utterance_id, question.t_end), True)
+            answered = True
+    assert answered
+    first = of(events, UtteranceEnded)[0]
+    assert first.committed and abs(sample(first.t_end) - ends[0]) < 0.15 * SR
 
 
 def test_a_pause_that_ends_no_sentence_leaves_one_utterance() -> None:

@@ -43,8 +43,9 @@ Measured on the corpus talk (tiny.en and base) and espeak-ng paragraphs: 0.3, 0.
 the same answers at every pause; 0.4 keeps a margin, and every 0.1 s here is 0.1 s of lag."""
 ANSWER_LIMIT = 3.0
 """Seconds of audio a source in real time goes on past a question before it takes the answer as
-no: a recognizer that far behind real time would hold the next pause and the endpoint (which wait
-for the answer) for longer than a commit could save."""
+no: a recognizer that far behind real time would hold the next pause (which waits for the answer)
+for longer than a commit could save. The endpoint waits for an answer only while the recognizer
+is working on it: one not yet started would come too late to be worth the wait."""
 WAIT_LIMIT = 30.0
 """Seconds a source read faster than real time waits for an answer: the recognizer answers every
 pause even when it fails, so this bounds only a stalled pipeline."""
@@ -75,10 +76,24 @@ class Verdicts:
         self.wait = wait
         """Whether the segmenter blocks on a pending answer (see the module docstring)."""
         self._answers: OrderedDict[Hashable, bool] = OrderedDict()
+        self._considered: OrderedDict[Hashable, bool] = OrderedDict()
         self._ready = threading.Condition()
+
+    def consider(self, key: Hashable) -> None:
+        """The recognizer has the question and is working on the answer."""
+        with self._ready:
+            self._considered[key] = True
+            while len(self._considered) > KEEP:
+                self._considered.popitem(last=False)
+
+    def considering(self, key: Hashable) -> bool:
+        """Whether the answer is being worked on (the segmenter holds the endpoint for it then)."""
+        with self._ready:
+            return key in self._considered
 
     def answer(self, key: Hashable, commit: bool) -> None:
         with self._ready:
+            self._considered.pop(key, None)
             self._answers[key] = commit
             while len(self._answers) > KEEP:
                 self._answers.popitem(last=False)

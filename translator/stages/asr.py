@@ -106,11 +106,12 @@ class RecognizerStage:
                 yield from self._discard_speculation()  # speech resumed after the pause
             yield from self._caption(event)
         elif isinstance(event, PauseFollowed):
+            assert self.verdicts is not None
+            self.verdicts.consider((event.utterance_id, event.t_end))
             commit = False
             try:
                 commit = self._sentence_ended(event)
             finally:  # answered even when that fails: the segmenter may be waiting for it
-                assert self.verdicts is not None
                 self.verdicts.answer((event.utterance_id, event.t_end), commit)
             if not commit and self._speculation is not None and self._speculation[0][0] == event.utterance_id:
                 yield from self._discard_speculation()  # the sentence goes on: the pause was no end

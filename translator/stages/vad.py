@@ -127,8 +127,8 @@ class Segmenter:
       utterance from the end of that audio, so no sample is lost or repeated. While the answer is
       pending no ``SpeechGrowing`` is emitted; when answers are awaited (``Verdicts.wait``), the
       next ``feed`` waits for it first (the recognizer gets ``PauseFollowed`` when ``feed`` returns);
-      otherwise an answer that has not come by the endpoint, or after ``ANSWER_LIMIT`` of audio,
-      is taken as no.
+      otherwise an answer that has not come after ``ANSWER_LIMIT`` of audio, or by the endpoint
+      while the recognizer has not taken the question up, is taken as no.
     - ``flush`` ends an announced utterance as the endpoint would (audio clipped to what arrived).
 
     ``t_end`` is the end of the last voiced frame and ``t_end_wall`` the ``wall`` of the block that
@@ -278,9 +278,11 @@ class Segmenter:
             # gospel. One, two"): ask now, with the word heard, and hold this pause until then.
             self._ask(utt, pending, b, wall, out)
         asking = pending is not None and pending.asked
-        if asking and silence >= self._endpoint and not self._awaits:
-            # The endpoint came before the answer: the utterance ends here as it would without
-            # commits (a source read faster than real time has the answer by the next feed).
+        if asking and silence >= self._endpoint and not self._awaits and not self._considered(pending):
+            # The endpoint came before the recognizer even took up the question: the utterance
+            # ends here as it would without commits. One it is working on is waited for (up to
+            # ANSWER_LIMIT): ending here would only have the recognizer decode it all again. A
+            # source read faster than real time has the answer by the next feed.
             utt.pending = None
             asking = False
         if silence >= self._pause and utt.paused_audio is None and not asking:
@@ -330,6 +332,10 @@ class Segmenter:
         return UtteranceEnded(
             utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end), utt.last_voiced_wall, wall, cut=cut
         )
+
+    def _considered(self, pause: _Pause | None) -> bool:
+        """Whether the recognizer is working on the question about ``pause``."""
+        return pause is not None and self._verdicts is not None and self._verdicts.considering(pause.key)
 
     def _ask(self, utt: _Utterance, pause: _Pause, b: int, wall: float, out: list[SegmentEvent]) -> None:
         """Ask whether the sentence ended at ``pause``, with the utterance's audio up to ``b``."""
