@@ -38,6 +38,7 @@ import numpy as np
 
 from translator.audio import portaudio
 from translator.audio.blocks import LIVE_BLOCK_SECONDS, Blocker, block_size
+from translator.audio.echo import EchoCanceller
 from translator.audio.portaudio import Kind
 from translator.audio.samples import StreamResampler
 from translator.audio.stream import BACKOFF, STALL_TIMEOUT, DeviceStream, StatusCallback, backoff_delays
@@ -83,6 +84,10 @@ class MicrophoneSource(DeviceStream):
 
     ``on_status`` is called from the iterating thread with each status change; the latest message
     is also in :attr:`status`.
+
+    ``canceller`` takes the speaker's echo out of the 16 kHz audio before it is cut into blocks
+    (translator/audio/echo.py); each run of contiguous capture is anchored at the wall time its
+    first sample was spoken.
     """
 
     kind = Kind.INPUT
@@ -98,8 +103,10 @@ class MicrophoneSource(DeviceStream):
         max_buffer_seconds: float = 2.0,
         stall_timeout: float = STALL_TIMEOUT,
         backoff: tuple[float, float] = BACKOFF,
+        canceller: EchoCanceller | None = None,
     ) -> None:
         self.block_size = block_size(block_seconds)
+        self.canceller = canceller
         super().__init__(device, on_status, samplerate, stall_timeout, backoff)
         self.retry = retry
         self._max_buffer_seconds = max_buffer_seconds
@@ -302,9 +309,11 @@ class MicrophoneSource(DeviceStream):
         def flush() -> Iterator[AudioBlock]:
             """Everything held (resampler tail included) as blocks, the last one possibly short."""
             nonlocal to_16k
-            if to_16k is not None:
-                yield from blocker.add(to_16k.tail(), wall)
-                to_16k = None
+            rest = to_16k.tail() if to_16k is not None else np.zeros(0, dtype=np.float32)
+            to_16k = None
+            if self.canceller is not None:
+                rest = np.concatenate([self.canceller.process(rest), self.canceller.flush()])
+            yield from blocker.add(rest, wall)
             yield from blocker.flush(wall)
 
         try:
@@ -359,8 +368,13 @@ class MicrophoneSource(DeviceStream):
                 elif piece.skipped:
                     yield from flush()
                     blocker.skip(round(piece.skipped * SAMPLE_RATE / self.rate))
+                began: float | None = None  # set where a run of contiguous capture starts
                 if to_16k is None:
                     to_16k = StreamResampler(self.rate)
+                    began = piece.wall - self.latency - len(piece.samples) / self.rate
                 wall = piece.wall
                 last_audio_wall = piece.wall - self.latency
-                yield from blocker.add(to_16k(piece.samples), wall)
+                samples = to_16k(piece.samples)
+                if self.canceller is not None:
+                    samples = self.canceller.process(samples, began)
+                yield from blocker.add(samples, wall)

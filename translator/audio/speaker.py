@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from translator.audio import portaudio
+from translator.audio.echo import EchoReference
 from translator.audio.portaudio import Kind
 from translator.audio.samples import at_rate, to_mono_float32
 from translator.audio.stream import BACKOFF, STALL_TIMEOUT, DeviceStream, StatusCallback, backoff_delays
@@ -57,6 +58,9 @@ class SpeakerSink(DeviceStream):
     ``on_status`` says so, :attr:`error` is cleared, and the next chunk plays (so the first
     translation after a headset is plugged back in is heard). Failed retries are not announced
     again. A new failure after a recovery raises once again.
+
+    ``reference`` is given every buffer the callback fills, silence included, with the wall time
+    its first sample is heard: the far end of the microphone's echo canceller.
     """
 
     kind = Kind.OUTPUT
@@ -74,6 +78,7 @@ class SpeakerSink(DeviceStream):
         stall_timeout: float = STALL_TIMEOUT,
         backoff: tuple[float, float] = BACKOFF,
         latency: float | str = OUTPUT_LATENCY,
+        reference: EchoReference | None = None,
     ) -> None:
         if lead_in < 0:
             raise ValueError(f"lead_in must be >= 0, got {lead_in}")
@@ -82,6 +87,7 @@ class SpeakerSink(DeviceStream):
         self.lead_in_after = lead_in_after
         self.idle_close = idle_close
         self._want_latency = latency
+        self.reference = reference
         self._max_queue_seconds = max_queue_seconds
         self.error: str | None = None
         """The current failure, or None while the output works."""
@@ -152,6 +158,8 @@ class SpeakerSink(DeviceStream):
             outdata[n:, 0] = 0.0
             if outdata.shape[1] > 1:
                 outdata[:, 1:] = outdata[:, :1]
+            if self.reference is not None and self.rate:  # the first callbacks may come before _open has it
+                self.reference.played(generation, self.rate, now + self.latency, outdata[:, 0])
 
         return callback
 

@@ -1,0 +1,138 @@
+"""Acoustic echo cancellation: what the speaker played, taken out of what the microphone hears.
+
+The canceller is WebRTC's AEC3 in-process (the ``pywebrtc-audio`` wheel), chosen by measurement
+over PulseAudio's ``module-echo-cancel`` (docs/duplex.md). It needs the played audio as a
+reference, sample-aligned with the capture. The two streams are separate PortAudio streams, so the
+alignment comes from timestamps: each open output stream is one contiguous run of samples whose
+first sample is heard at the first callback's time plus the output latency, and each open input
+stream one whose first sample was spoken at its first callback's time less the input latency and
+the callback's length. Anchoring once per stream (not per callback) keeps callback jitter out of
+the alignment; what is left is a constant offset (the room's delay, the sound server's buffering
+beyond what it reports), which AEC3's own delay estimator finds, as long as the echo comes after
+the reference it is given (an echo ahead of its reference cannot be cancelled): hence :data:`LEAD`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from translator.audio.samples import StreamResampler
+from translator.events import SAMPLE_RATE
+
+FRAME = SAMPLE_RATE // 100
+"""AEC3 works on 10 ms frames."""
+
+LEAD = 0.12
+"""Seconds the reference is handed over ahead of the capture it is aligned with. Through ALSA's
+``pulse`` plugin the echo came about 60 ms before the reported latencies put it (the plugin reports
+its ALSA buffer, not the server's), and at 50 ms AEC3 cancelled nothing; AEC3 finds delays of
+several hundred milliseconds, so a margin costs nothing. It must stay below the output latency
+(0.1 s) plus the capture's age when it is processed, or the reference would not be there yet."""
+
+_KEEP = 2.0
+"""Seconds of played audio kept behind the capture (more than any room's echo path)."""
+
+
+def unavailable() -> str | None:
+    """Why echo cancellation cannot run here, or None when it can."""
+    try:
+        import pywebrtc_audio  # noqa: F401, PLC0415 - an optional native wheel
+    except ImportError as e:
+        return f"the echo canceller is not installed ({e}; pip install pywebrtc-audio)"
+    return None
+
+
+class EchoReference:
+    """What the speaker played, on a 16 kHz timeline of wall time, for the microphone's canceller.
+
+    :meth:`played` is called from the output callback with every buffer it fills (silence
+    included, so an open stream is one contiguous run); it only appends. :meth:`take` is called
+    from the microphone's thread and does the resampling there.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._incoming: deque[tuple[int, int, float, np.ndarray]] = deque()  # (generation, rate, heard_at, samples)
+        self._generation = -1
+        self._to_16k: StreamResampler | None = None
+        self._anchor = 0.0  # wall time of timeline sample 0 of the current output stream
+        self._base = 0  # timeline index of self._buf[0]
+        self._buf = np.zeros(0, dtype=np.float32)
+        self.played_seconds = 0.0
+        """Seconds of audio the speaker reported, silence included (for tests and the bench)."""
+
+    def played(self, generation: int, rate: int, heard_at: float, samples: np.ndarray) -> None:
+        """An output buffer (device rate, mono) whose first sample is heard at ``heard_at``."""
+        with self._lock:
+            self._incoming.append((generation, rate, heard_at, samples.copy()))
+
+    def _ingest(self) -> None:
+        with self._lock:
+            pieces = list(self._incoming)
+            self._incoming.clear()
+        for generation, rate, heard_at, samples in pieces:
+            if generation != self._generation or self._to_16k is None:
+                # A new output stream: a new run of samples with an anchor of its own.
+                self._generation = generation
+                self._to_16k = StreamResampler(rate)
+                self._anchor, self._base = heard_at, 0
+                self._buf = np.zeros(0, dtype=np.float32)
+            self.played_seconds += len(samples) / rate
+            self._buf = np.concatenate([self._buf, self._to_16k(samples)])
+
+    def take(self, at: float, n: int) -> np.ndarray:
+        """``n`` samples of what was heard from wall time ``at`` on (zeros where nothing played)."""
+        self._ingest()
+        out = np.zeros(n, dtype=np.float32)
+        start = round((at - self._anchor) * SAMPLE_RATE) - self._base
+        lo, hi = max(start, 0), min(start + n, len(self._buf))
+        if hi > lo:
+            out[lo - start : hi - start] = self._buf[lo:hi]
+        drop = start - round(_KEEP * SAMPLE_RATE)
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._base += drop
+        return out
+
+
+class EchoCanceller:
+    """AEC3 over the microphone's 16 kHz audio, with :class:`EchoReference` as the far end.
+
+    :meth:`process` takes contiguous capture and returns as many samples as it was given, up to
+    one frame (10 ms) later: what does not fill a frame waits for the next call. ``at`` (the wall
+    time the first sample was spoken) starts a new run: a new stream, or audio after a gap.
+    """
+
+    def __init__(self, reference: EchoReference) -> None:
+        from pywebrtc_audio import EchoCanceller as Aec3  # noqa: PLC0415 - an optional native wheel
+
+        self.reference = reference
+        self._aec: Any = Aec3(sample_rate=SAMPLE_RATE, num_channels=1)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._next = 0.0  # wall time of self._pending[0]
+        self.frames = 0
+        """Frames processed (with a reference, or with silence for one)."""
+
+    def process(self, samples: np.ndarray, at: float | None = None) -> np.ndarray:
+        if at is not None:
+            self._next = at - len(self._pending) / SAMPLE_RATE
+        x = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        whole = len(x) // FRAME * FRAME
+        out = np.empty(whole, dtype=np.float32)
+        for i in range(0, whole, FRAME):
+            far = self.reference.take(self._next + i / SAMPLE_RATE + LEAD, FRAME)
+            out[i : i + FRAME] = self._aec.process(np.ascontiguousarray(x[i : i + FRAME], dtype=np.float32), far)
+        self.frames += whole // FRAME
+        self._pending = x[whole:].copy()
+        self._next += whole / SAMPLE_RATE
+        return out
+
+    def flush(self) -> np.ndarray:
+        """What is held short of a frame, as it was captured (before a gap, or at the end)."""
+        rest, self._pending = self._pending, np.zeros(0, dtype=np.float32)
+        self._next += len(rest) / SAMPLE_RATE
+        return rest
