@@ -368,13 +368,13 @@ class MicrophoneSource(DeviceStream):
                 elif piece.skipped:
                     yield from flush()
                     blocker.skip(round(piece.skipped * SAMPLE_RATE / self.rate))
-                began: float | None = None  # set where a run of contiguous capture starts
+                run_start: float | None = None  # set where a run of contiguous capture starts
                 if to_16k is None:
                     to_16k = StreamResampler(self.rate)
-                    began = piece.wall - self.latency - len(piece.samples) / self.rate
+                    run_start = piece.wall - self.latency - len(piece.samples) / self.rate
                 wall = piece.wall
                 last_audio_wall = piece.wall - self.latency
                 samples = to_16k(piece.samples)
                 if self.canceller is not None:
-                    samples = self.canceller.process(samples, began)
+                    samples = self.canceller.process(samples, run_start)
                 yield from blocker.add(samples, wall)

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--full-duplex",
         action="store_true",
-        help="keep the microphone open while speaking (headsets): turns off the self-listening guard",
+        help="keep the microphone open while speaking, as it is (headsets): audio.duplex = full",
     )
     r.add_argument("--ptt", action="store_true", help="push-to-talk: the microphone is on only while space is held")
     view = r.add_mutually_exclusive_group()
@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if getattr(args, key) is not None:
             extra.setdefault("audio", {})[key] = getattr(args, key)
     if args.full_duplex:
-        extra.setdefault("audio", {})["half_duplex"] = False
+        extra.setdefault("audio", {})["duplex"] = "full"
     if extra:
         config = config_load.merge(config, extra, "command line")
     options = app.RunOptions(
