@@ -45,8 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "devices",
         help="list audio inputs and outputs",
-        description="List the audio inputs and outputs by name; * marks the defaults.",
+        description="List the audio inputs and outputs by name; * marks the defaults. The last line says which "
+        "duplex mode (audio.duplex) translator run would use on the output.",
     )
+    d.add_argument("--config", metavar="FILE", help="TOML settings file (its [audio] section is read)")
+    d.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides", help="override a setting")
     d.set_defaults(func=cmd_devices)
 
 
@@ -77,6 +80,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
     from translator.run.devices_table import device_table  # noqa: PLC0415 (PortAudio)
 
-    for line in device_table():
+    config = config_load.apply_overrides(config_load.load(args.config), args.overrides)
+    for line in device_table(config.audio):
         console.out(line, highlight=False)
     return 0
