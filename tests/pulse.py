@@ -7,6 +7,8 @@ What it gives you::
         with pa.record_sink() as rec:          # record what is played to the null sink "out"
             ...play something...
         rec.samples                            # float32, 16 kHz mono, filled on leaving the block
+        with pa.room(Room(delay=0.08)):        # what "out" plays comes back into "mic" (an echo)
+            ...
         subprocess.run([...], env={**os.environ, **pa.env})
         pa.remove_source(); pa.add_source()    # unplug / replug the microphone
 
@@ -631,8 +633,9 @@ class PulseServer:
     # --- the speaker ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def record_sink(self, *, settle: float = 0.2) -> Iterator[Recording]:
-        """Record the null sink's monitor (``out.monitor``) as 16 kHz mono float32 while inside.
+    def record_sink(self, *, settle: float = 0.2, device: str = f"{SINK}.monitor") -> Iterator[Recording]:
+        """Record the null sink's monitor (``out.monitor``) as 16 kHz mono float32 while inside;
+        ``device`` records another source instead (``mic``: what the microphone hears in a room).
 
         ``settle`` seconds are waited after connecting so nothing played right after is missed.
         """
@@ -643,7 +646,7 @@ class PulseServer:
             proc = subprocess.Popen(
                 [
                     "parec",
-                    f"--device={SINK}.monitor",
+                    f"--device={device}",
                     "--format=float32le",
                     f"--rate={RATE}",
                     "--channels=1",

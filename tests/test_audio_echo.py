@@ -59,12 +59,15 @@ def test_reference_returns_what_was_heard_at_that_time_and_silence_around_it() -
     assert not ref.take(101.5, 160).any()  # after it: nothing played
 
 
-def test_a_new_output_stream_starts_a_timeline_of_its_own() -> None:
+def test_a_new_run_is_anchored_afresh_and_the_one_before_it_still_answers() -> None:
+    """An underflow (or a new stream) starts a run: its audio is where its anchor says, and the
+    echo of what played just before it is still there to cancel."""
     ref = EchoReference()
-    ref.played(0, RATE, 100.0, np.ones(1600, np.float32))
-    ref.played(1, RATE, 200.0, np.full(1600, 0.5, np.float32))  # reopened after an idle spell
-    assert np.all(ref.take(200.0, 160) == 0.5)
-    assert not ref.take(100.0, 160).any()  # the old stream's audio is gone with it
+    ref.played(0, RATE, 100.0, np.ones(16000, np.float32))
+    ref.played(1, RATE, 101.05, np.full(16000, 0.5, np.float32))  # after 50 ms without sound
+    got = ref.take(100.99, 2400)  # 10 ms of the first run, 50 ms of nothing, then the second
+    assert np.all(got[:160] == 1.0) and not got[160:960].any() and np.all(got[960:] == 0.5)
+    assert np.all(ref.take(101.5, 160) == 0.5)
 
 
 def test_reference_at_the_device_rate_is_resampled_to_16k() -> None:

@@ -56,47 +56,61 @@ class EchoReference:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._incoming: deque[tuple[int, int, float, np.ndarray]] = deque()  # (generation, rate, heard_at, samples)
-        self._generation = -1
+        self._incoming: deque[tuple[int, int, float, np.ndarray]] = deque()  # (run, rate, heard_at, samples)
+        self._run = -1
         self._to_16k: StreamResampler | None = None
-        self._anchor = 0.0  # wall time of timeline sample 0 of the current output stream
-        self._base = 0  # timeline index of self._buf[0]
-        self._buf = np.zeros(0, dtype=np.float32)
+        self._runs: deque[_Run] = deque(maxlen=2)  # the current run, and the one before it
         self.played_seconds = 0.0
         """Seconds of audio the speaker reported, silence included (for tests and the bench)."""
 
-    def played(self, generation: int, rate: int, heard_at: float, samples: np.ndarray) -> None:
-        """An output buffer (device rate, mono) whose first sample is heard at ``heard_at``."""
+    def played(self, run: int, rate: int, heard_at: float, samples: np.ndarray) -> None:
+        """An output buffer (device rate, mono) whose first sample is heard at ``heard_at``; a new
+        ``run`` starts a new timeline, anchored at its first buffer (a new stream, an underflow).
+        The run before it is kept too: its echo is still in the room."""
         with self._lock:
-            self._incoming.append((generation, rate, heard_at, samples.copy()))
+            self._incoming.append((run, rate, heard_at, samples.copy()))
 
     def _ingest(self) -> None:
         with self._lock:
             pieces = list(self._incoming)
             self._incoming.clear()
-        for generation, rate, heard_at, samples in pieces:
-            if generation != self._generation or self._to_16k is None:
-                # A new output stream: a new run of samples with an anchor of its own.
-                self._generation = generation
+        for run, rate, heard_at, samples in pieces:
+            if run != self._run or self._to_16k is None or self._to_16k.rate != rate:
+                self._run = run
                 self._to_16k = StreamResampler(rate)
-                self._anchor, self._base = heard_at, 0
-                self._buf = np.zeros(0, dtype=np.float32)
+                self._runs.append(_Run(heard_at))
             self.played_seconds += len(samples) / rate
-            self._buf = np.concatenate([self._buf, self._to_16k(samples)])
+            self._runs[-1].add(self._to_16k(samples))
 
     def take(self, at: float, n: int) -> np.ndarray:
         """``n`` samples of what was heard from wall time ``at`` on (zeros where nothing played)."""
         self._ingest()
         out = np.zeros(n, dtype=np.float32)
-        start = round((at - self._anchor) * SAMPLE_RATE) - self._base
-        lo, hi = max(start, 0), min(start + n, len(self._buf))
+        for run in self._runs:  # oldest first: where two overlap, the newer one is right
+            run.copy_into(out, at)
+        return out
+
+
+class _Run:
+    """One contiguous run of played audio at 16 kHz, sample 0 heard at ``anchor``."""
+
+    def __init__(self, anchor: float) -> None:
+        self.anchor = anchor
+        self.base = 0  # index of buf[0] in the run
+        self.buf = np.zeros(0, dtype=np.float32)
+
+    def add(self, samples: np.ndarray) -> None:
+        self.buf = np.concatenate([self.buf, samples])
+
+    def copy_into(self, out: np.ndarray, at: float) -> None:
+        start = round((at - self.anchor) * SAMPLE_RATE) - self.base
+        lo, hi = max(start, 0), min(start + len(out), len(self.buf))
         if hi > lo:
-            out[lo - start : hi - start] = self._buf[lo:hi]
+            out[lo - start : hi - start] = self.buf[lo:hi]
         drop = start - round(_KEEP * SAMPLE_RATE)
         if drop > 0:
-            self._buf = self._buf[drop:]
-            self._base += drop
-        return out
+            self.buf = self.buf[drop:]
+            self.base += drop
 
 
 class EchoCanceller:

@@ -56,7 +56,7 @@ average) after its last sample was captured, instead of a few milliseconds."""
 class _Piece:
     """What one capture callback delivered."""
 
-    __slots__ = ("samples", "wall", "skipped", "first")
+    __slots__ = ("samples", "wall", "skipped", "first", "overflow")
 
     def __init__(self, samples: np.ndarray, wall: float, first: bool) -> None:
         self.samples = samples
@@ -65,6 +65,8 @@ class _Piece:
         """Device-rate frames dropped just before this piece (overrun)."""
         self.first = first
         """The first piece of a newly opened stream."""
+        self.overflow = False
+        """The device lost input before this piece (its own overrun): the capture's time jumps."""
 
 
 class _Lost(Exception):
@@ -188,6 +190,7 @@ class MicrophoneSource(DeviceStream):
                 overruns = self.overruns
                 if status and status.input_overflow:
                     self.overruns += 1
+                    piece.overflow = True
                 self._pieces.append(piece)
                 self._buffered += frames
                 while self._buffered > self._max_buffered and len(self._pieces) > 1:
@@ -369,8 +372,8 @@ class MicrophoneSource(DeviceStream):
                     yield from flush()
                     blocker.skip(round(piece.skipped * SAMPLE_RATE / self.rate))
                 run_start: float | None = None  # set where a run of contiguous capture starts
-                if to_16k is None:
-                    to_16k = StreamResampler(self.rate)
+                if to_16k is None or piece.overflow:
+                    to_16k = to_16k or StreamResampler(self.rate)
                     run_start = piece.wall - self.latency - len(piece.samples) / self.rate
                 wall = piece.wall
                 last_audio_wall = piece.wall - self.latency

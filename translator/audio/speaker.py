@@ -60,7 +60,8 @@ class SpeakerSink(DeviceStream):
     again. A new failure after a recovery raises once again.
 
     ``reference`` is given every buffer the callback fills, silence included, with the wall time
-    its first sample is heard: the far end of the microphone's echo canceller.
+    its first sample is heard: the far end of the microphone's echo canceller. Each stream, and
+    the audio after each underflow, is a run of its own (contiguous, with an anchor of its own).
     """
 
     kind = Kind.OUTPUT
@@ -88,6 +89,7 @@ class SpeakerSink(DeviceStream):
         self.idle_close = idle_close
         self._want_latency = latency
         self.reference = reference
+        self._reference_run = 0  # a new one for each stream and after each underflow (see the callback)
         self._max_queue_seconds = max_queue_seconds
         self.error: str | None = None
         """The current failure, or None while the output works."""
@@ -112,6 +114,7 @@ class SpeakerSink(DeviceStream):
         with self._cond:
             self._generation += 1
             generation = self._generation
+            self._reference_run += 1
         stream, rate, channels = portaudio.open_stream(
             self.info,
             Kind.OUTPUT,
@@ -159,7 +162,11 @@ class SpeakerSink(DeviceStream):
             if outdata.shape[1] > 1:
                 outdata[:, 1:] = outdata[:, :1]
             if self.reference is not None and self.rate:  # the first callbacks may come before _open has it
-                self.reference.played(generation, self.rate, now + self.latency, outdata[:, 0])
+                if status and status.output_underflow:
+                    # The device ran dry: what follows is heard later than the run so far says,
+                    # so it starts a run of its own, anchored afresh.
+                    self._reference_run += 1
+                self.reference.played(self._reference_run, self.rate, now + self.latency, outdata[:, 0])
 
         return callback
 
