@@ -271,20 +271,23 @@ def test_aec_in_a_room_keeps_our_voice_out_and_hears_who_talks_over_it(tmp_path:
     microphone through a simulated room (80 ms more than the path's own ~30 ms, -10 dB, a 50 ms
     reverberation tail, -60 dBFS noise). Someone speaks, the translation (with --to en, the same
     words in Piper's voice) plays, and a second recording starts while it plays: that one is
-    transcribed, and no word of our own speech (the echo of either translation) is."""
+    transcribed, and no word of our own speech (the echo of either translation) is. The first
+    translation, talked over, stops (audio.barge_in = stop)."""
     transcript = tmp_path / "t.jsonl"
     app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en"), {**os.environ, **pa.env})
     other = _audio(OTHER)
     try:
         app.wait_line(r"listening on 'default'", timeout=120)
         assert app.hits(r"ready: .*speaking on 'default'; full duplex, own speech cancelled from the microphone")
-        with pa.room(Room(delay=0.08, gain_db=-10.0)), pa.record_sink(device=SOURCE) as mic:
+        with pa.room(Room(delay=0.08, gain_db=-10.0)), pa.record_sink(device=SOURCE) as mic, pa.record_sink() as out:
             pa.feed(en)
             spoke = app.wait_line(r"#1 speaking", timeout=60)
             time.sleep(1.0)  # the translation is playing (no turn gap in aec)
             overlap = time.monotonic()
             pa.feed(other)
+            stopped = app.wait_line(r"#1: translation stopped: #\d+ is talking over it", timeout=30)
             wait_record(app, transcript, lambda r: r["utterance_id"] > 1, timeout=90)
+            next_speech = app.wait_line(r"#\d+ speaking", after=stopped, timeout=60)
             # both translations play out, into the room: nothing more may be heard
             app.wait("all utterances settled", lambda: _settled(app), timeout=90)
             time.sleep(4.0 + len(other) / 16000)
@@ -295,9 +298,14 @@ def test_aec_in_a_room_keeps_our_voice_out_and_hears_who_talks_over_it(tmp_path:
     # the room worked: our translation was loud in the microphone before the other person spoke
     echo = _loudest(mic.samples, spoke - mic.started, overlap - mic.started)
     assert echo > -45.0, f"the room carried no echo ({echo:.1f} dBFS)"
+    # barge-in: the translation talked over went quiet (what the device buffered, 0.1 s, aside)
+    # until the next one began, and it stays in the transcript
+    assert stopped - overlap < 1.5, (overlap, stopped)
+    rest_of_it = _loudest(out.samples, stopped + 0.3 - out.started, next_speech - out.started)
+    assert rest_of_it < -60.0, f"the stopped translation went on at {rest_of_it:.1f} dBFS"
     recs = read_jsonl(transcript)
     first, rest = recs[0], recs[1:]
-    assert scoring.wer(clip(EN).transcript, first["source_text"]) <= 0.3, recs
+    assert scoring.wer(clip(EN).transcript, first["source_text"]) <= 0.3 and first["text"], recs
     # the overlapping person's words, once: an echo of either translation would add its words
     heard = " ".join(r["source_text"] for r in rest)
     wer = scoring.wer(clip(OTHER).transcript, heard)

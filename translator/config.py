@@ -258,6 +258,7 @@ class ModelSettings:
 
 
 DUPLEX_SETTINGS = ("auto", "half", "aec", "full")
+BARGE_IN = ("stop", "duck", "off")
 
 
 @dataclass(frozen=True)
@@ -281,12 +282,20 @@ class AudioSettings:
     """aec and full: a final transcript that repeats what was spoken in the last this many seconds
     is taken for our own voice and dropped (the last guard against residual echo); 0 = off."""
 
+    barge_in: str = "stop"
+    """aec and full: when the other person starts speaking over a translation, ``stop`` it,
+    ``duck`` it (play the rest ``duck_db`` quieter), or ``off`` (play it out)."""
+    duck_db: float = -20.0
+    """The level ducked speech is played at, dB."""
+
     retired: ClassVar[dict[str, str]] = {"half_duplex": 'replaced by duplex = "half" | "aec" | "full"'}
     """Keys of older versions, and what replaced them (named in the unknown-key error)."""
 
     def __post_init__(self) -> None:
         _require(self.duplex in DUPLEX_SETTINGS, "duplex", f"must be one of {', '.join(DUPLEX_SETTINGS)}", self.duplex)
-        _finite(self, "lead_in", "guard_tail", "turn_gap", "echo_window")
+        _require(self.barge_in in BARGE_IN, "barge_in", f"must be one of {', '.join(BARGE_IN)}", self.barge_in)
+        _finite(self, "lead_in", "guard_tail", "turn_gap", "echo_window", "duck_db")
+        _require(self.duck_db <= 0, "duck_db", "must be 0 dB or less", self.duck_db)
         for name in ("lead_in", "guard_tail", "turn_gap", "echo_window"):
             _require(getattr(self, name) >= 0, name, "must be 0 s or more", getattr(self, name))
 

@@ -15,7 +15,9 @@ The duplex mode (``audio.duplex``, translator/audio/duplex.py) decides how that 
 
 In aec and full, a final transcript that repeats what was just said is dropped and counted
 (translator/stages/echo_guard.py): wired in front of the translator stage, so it is neither
-translated nor spoken, and on the pipeline's output here, so it is not shown.
+translated nor spoken, and on the pipeline's output here, so it is not shown. And the other
+person may barge in: a speech start while a translation is spoken or heard stops or ducks the
+rest of it (translator/stages/barge_in.py; ``audio.barge_in``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from translator.events import (
     Transcript,
     Translation,
 )
+from translator.stages.barge_in import BargeIn, SpeechFilter
 from translator.stages.echo_guard import EchoFilter, OwnSpeech
 from translator.transcript import UtteranceCollector, UtteranceRecord
 
@@ -84,6 +87,7 @@ class GuardedSink:
         guard: bool = True,
         talking: Callable[[], bool] = lambda: False,
         max_hold: float = 15.0,
+        barge_in: BargeIn | None = None,
     ) -> None:
         self.speaker = speaker
         self.microphone = microphone
@@ -91,8 +95,15 @@ class GuardedSink:
         self.guard = guard
         self.talking = talking
         self.max_hold = max_hold
+        self.barge_in = barge_in
 
     def write(self, samples: np.ndarray, sample_rate: int) -> None:
+        uid: int | None = None
+        if self.barge_in is not None:
+            uid, gain = self.barge_in.take(samples)
+            if gain == 0.0:
+                return  # talked over, and stopped
+            samples = samples if gain == 1.0 else samples * np.float32(gain)
         if self.guard and self.speaker.error is None:  # a failed output makes no sound: nothing to guard
             deadline = time.monotonic() + self.max_hold
             while self.talking() and time.monotonic() < deadline:
@@ -106,6 +117,8 @@ class GuardedSink:
         finally:
             if self.guard:
                 self.microphone.mute_until(self.speaker.busy_until + self.tail)
+            if self.barge_in is not None and uid is not None:
+                self.barge_in.audible(uid, self.speaker.busy_until)
 
     def close(self) -> None:
         self.speaker.close()
@@ -149,12 +162,24 @@ class LiveSession:
         # The guard asks the pipeline's own segmenter whether the user is talking, so it is built
         # first and reads ``self.pipeline`` only when speech is written.
         half = self.duplex is Duplex.HALF
+        self.barge_in: BargeIn | None = None
+        """Who was talked over (aec and full, unless ``audio.barge_in`` is off)."""
+        if self.speaker is not None and not half and audio.barge_in != "off":
+            self.barge_in = BargeIn(0.0 if audio.barge_in == "stop" else 10 ** (audio.duck_db / 20))
         sink = (
-            GuardedSink(self.speaker, self.microphone, audio.guard_tail, guard=half, talking=self._user_talking)
+            GuardedSink(
+                self.speaker, self.microphone, audio.guard_tail, guard=half, talking=self._user_talking, barge_in=self.barge_in
+            )
             if self.speaker is not None
             else None
         )
         self.pipeline = build_pipeline(engines, sink=sink, captions=True)
+        if self.barge_in is not None:
+            barge_in = self.barge_in
+            self.pipeline.stages = [
+                replace(spec, stage=SpeechFilter(spec.stage, barge_in)) if spec.name == "tts" else spec
+                for spec in self.pipeline.stages
+            ]
         self.own_speech: OwnSpeech | None = None
         """The last guard's memory of what was said (aec and full, when speaking)."""
         if self.speaker is not None and not half and audio.echo_window > 0:
@@ -214,6 +239,7 @@ class LiveSession:
         try:
             for event in self.pipeline.run(self.microphone):
                 self._track(event)
+                yield from self._barge_in(event)
                 shown = self._guard(event)
                 if shown is not None:
                     yield shown
@@ -222,6 +248,21 @@ class LiveSession:
             if self.speaker is not None:
                 self.speaker.drain(timeout=30.0)
                 self.speaker.close()
+
+    def _barge_in(self, event: Event) -> Iterator[Event]:
+        """The other person starts speaking over a translation: stop or duck it, and say so."""
+        barge_in, speaker = self.barge_in, self.speaker
+        if barge_in is None or speaker is None:
+            return
+        if isinstance(event, SpeechDone):
+            barge_in.done(event.utterance_id)
+        elif isinstance(event, SpeechStarted):
+            hit = barge_in.interrupt()
+            if hit:
+                speaker.interrupt(barge_in.talked_over_gain)
+                how = "stopped" if barge_in.talked_over_gain == 0 else "ducked"
+                for uid in hit:
+                    yield Notice(f"#{uid}: translation {how}: #{event.utterance_id} is talking over it", event.wall)
 
     def _guard(self, event: Event) -> Event | None:
         """The last guard on the output: our own speech is remembered as it is queued, and a

@@ -291,6 +291,17 @@ class SpeakerSink(DeviceStream):
     def speaking(self) -> bool:
         return self.busy_until > time.monotonic()
 
+    def interrupt(self, gain: float) -> None:
+        """Play what is queued at ``gain`` (0: drop it). What the device already buffers (up to
+        :attr:`latency`) still plays: it is no longer ours to take back."""
+        with self._cond:
+            if gain <= 0:
+                self._queue.clear()
+                self._queued = self._offset = 0
+            else:
+                self._queue = deque(chunk * np.float32(gain) for chunk in self._queue)
+            self._cond.notify_all()
+
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything queued has been heard; False on timeout or if the output failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
