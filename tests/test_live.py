@@ -300,7 +300,7 @@ def test_aec_in_a_room_keeps_our_voice_out_and_hears_who_talks_over_it(tmp_path:
     assert echo > -45.0, f"the room carried no echo ({echo:.1f} dBFS)"
     # barge-in: the translation talked over went quiet (what the device buffered, 0.1 s, aside)
     # until the next one began, and it stays in the transcript
-    assert stopped - overlap < 1.5, (overlap, stopped)
+    assert stopped - overlap < 3.0, (overlap, stopped)  # its first caption of two words
     rest_of_it = _loudest(out.samples, stopped + 0.3 - out.started, next_speech - out.started)
     assert rest_of_it < -60.0, f"the stopped translation went on at {rest_of_it:.1f} dBFS"
     recs = read_jsonl(transcript)
@@ -315,7 +315,10 @@ def test_aec_in_a_room_keeps_our_voice_out_and_hears_who_talks_over_it(tmp_path:
     assert len(heard.split()) <= len(clip(OTHER).transcript.split()) + 2, (heard, app.log())
     assert not any(scoring.wer(clip(EN).transcript, r["source_text"]) <= 0.5 for r in rest), recs
     dropped = app.hits(r"our own speech heard back, dropped")
-    print(f"\n[aec room] overlap WER {wer:.2f}; {len(dropped)} transcript(s) dropped by the last guard; mic echo {echo:.1f} dBFS")
+    print(
+        f"\n[aec room] overlap WER {wer:.2f}; {len(dropped)} transcript(s) dropped by the last guard; "
+        f"mic echo {echo:.1f} dBFS; barge-in stopped the translation {stopped - overlap:.2f} s after the overlap began"
+    )
     figures(recs, "live tiny.en aec room")
 
 

@@ -39,6 +39,7 @@ from translator.audio.stream import StatusCallback
 from translator.config import AudioSettings
 from translator.errors import DeviceError
 from translator.events import (
+    Caption,
     Discarded,
     Event,
     Notice,
@@ -190,6 +191,7 @@ class LiveSession:
             ]
         self.status = "listening"
         self._pending: set[int] = set()
+        self._barged: set[int] = set()  # utterances that have already barged in
 
     @property
     def speaking(self) -> bool:
@@ -256,13 +258,30 @@ class LiveSession:
             return
         if isinstance(event, SpeechDone):
             barge_in.done(event.utterance_id)
-        elif isinstance(event, SpeechStarted):
+        elif self._talks_over(event):
             hit = barge_in.interrupt()
             if hit:
                 speaker.interrupt(barge_in.talked_over_gain)
-                how = "stopped" if barge_in.talked_over_gain == 0 else "ducked"
-                for uid in hit:
-                    yield Notice(f"#{uid}: translation {how}: #{event.utterance_id} is talking over it", event.wall)
+            how = "stopped" if barge_in.talked_over_gain == 0 else "ducked"
+            for uid in hit:
+                yield Notice(f"#{uid}: translation {how}: #{getattr(event, 'utterance_id', 0)} is talking over it", event.wall)
+
+    def _talks_over(self, event: Event) -> bool:
+        """Whether ``event`` is where an utterance shows itself to be somebody speaking.
+
+        With the last guard on, that is its first caption of two words or more that is not our
+        own voice come back: what the canceller leaves of our speech may start an utterance, and
+        must not stop that speech. Without it, the speech start."""
+        own = self.own_speech
+        if own is None:
+            return isinstance(event, SpeechStarted)
+        if not isinstance(event, Caption) or event.utterance_id in self._barged:
+            return False
+        text = f"{event.committed} {event.tentative}"
+        if len(text.split()) < 2 or own.repeats(text, event.audio_end_wall - own.window, event.audio_end_wall):
+            return False
+        self._barged.add(event.utterance_id)
+        return True
 
     def _guard(self, event: Event) -> Event | None:
         """The last guard on the output: our own speech is remembered as it is queued, and a

@@ -62,11 +62,19 @@ class OwnSpeech:
             return verdict
 
     def _judge(self, transcript: Transcript) -> bool:
-        heard = words(transcript.original or transcript.text)
+        began = transcript.t_end_wall - (transcript.t_end - transcript.start)
+        return self._repeats(words(transcript.original or transcript.text), began, transcript.t_end_wall)
+
+    def repeats(self, text: str, began: float, ended: float) -> bool:
+        """Whether ``text``, heard between the two wall times, is what we said (a caption's,
+        say); not counted, nor remembered."""
+        with self._lock:
+            return self._repeats(words(text), began, ended)
+
+    def _repeats(self, heard: list[str], began: float, ended: float) -> bool:
         if not heard or self.window <= 0:
             return False
-        began = transcript.t_end_wall - (transcript.t_end - transcript.start)
-        own = [w for start, end, ws in self._said if end + self.window >= began and start <= transcript.t_end_wall for w in ws]
+        own = [w for start, end, ws in self._said if end + self.window >= began and start <= ended for w in ws]
         if not own:
             return False
         blocks = difflib.SequenceMatcher(None, heard, own, autojunk=False).get_matching_blocks()
