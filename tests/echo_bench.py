@@ -152,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", default="40:-6,100:-12,150:-20", help="delay_ms:level_db pairs")
     parser.add_argument("--method", choices=("aec3", "pulse", "both"), default="both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per room and method (the median is printed too)")
     args = parser.parse_args()
     far = _far()
     methods = {"aec3": in_process, "pulse": pulse_module}
@@ -159,12 +160,25 @@ def main() -> None:
     for room_text in args.rooms.split(","):
         delay_ms, level = (float(v) for v in room_text.split(":"))
         for name in chosen:
-            with tempfile.TemporaryDirectory() as d, PulseServer(d) as pa, pa.room(Room(delay=delay_ms / 1000, gain_db=level)):
-                raw, out, cpu = methods[name](pa, far, Path(d))
-            print(
-                f"{name:5} room +{delay_ms:.0f} ms {level:+.0f} dB: mic {raw:.1f} dBFS -> {out:.1f} dBFS, "
-                f"ERLE {raw - out:.1f} dB (ceiling {raw + 60:.0f} dB: noise), CPU {cpu:.1f} % of a core"
-            )
+            erles, cpus = [], []
+            for _ in range(args.repeat):
+                with (
+                    tempfile.TemporaryDirectory() as d,
+                    PulseServer(d) as pa,
+                    pa.room(Room(delay=delay_ms / 1000, gain_db=level)),
+                ):
+                    raw, out, cpu = methods[name](pa, far, Path(d))
+                erles.append(raw - out)
+                cpus.append(cpu)
+                print(
+                    f"{name:5} room +{delay_ms:.0f} ms {level:+.0f} dB: mic {raw:.1f} dBFS -> {out:.1f} dBFS, "
+                    f"ERLE {raw - out:.1f} dB (ceiling {raw + 60:.0f} dB: noise), CPU {cpu:.1f} % of a core",
+                    flush=True,
+                )
+            if args.repeat > 1:
+                print(
+                    f"{name:5} room +{delay_ms:.0f} ms {level:+.0f} dB: median ERLE {np.median(erles):.1f} dB, CPU {np.median(cpus):.1f} %"
+                )
 
 
 if __name__ == "__main__":
