@@ -26,12 +26,17 @@ from translator.events import SAMPLE_RATE
 FRAME = SAMPLE_RATE // 100
 """AEC3 works on 10 ms frames."""
 
-LEAD = 0.12
+LEAD = 0.2
 """Seconds the reference is handed over ahead of the capture it is aligned with. Through ALSA's
-``pulse`` plugin the echo came about 60 ms before the reported latencies put it (the plugin reports
-its ALSA buffer, not the server's), and at 50 ms AEC3 cancelled nothing; AEC3 finds delays of
-several hundred milliseconds, so a margin costs nothing. It must stay below the output latency
-(0.1 s) plus the capture's age when it is processed, or the reference would not be there yet."""
+``pulse`` plugin the echo came 80-130 ms before the reported latencies put it, varying from one
+pair of streams to the next (the plugin reports its ALSA buffer, not the server's): at 50 ms AEC3
+cancelled nothing, at 120 ms one run in three. AEC3 finds delays up to about 500 ms (measured:
+28 dB at 500 ms, 3.5 at 600), which leaves 250 ms for the room beyond this margin."""
+
+HOLD = 0.05
+"""At most this much capture waits for its reference: the speaker hands over audio about when it
+is queued to be heard (its output latency, 0.1 s, ahead), which is a little less than ``LEAD``
+beyond the capture's age. Only while the output plays; the wait is added to what is heard."""
 
 _KEEP = 2.0
 """Seconds of played audio kept behind the capture (more than any room's echo path)."""
@@ -60,6 +65,7 @@ class EchoReference:
         self._run = -1
         self._to_16k: StreamResampler | None = None
         self._runs: deque[_Run] = deque(maxlen=2)  # the current run, and the one before it
+        self._open = False  # an output stream is delivering: what it will play is still coming
         self.played_seconds = 0.0
         """Seconds of audio the speaker reported, silence included (for tests and the bench)."""
 
@@ -69,6 +75,20 @@ class EchoReference:
         The run before it is kept too: its echo is still in the room."""
         with self._lock:
             self._incoming.append((run, rate, heard_at, samples.copy()))
+            self._open = True
+
+    def ended(self) -> None:
+        """The output stream closed: nothing more is coming until the next run."""
+        with self._lock:
+            self._open = False
+
+    def ready(self, until: float) -> bool:
+        """Whether what is heard up to wall time ``until`` is known (or nothing is playing)."""
+        self._ingest()
+        with self._lock:
+            if not self._open:
+                return True
+        return bool(self._runs) and self._runs[-1].until >= until
 
     def _ingest(self) -> None:
         with self._lock:
@@ -99,6 +119,11 @@ class _Run:
         self.base = 0  # index of buf[0] in the run
         self.buf = np.zeros(0, dtype=np.float32)
 
+    @property
+    def until(self) -> float:
+        """Wall time at which the last sample received is heard."""
+        return self.anchor + (self.base + len(self.buf)) / SAMPLE_RATE
+
     def add(self, samples: np.ndarray) -> None:
         self.buf = np.concatenate([self.buf, samples])
 
@@ -117,7 +142,8 @@ class EchoCanceller:
     """AEC3 over the microphone's 16 kHz audio, with :class:`EchoReference` as the far end.
 
     :meth:`process` takes contiguous capture and returns as many samples as it was given, up to
-    one frame (10 ms) later: what does not fill a frame waits for the next call. ``at`` (the wall
+    one frame (10 ms) later, or :data:`HOLD` while its reference has not come: what is held waits
+    for the next call. ``at`` (the wall
     time the first sample was spoken) starts a new run: a new stream, or audio after a gap.
     """
 
@@ -136,10 +162,16 @@ class EchoCanceller:
             self._next = at - len(self._pending) / SAMPLE_RATE
         x = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         whole = len(x) // FRAME * FRAME
+        hold = round(HOLD * SAMPLE_RATE)
         out = np.empty(whole, dtype=np.float32)
         for i in range(0, whole, FRAME):
-            far = self.reference.take(self._next + i / SAMPLE_RATE + LEAD, FRAME)
+            at = self._next + i / SAMPLE_RATE + LEAD
+            if len(x) - i <= hold and not self.reference.ready(at + FRAME / SAMPLE_RATE):
+                whole = i  # the rest waits for its reference (see HOLD)
+                break
+            far = self.reference.take(at, FRAME)
             out[i : i + FRAME] = self._aec.process(np.ascontiguousarray(x[i : i + FRAME], dtype=np.float32), far)
+        out = out[:whole]
         self.frames += whole // FRAME
         self._pending = x[whole:].copy()
         self._next += whole / SAMPLE_RATE

@@ -170,6 +170,10 @@ class SpeakerSink(DeviceStream):
 
         return callback
 
+    def _forget(self) -> None:
+        if self.reference is not None:
+            self.reference.ended()  # the stream is gone: the canceller need not wait for it
+
     def _fail(self, reason: str) -> None:
         """Drop the stream and what is queued; announce the failure (not each failed retry)."""
         self._drop_stream()
