@@ -15,7 +15,7 @@ from pulse import Room
 from translator import config_load
 from translator.audio import duplex, echo
 from translator.audio.duplex import Duplex, resolve
-from translator.audio.echo import FRAME, LEAD, EchoCanceller, EchoReference
+from translator.audio.echo import AEC3_DELAY, FRAME, LEAD, QUIET, EchoCanceller, EchoReference
 from translator.audio.files import FileSource
 from translator.config import Config
 from translator.errors import ConfigError
@@ -25,16 +25,31 @@ from translator.stages.echo_guard import EchoFilter, OwnSpeech
 RATE = 16000
 
 
-AEC3_DELAY = 128
-"""Samples AEC3 (as pywebrtc-audio runs it) delays its output by: 8 ms."""
+def _lag(out: np.ndarray, x: np.ndarray) -> int:
+    n = len(x)
+    xc = np.fft.irfft(np.fft.rfft(out[:n], 2 * n) * np.conj(np.fft.rfft(x, 2 * n)))
+    return int(np.argmax(np.abs(xc)))
 
 
 def test_aec3_delays_its_output_by_8_ms_and_no_more() -> None:
+    """With something played (the bypass is off), the output is the input 128 samples later."""
     person = _clip("en/LDC93S1.wav")
-    out = _cancel(person, np.zeros_like(person))
-    n = len(person)
-    xc = np.fft.irfft(np.fft.rfft(out, 2 * n) * np.conj(np.fft.rfft(person, 2 * n)))
-    assert int(np.argmax(np.abs(xc))) == AEC3_DELAY
+    hum = (1e-3 * np.sin(np.arange(len(person)) / 7)).astype(np.float32)
+    out = _cancel(person, hum)
+    assert _lag(out, person) == AEC3_DELAY
+
+
+def test_a_silent_reference_bypasses_aec3_with_the_same_delay() -> None:
+    person = _clip("en/LDC93S1.wav")
+    ref = EchoReference()
+    ref.played(0, RATE, 0.0, np.zeros(len(person), np.float32))
+    aec = EchoCanceller(ref)
+    out = np.concatenate([aec.process(person[i : i + 512], 0.0 if i == 0 else None) for i in range(0, len(person), 512)])
+    assert aec.bypassed > 0.9 * len(person) / FRAME - QUIET * 100 and aec.frames <= QUIET * 100 + 1
+    assert _lag(out, person) == AEC3_DELAY
+    assert np.allclose(
+        out[AEC3_DELAY + round(QUIET * RATE) + FRAME :], person[round(QUIET * RATE) + FRAME : len(out) - AEC3_DELAY]
+    )
 
 
 def _clip(name: str) -> np.ndarray:
@@ -185,6 +200,15 @@ def test_a_transcript_of_what_we_just_said_is_an_echo_and_counted() -> None:
     assert own.is_echo(_transcript("wash water all year", uid=5))
     assert own.dropped == 2
     assert own.is_echo(_transcript("wash water all year", uid=5)) and own.dropped == 2  # decided once
+
+
+def test_our_words_said_again_after_our_speech_ended_are_theirs() -> None:
+    """A "same" route speaks the words it heard: the person may say them again, later."""
+    own = OwnSpeech(window=10.0)
+    now = time.monotonic()
+    own.said("She had your dark suit in greasy wash water all year.", now - 8, now - 5)
+    assert not own.is_echo(_transcript("she had your dark suit in greasy wash water all year", seconds=2.5))
+    assert own.is_echo(_transcript("she had your dark suit in greasy wash water all year", uid=2, ended=now - 4.5))
 
 
 def test_speech_older_than_the_window_is_not_matched() -> None:

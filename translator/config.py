@@ -279,8 +279,9 @@ class AudioSettings:
     turn_gap: float = 0.8
     """Half duplex: speech output waits until the user has been silent this long."""
     echo_window: float = 10.0
-    """aec and full: a final transcript that repeats what was spoken in the last this many seconds
-    is taken for our own voice and dropped (the last guard against residual echo); 0 = off."""
+    """aec: a final transcript heard while our speech played that repeats what was said in the
+    last this many seconds is taken for our own voice and dropped (the last guard against
+    residual echo); 0 = off."""
 
     barge_in: str = "stop"
     """aec and full: when the other person starts speaking over a translation, ``stop`` it,

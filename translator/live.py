@@ -13,16 +13,17 @@ The duplex mode (``audio.duplex``, translator/audio/duplex.py) decides how that 
   runs on the captured audio (translator/audio/echo.py).
 * full: nothing is done to the audio (a headset).
 
-In aec and full, a final transcript that repeats what was just said is dropped and counted
+In aec, a final transcript that repeats what was just said is dropped and counted
 (translator/stages/echo_guard.py): wired in front of the translator stage, so it is neither
-translated nor spoken, and on the pipeline's output here, so it is not shown. And the other
-person may barge in: a speech start while a translation is spoken or heard stops or ducks the
+translated nor spoken, and on the pipeline's output here, so it is not shown. In aec and full,
+the other person may barge in: a speech start while a translation is spoken or heard stops or ducks the
 rest of it (translator/stages/barge_in.py; ``audio.barge_in``).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -153,6 +154,10 @@ class LiveSession:
                 self._notices.append(Notice(resolved.notice, time.monotonic(), NoticeLevel.WARNING))
             if self.duplex is Duplex.AEC:
                 reference = self.speaker.reference = EchoReference()
+                # Each new output stream sits at its own offset from the capture (80-130 ms apart
+                # here), which the canceller has to find again while our words leak through: the
+                # stream stays open instead of closing when idle.
+                self.speaker.idle_close = math.inf
         try:
             canceller = EchoCanceller(reference) if reference is not None else None
             self.microphone = MicrophoneSource(audio.input, on_status=self._status, canceller=canceller)
@@ -182,8 +187,8 @@ class LiveSession:
                 for spec in self.pipeline.stages
             ]
         self.own_speech: OwnSpeech | None = None
-        """The last guard's memory of what was said (aec and full, when speaking)."""
-        if self.speaker is not None and not half and audio.echo_window > 0:
+        """The last guard's memory of what was said (aec, when speaking: a headset has no echo)."""
+        if self.speaker is not None and self.duplex is Duplex.AEC and audio.echo_window > 0:
             self.own_speech = OwnSpeech(audio.echo_window)
             self.pipeline.stages = [
                 replace(spec, stage=EchoFilter(spec.stage, self.own_speech)) if spec.name == "mt" else spec

@@ -38,6 +38,14 @@ HOLD = 0.05
 is queued to be heard (its output latency, 0.1 s, ahead), which is a little less than ``LEAD``
 beyond the capture's age. Only while the output plays; the wait is added to what is heard."""
 
+QUIET = 0.5
+"""Seconds of a silent reference (digital zeros: nothing played, the room's tail gone) after
+which AEC3 is not run: the capture passes through, delayed as AEC3 would delay it, so a session
+nobody speaks to pays nothing for the canceller. AEC3 keeps what it learnt of the room meanwhile."""
+
+AEC3_DELAY = 128
+"""Samples AEC3 (as pywebrtc-audio runs it) delays its output by (8 ms; tests/test_audio_echo.py)."""
+
 _KEEP = 2.0
 """Seconds of played audio kept behind the capture (more than any room's echo path)."""
 
@@ -143,8 +151,9 @@ class EchoCanceller:
 
     :meth:`process` takes contiguous capture and returns as many samples as it was given, up to
     one frame (10 ms) later, or :data:`HOLD` while its reference has not come: what is held waits
-    for the next call. ``at`` (the wall
-    time the first sample was spoken) starts a new run: a new stream, or audio after a gap.
+    for the next call. ``at`` (the wall time the first sample was spoken) starts a new run: a new
+    stream, or audio after a gap. Coming back from the bypass, AEC3 first gives back the 8 ms it
+    held when it was left.
     """
 
     def __init__(self, reference: EchoReference) -> None:
@@ -154,8 +163,12 @@ class EchoCanceller:
         self._aec: Any = Aec3(sample_rate=SAMPLE_RATE, num_channels=1)
         self._pending = np.zeros(0, dtype=np.float32)
         self._next = 0.0  # wall time of self._pending[0]
+        self._line = np.zeros(AEC3_DELAY, dtype=np.float32)  # the last input, for the bypass
+        self._quiet = 0  # samples of silent reference in a row
         self.frames = 0
-        """Frames processed (with a reference, or with silence for one)."""
+        """Frames run through AEC3."""
+        self.bypassed = 0
+        """Frames passed through while the reference was silent (see :data:`QUIET`)."""
 
     def process(self, samples: np.ndarray, at: float | None = None) -> np.ndarray:
         if at is not None:
@@ -170,9 +183,17 @@ class EchoCanceller:
                 whole = i  # the rest waits for its reference (see HOLD)
                 break
             far = self.reference.take(at, FRAME)
-            out[i : i + FRAME] = self._aec.process(np.ascontiguousarray(x[i : i + FRAME], dtype=np.float32), far)
+            near = np.ascontiguousarray(x[i : i + FRAME], dtype=np.float32)
+            self._quiet = 0 if far.any() else self._quiet + FRAME
+            line = np.concatenate([self._line, near])
+            self._line = line[-AEC3_DELAY:]
+            if self._quiet > QUIET * SAMPLE_RATE:
+                out[i : i + FRAME] = line[:FRAME]
+                self.bypassed += 1
+            else:
+                out[i : i + FRAME] = self._aec.process(near, far)
+                self.frames += 1
         out = out[:whole]
-        self.frames += whole // FRAME
         self._pending = x[whole:].copy()
         self._next += whole / SAMPLE_RATE
         return out

@@ -2,8 +2,10 @@
 has just said is our own voice come back (residual echo), not the other person.
 
 :class:`OwnSpeech` remembers the text of each speech chunk and when it was heard; a transcript is
-judged an echo when most of its words, in order, are in what was said from ``window`` seconds
-before it began until it ended. The live session wires it in twice (translator/live.py): in front
+judged an echo when its audio was heard while our speech was (give or take :data:`TAIL`), and most
+of its words, in order, are in what was said in the ``window`` seconds before it ended. The same
+words said by someone after our speech has ended are theirs (a "same" route speaks the very words
+it heard). The live session wires it in twice (translator/live.py): in front
 of the translator stage (:class:`EchoFilter`), so an echo is neither translated nor spoken again,
 and on the pipeline's output, so it is not shown; both ask the same :meth:`OwnSpeech.is_echo`,
 which decides once per transcript.
@@ -25,6 +27,10 @@ from translator.pipeline import Stage, StageOutput
 MATCH = 0.6
 """Share of a transcript's words that must be found, in order, in our own recent speech; one of
 up to three words must match whole (a short "yes" is not taken for ours on one word)."""
+
+TAIL = 1.0
+"""Seconds after our speech ends that an utterance may still be its echo: the room's reverberation,
+the canceller's delay and the segmenter's post-roll and pre-roll."""
 
 _WORD = re.compile(r"\w+")
 
@@ -74,9 +80,11 @@ class OwnSpeech:
     def _repeats(self, heard: list[str], began: float, ended: float) -> bool:
         if not heard or self.window <= 0:
             return False
-        own = [w for start, end, ws in self._said if end + self.window >= began and start <= ended for w in ws]
-        if not own:
+        # Only speech that was being heard while this was (an echo cannot outlast what made it by
+        # more than the room's tail and the segmenter's margins), said in the last ``window`` s.
+        if not any(start <= ended and end + TAIL >= began for start, end, _ in self._said):
             return False
+        own = [w for start, end, ws in self._said if end + TAIL >= ended - self.window and start <= ended for w in ws]
         blocks = difflib.SequenceMatcher(None, heard, own, autojunk=False).get_matching_blocks()
         return sum(b.size for b in blocks) >= max(MATCH * len(heard), min(len(heard), 3))
 
