@@ -125,6 +125,18 @@ def test_devices_lists_inputs_and_outputs_with_the_defaults(pa: PulseServer) -> 
     inputs, outputs = out.split("outputs:")
     for part in (inputs, outputs):
         assert re.search(r"(?m)^  \* default ", part) and re.search(r"(?m)^    pulse ", part), out
+    # the mode translator run would use there: a loudspeaker, with the canceller installed
+    assert re.search(r"(?m)^duplex on 'default': aec \(full duplex, own speech cancelled .*; audio.duplex = auto\)$", out), out
+    half = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "devices", "--set", "audio.duplex=half"],
+        env={**os.environ, **pa.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert half.returncode == 0 and half.stdout.splitlines()[-1] == (
+        "duplex on 'default': half (microphone muted while speaking; audio.duplex = half)"
+    ), half.stdout
 
 
 @needs_pulse
