@@ -85,6 +85,17 @@ def test_a_new_run_is_anchored_afresh_and_the_one_before_it_still_answers() -> N
     assert np.all(ref.take(101.5, 160) == 0.5)
 
 
+def test_a_run_after_an_underflow_starts_no_earlier_than_the_run_before_ends() -> None:
+    """After an underflow the device's buffer may be empty: the speaker says "heard from now on at
+    the earliest", and the reference is put where it cannot come after its echo."""
+    ref = EchoReference()
+    ref.played(0, RATE, 100.0, np.ones(16000, np.float32))  # heard until 101.0
+    ref.played(1, RATE, 100.95, np.full(1600, 0.5, np.float32), resumed=True)  # said early: overlaps
+    assert np.all(ref.take(101.0, 160) == 0.5) and np.all(ref.take(100.98, 160) == 1.0)
+    ref.played(2, RATE, 101.3, np.full(1600, 0.25, np.float32), resumed=True)  # after a real gap
+    assert np.all(ref.take(101.3, 160) == 0.25) and not ref.take(101.15, 160).any()
+
+
 def test_reference_at_the_device_rate_is_resampled_to_16k() -> None:
     ref = EchoReference()
     t = np.arange(48000) / 48000

@@ -69,7 +69,7 @@ class EchoReference:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._incoming: deque[tuple[int, int, float, np.ndarray]] = deque()  # (run, rate, heard_at, samples)
+        self._incoming: deque[tuple[int, int, float, np.ndarray, bool]] = deque()  # played()'s arguments
         self._run = -1
         self._to_16k: StreamResampler | None = None
         self._runs: deque[_Run] = deque(maxlen=2)  # the current run, and the one before it
@@ -77,12 +77,18 @@ class EchoReference:
         self.played_seconds = 0.0
         """Seconds of audio the speaker reported, silence included (for tests and the bench)."""
 
-    def played(self, run: int, rate: int, heard_at: float, samples: np.ndarray) -> None:
+    def played(self, run: int, rate: int, heard_at: float, samples: np.ndarray, *, resumed: bool = False) -> None:
         """An output buffer (device rate, mono) whose first sample is heard at ``heard_at``; a new
         ``run`` starts a new timeline, anchored at its first buffer (a new stream, an underflow).
-        The run before it is kept too: its echo is still in the room."""
+        The run before it is kept too: its echo is still in the room.
+
+        ``resumed``: the run follows an underflow of the same stream, and ``heard_at`` is only the
+        earliest it can be heard (the device's buffer may be empty). It is anchored no earlier
+        than where the run before ends (the device played nothing of ours meanwhile): so the
+        reference never comes after its echo, which AEC3 could not cancel; too early by up to the
+        output latency, it is within what AEC3 finds."""
         with self._lock:
-            self._incoming.append((run, rate, heard_at, samples.copy()))
+            self._incoming.append((run, rate, heard_at, samples.copy(), resumed))
             self._open = True
 
     def ended(self) -> None:
@@ -102,8 +108,10 @@ class EchoReference:
         with self._lock:
             pieces = list(self._incoming)
             self._incoming.clear()
-        for run, rate, heard_at, samples in pieces:
+        for run, rate, heard_at, samples, resumed in pieces:
             if run != self._run or self._to_16k is None or self._to_16k.rate != rate:
+                if resumed and self._runs:
+                    heard_at = max(heard_at, self._runs[-1].until)
                 self._run = run
                 self._to_16k = StreamResampler(rate)
                 self._runs.append(_Run(heard_at))

@@ -162,11 +162,14 @@ class SpeakerSink(DeviceStream):
             if outdata.shape[1] > 1:
                 outdata[:, 1:] = outdata[:, :1]
             if self.reference is not None and self.rate:  # the first callbacks may come before _open has it
-                if status and status.output_underflow:
+                resumed = bool(status and status.output_underflow)
+                if resumed:
                     # The device ran dry: what follows is heard later than the run so far says,
-                    # so it starts a run of its own, anchored afresh.
+                    # so it starts a run of its own; its buffer may be empty, so this buffer may
+                    # be heard at once (EchoReference.played says how that is anchored).
                     self._reference_run += 1
-                self.reference.played(self._reference_run, self.rate, now + self.latency, outdata[:, 0])
+                heard_at = now if resumed else now + self.latency
+                self.reference.played(self._reference_run, self.rate, heard_at, outdata[:, 0], resumed=resumed)
 
         return callback
 
