@@ -7,6 +7,8 @@ What it gives you::
         with pa.record_sink() as rec:          # record what is played to the null sink "out"
             ...play something...
         rec.samples                            # float32, 16 kHz mono, filled on leaving the block
+        with pa.room(Room(delay=0.08)):        # what "out" plays comes back into "mic" (an echo)
+            ...
         subprocess.run([...], env={**os.environ, **pa.env})
         pa.remove_source(); pa.add_source()    # unplug / replug the microphone
 
@@ -114,6 +116,61 @@ class Recording:
         return idx[0] / self.rate, (idx[-1] + 1) / self.rate
 
 
+@dataclass(frozen=True)
+class Room:
+    """How the simulated room carries the loudspeaker back into the microphone (:meth:`PulseServer.room`)."""
+
+    delay: float = 0.08
+    """Seconds added to the path's own latency (monitor recording and the pipe, ~30 ms here)."""
+    gain_db: float = -10.0
+    """Level of the echo against what was played (a loudspeaker a little away from the microphone)."""
+    reverb: float = 0.05
+    """Length of the decaying reverberation tail, seconds (a small furnished room)."""
+    noise_db: float = -60.0
+    """White noise added to the microphone, dBFS."""
+    seed: int = 0
+
+    def impulse_response(self) -> np.ndarray:
+        """The direct path and an exponentially decaying tail (-60 dB over ``reverb``), scaled to ``gain_db``."""
+        n = max(1, round(self.reverb * RATE))
+        rng = np.random.default_rng(self.seed)
+        ir = rng.standard_normal(n) * np.exp(-np.arange(n) * 6.9 / n) * 0.3
+        ir[0] = 1.0
+        return (ir / np.sqrt(np.sum(ir**2)) * 10 ** (self.gain_db / 20)).astype(np.float32)
+
+
+class _Echo:
+    """The room's running state: the null sink's monitor, filtered, waiting to be mixed into ``mic``."""
+
+    def __init__(self, room: Room, proc: subprocess.Popen[bytes]) -> None:
+        self.room = room
+        self.proc = proc
+        self.ir = room.impulse_response()
+        self.pending = np.zeros(round(room.delay * RATE), dtype=np.float32)  # the delay line
+        self.tail = np.zeros(len(self.ir) - 1, dtype=np.float32)
+        self.owed = 0  # echo samples the writer had to replace with silence (dropped on arrival)
+        self.noise = np.random.default_rng(room.seed + 1)
+        self.lock = threading.Lock()
+
+    def add(self, played: np.ndarray) -> None:
+        y = np.convolve(played, self.ir).astype(np.float32)
+        y[: len(self.tail)] += self.tail
+        out, self.tail = y[: len(played)], y[len(played) :].copy()
+        with self.lock:
+            drop = min(self.owed, len(out))
+            self.owed -= drop
+            self.pending = np.concatenate([self.pending, out[drop:]])
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` samples of echo plus noise; a late monitor costs its echo, never the timing."""
+        with self.lock:
+            got, self.pending = self.pending[:n], self.pending[n:]
+            self.owed += n - len(got)
+        x = np.zeros(n, dtype=np.float32)
+        x[: len(got)] = got
+        return x + (self.noise.standard_normal(n) * 10 ** (self.room.noise_db / 20)).astype(np.float32)
+
+
 class _Feed:
     """One ``feed`` request: int16 PCM plus how to deliver it."""
 
@@ -150,6 +207,7 @@ class PulseServer:
         self.writer_errors: list[str] = []
         """Unexpected errors on the FIFO (the writer goes on after them)."""
         self._saved_env: dict[str, str | None] | None = None
+        self._echo: _Echo | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -535,6 +593,10 @@ class PulseServer:
                         self._cond.wait(0.05)
                         clock = time.monotonic()
                         continue
+                echo = self._echo
+                if echo is not None and (item is None or item.realtime):
+                    mixed = chunk.astype(np.float32) / 32768 + echo.take(len(chunk))
+                    chunk = np.round(np.clip(mixed, -1.0, 32767 / 32768) * 32768).astype("<i2")
                 if fd is None:
                     fd = self._open_fifo()
                 lost = len(chunk)
@@ -571,8 +633,9 @@ class PulseServer:
     # --- the speaker ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def record_sink(self, *, settle: float = 0.2) -> Iterator[Recording]:
-        """Record the null sink's monitor (``out.monitor``) as 16 kHz mono float32 while inside.
+    def record_sink(self, *, settle: float = 0.2, device: str = f"{SINK}.monitor") -> Iterator[Recording]:
+        """Record the null sink's monitor (``out.monitor``) as 16 kHz mono float32 while inside;
+        ``device`` records another source instead (``mic``: what the microphone hears in a room).
 
         ``settle`` seconds are waited after connecting so nothing played right after is missed.
         """
@@ -583,7 +646,7 @@ class PulseServer:
             proc = subprocess.Popen(
                 [
                     "parec",
-                    f"--device={SINK}.monitor",
+                    f"--device={device}",
                     "--format=float32le",
                     f"--rate={RATE}",
                     "--channels=1",
@@ -611,6 +674,47 @@ class PulseServer:
             rec.samples = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
             if proc.returncode not in (0, -signal.SIGINT, 1) or (not len(data) and err):
                 raise RuntimeError(f"parec failed ({proc.returncode}): {err.decode(errors='replace').strip()}")
+
+    @contextlib.contextmanager
+    def room(self, room: Room = Room()) -> Iterator[Room]:
+        """While inside, what the null sink plays comes back into ``mic`` as through a room: the
+        monitor is recorded, filtered by ``room`` (delay, level, reverberation), mixed with noise
+        and with whatever :meth:`feed` queues. Needs the idle silence (the writer's clock)."""
+        assert self.dir is not None and self.idle_silence, "the room needs the writer's clock"
+        proc = subprocess.Popen(
+            [
+                "parec",
+                f"--device={SINK}.monitor",
+                "--format=float32le",
+                f"--rate={RATE}",
+                "--channels=1",
+                "--latency-msec=10",
+                "--raw",
+                "--client-name=room",
+            ],
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        echo = _Echo(room, proc)
+        stream = proc.stdout
+
+        def listen() -> None:
+            step = round(_TICK * RATE) * 4
+            while data := stream.read(step):
+                echo.add(np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4"))
+
+        reader = threading.Thread(target=listen, name="pulse-room", daemon=True)
+        reader.start()
+        self._echo = echo
+        try:
+            yield room
+        finally:
+            self._echo = None
+            proc.kill()
+            proc.wait(5)
+            reader.join(5)
 
     # --- diagnostics ----------------------------------------------------------------------------
 

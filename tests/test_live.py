@@ -28,7 +28,7 @@ import pytest
 from conftest import SPEECH, clip, skip_or_fail
 from mtmodels import build_marian
 from procs import Watched, read_jsonl
-from pulse import PulseServer, needs_pulse
+from pulse import SOURCE, PulseServer, Room, needs_pulse
 
 from translator.bench import scoring
 
@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 EN = "en/LDC93S1.wav"  # "She had your dark suit in greasy wash water all year." (2.9 s)
 ES = "es/picovoice_leopard_test_es.wav"
 SHORT = "en/uberi_english.wav"  # "one two three"
+OTHER = "en/LJ050-0131.wav"  # "unless a system is established for the frequent formal review of ..." (7.7 s)
 
 
 def _audio(name: str, seconds: float | None = None) -> np.ndarray:
@@ -124,6 +125,18 @@ def test_devices_lists_inputs_and_outputs_with_the_defaults(pa: PulseServer) -> 
     inputs, outputs = out.split("outputs:")
     for part in (inputs, outputs):
         assert re.search(r"(?m)^  \* default ", part) and re.search(r"(?m)^    pulse ", part), out
+    # the mode translator run would use there: a loudspeaker, with the canceller installed
+    assert re.search(r"(?m)^duplex on 'default': aec \(full duplex, own speech cancelled .*; audio.duplex = auto\)$", out), out
+    half = subprocess.run(
+        [sys.executable, "-m", "translator.cli", "devices", "--set", "audio.duplex=half"],
+        env={**os.environ, **pa.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert half.returncode == 0 and half.stdout.splitlines()[-1] == (
+        "duplex on 'default': half (microphone muted while speaking; audio.duplex = half)"
+    ), half.stdout
 
 
 @needs_pulse
@@ -161,7 +174,8 @@ def test_no_input_device_is_one_line_listing_the_devices_exit_2(tmp_path: Path, 
 @needs_pulse
 def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Path, pa: PulseServer, en: np.ndarray) -> None:
     transcript = tmp_path / "t.jsonl"
-    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en"), {**os.environ, **pa.env})
+    # half duplex, as where no echo canceller is installed
+    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en", "--set", "audio.duplex=half"), {**os.environ, **pa.env})
     try:
         app.wait_line(r"listening on 'default'", timeout=120)
         assert app.hits(r"ready: auto → en; microphone 'default'; speaking on 'default'; microphone muted while speaking")
@@ -251,6 +265,102 @@ def test_full_duplex_hears_during_speech_and_survives_the_mic_unplugged(tmp_path
     figures(read_jsonl(transcript), "live tiny.en full duplex")
 
 
+def _loudest(rec_samples: np.ndarray, start: float, end: float) -> float:
+    """The loudest 200 ms of a recording between two offsets in seconds, dBFS."""
+    x = rec_samples[round(start * 16000) : round(end * 16000)].astype(np.float64)
+    n = len(x) // 3200 * 3200
+    return float(10 * np.log10(np.max(np.mean(x[:n].reshape(-1, 3200) ** 2, axis=1)) + 1e-20)) if n else -200.0
+
+
+def _settled(app: App) -> bool:
+    """Every utterance begun is finished (done, or dropped)."""
+    return len(app.hits(r"#\d+ (done|not speech)")) == len(app.hits(r"speech started")) >= 1
+
+
+@needs_pulse
+def test_aec_in_a_room_keeps_our_voice_out_and_hears_who_talks_over_it(tmp_path: Path, pa: PulseServer, en: np.ndarray) -> None:
+    """The default on a loudspeaker (audio.duplex = auto: aec). The null sink comes back into the
+    microphone through a simulated room (80 ms more than the path's own ~30 ms, -10 dB, a 50 ms
+    reverberation tail, -60 dBFS noise). Someone speaks, the translation (with --to en, the same
+    words in Piper's voice) plays, and a second recording starts while it plays: that one is
+    transcribed, and no word of our own speech (the echo of either translation) is. The first
+    translation, talked over, stops (audio.barge_in = stop)."""
+    transcript = tmp_path / "t.jsonl"
+    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en"), {**os.environ, **pa.env})
+    other = _audio(OTHER)
+    try:
+        app.wait_line(r"listening on 'default'", timeout=120)
+        assert app.hits(r"ready: .*speaking on 'default'; full duplex, own speech cancelled from the microphone")
+        with pa.room(Room(delay=0.08, gain_db=-10.0)), pa.record_sink(device=SOURCE) as mic, pa.record_sink() as out:
+            pa.feed(en)
+            spoke = app.wait_line(r"#1 speaking", timeout=60)
+            time.sleep(1.0)  # the translation is playing (no turn gap in aec)
+            overlap = time.monotonic()
+            pa.feed(other)
+            stopped = app.wait_line(r"#1: translation stopped: #\d+ is talking over it", timeout=30)
+            wait_record(app, transcript, lambda r: r["utterance_id"] > 1, timeout=90)
+            next_speech = app.wait_line(r"#\d+ speaking", after=stopped, timeout=60)
+            # both translations play out, into the room: nothing more may be heard
+            app.wait("all utterances settled", lambda: _settled(app), timeout=90)
+            time.sleep(4.0 + len(other) / 16000)
+            app.wait("all utterances settled", lambda: _settled(app), timeout=60)
+        assert app.stop() == 0
+    finally:
+        app.close()
+    # the room worked: our translation was loud in the microphone before the other person spoke
+    echo = _loudest(mic.samples, spoke - mic.started, overlap - mic.started)
+    assert echo > -45.0, f"the room carried no echo ({echo:.1f} dBFS)"
+    # barge-in: the translation talked over went quiet (what the device buffered, 0.1 s, aside)
+    # until the next one began, and it stays in the transcript
+    assert stopped - overlap < 3.0, (overlap, stopped)  # its first caption of two words
+    rest_of_it = _loudest(out.samples, stopped + 0.3 - out.started, next_speech - out.started)
+    assert rest_of_it < -60.0, f"the stopped translation went on at {rest_of_it:.1f} dBFS"
+    recs = read_jsonl(transcript)
+    first, rest = recs[0], recs[1:]
+    assert scoring.wer(clip(EN).transcript, first["source_text"]) <= 0.3 and first["text"], recs
+    # the overlapping person's words, once: an echo of either translation would add its words
+    heard = " ".join(r["source_text"] for r in rest)
+    wer = scoring.wer(clip(OTHER).transcript, heard)
+    # tiny.en alone makes ~0.2 of this clip ("there under"); the rest is what the echo's residue
+    # costs. An echo heard as words would add them: at most a split word more than were said.
+    assert wer <= 0.55, (wer, recs, app.log())
+    assert len(heard.split()) <= len(clip(OTHER).transcript.split()) + 2, (heard, app.log())
+    assert not any(scoring.wer(clip(EN).transcript, r["source_text"]) <= 0.5 for r in rest), recs
+    dropped = app.hits(r"our own speech heard back, dropped")
+    print(
+        f"\n[aec room] overlap WER {wer:.2f}; {len(dropped)} transcript(s) dropped by the last guard; "
+        f"mic echo {echo:.1f} dBFS; barge-in stopped the translation {stopped - overlap:.2f} s after the overlap began"
+    )
+    figures(recs, "live tiny.en aec room")
+
+
+@needs_pulse
+def test_aec_without_the_canceller_falls_back_to_half_duplex_with_one_notice(
+    tmp_path: Path, pa: PulseServer, en: np.ndarray
+) -> None:
+    """A machine where pywebrtc-audio cannot be imported (no wheel for it): a package of that name
+    that fails to import stands first on the path."""
+    broken = tmp_path / "site" / "pywebrtc_audio"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("no build of WebRTC audio processing for this machine")\n')
+    env = {**os.environ, **pa.env, "PYTHONPATH": str(broken.parent)}
+    transcript = tmp_path / "t.jsonl"
+    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en", "--set", "audio.duplex=aec"), env)
+    try:
+        app.wait_line(r"listening on 'default'", timeout=120)
+        assert app.hits(r"ready: .*; microphone muted while speaking")
+        pa.feed(en)
+        wait_records(app, transcript, 1)
+        app.wait_line(
+            r"microphone open", after=app.wait_line(r"microphone muted while speaking", after=app.wait_line(r"#1 speaking"))
+        )
+        assert app.stop() == 0
+    finally:
+        app.close()
+    notices = app.hits(r"audio.duplex = aec: the echo canceller is not installed")
+    assert len(notices) == 1 and "warning: " in notices[0][1], app.log()
+
+
 MIC_PROBE = """
 import sys
 from translator.audio.microphone import MicrophoneSource
@@ -294,7 +404,7 @@ def test_speaker_unplugged_captions_go_on_the_error_is_shown_once_and_speech_com
     tmp_path: Path, pa: PulseServer, en: np.ndarray
 ) -> None:
     transcript = tmp_path / "t.jsonl"
-    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en"), {**os.environ, **pa.env})
+    app = App(run_args(transcript, "--to", "en", "--asr", "tiny.en", "--set", "audio.duplex=half"), {**os.environ, **pa.env})
     try:
         app.wait_line(r"listening on 'default'", timeout=120)
         pa.remove_sink()

@@ -1,5 +1,5 @@
 """Pieces of the live app without audio devices: the self-listening guard's sink with fake
-devices (mute span, no talking over the user), push-to-talk, the choice of renderer, and library
+devices (mute span, no talking over the user), barge-in, push-to-talk, the choice of renderer, and library
 messages on stderr kept off the TUI. What the renderers draw: tests/test_render.py."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from translator.errors import DeviceError
+from translator.events import SpeechChunk, SpeechDone
 from translator.live import GuardedSink
 from translator.run.terminal import Mode, PushToTalk, choose_mode, stderr_to_file
+from translator.stages.barge_in import BargeIn, SpeechFilter
 
 
 class FakeSpeaker:
@@ -150,3 +152,72 @@ def test_library_stderr_goes_to_a_log_while_the_tui_runs(tmp_path: Path, capfd: 
     os.write(2, b"after\n")
     assert used == log and "underrun occurred" in log.read_text()
     assert capfd.readouterr().err == "after\n"
+
+
+# --- barge-in -----------------------------------------------------------------------------------
+
+
+def _chunk(uid: int, index: int = 0) -> SpeechChunk:
+    return SpeechChunk(uid, np.zeros(1600, np.float32), 16000, index, "text", 0.0, 0.0, "voice")
+
+
+def test_barge_in_stops_what_is_synthesised_and_what_is_on_its_way() -> None:
+    barge_in = BargeIn(0.0)
+    speaker, mic = FakeSpeaker(), FakeMicrophone()
+    sink = GuardedSink(speaker, mic, 0.3, guard=False, barge_in=barge_in)
+    first, on_its_way = _chunk(1), _chunk(1, 1)
+    assert barge_in.queued(first) == 1.0 and barge_in.queued(on_its_way) == 1.0
+    sink.write(first.samples, 16000)
+    assert barge_in.interrupt() == [1] and barge_in.interrupted(1)
+    sink.write(on_its_way.samples, 16000)  # synthesised before the barge-in: not played
+    assert len(speaker.writes) == 1
+    assert barge_in.queued(_chunk(2)) == 1.0 and not barge_in.interrupted(2)  # the next one is not
+    assert barge_in.interrupt() == [2] and barge_in.interruptions == 2
+
+
+def test_speech_still_heard_after_its_synthesis_ended_can_be_talked_over() -> None:
+    barge_in = BargeIn(0.1)
+    chunk = _chunk(3)
+    barge_in.queued(chunk)
+    assert barge_in.take(chunk.samples) == (3, 1.0)
+    barge_in.audible(3, time.monotonic() + 5)
+    barge_in.done(3)
+    assert barge_in.interrupt() == [3]
+    later = _chunk(3, 1)
+    assert barge_in.queued(later) == 0.1 and barge_in.take(later.samples) == (3, 0.1)  # ducked
+    finished = BargeIn(0.0)
+    finished.queued(_chunk(4))
+    finished.audible(4, time.monotonic() - 0.1)
+    finished.done(4)
+    assert finished.interrupt() == []  # heard out already: nothing to stop
+
+
+def test_ducked_speech_is_played_quieter() -> None:
+    barge_in = BargeIn(0.1)
+    speaker = FakeSpeaker()
+    played: list[np.ndarray] = []
+    speaker.write = lambda samples, rate: played.append(samples)  # type: ignore[method-assign]
+    chunk = SpeechChunk(5, np.full(160, 0.5, np.float32), 16000, 0, "text", 0.0, 0.0, "voice")
+    barge_in.queued(chunk)
+    barge_in.interrupt()
+    GuardedSink(speaker, FakeMicrophone(), 0.3, guard=False, barge_in=barge_in).write(chunk.samples, 16000)
+    assert np.allclose(played[0], 0.05)
+
+
+def test_speech_filter_ends_a_stopped_utterance_at_once() -> None:
+    barge_in = BargeIn(0.0)
+    synthesised: list[int] = []
+
+    class Speaker:
+        def feed(self, event):
+            for i in range(3):
+                synthesised.append(i)
+                yield _chunk(6, i)
+            yield SpeechDone(6, 0.0, 0.0, "voice")
+
+    stage = SpeechFilter(Speaker(), barge_in)
+    out = stage.feed(object())
+    assert isinstance(next(out), SpeechChunk)
+    barge_in.interrupt()
+    rest = list(out)
+    assert [type(e) for e in rest] == [SpeechDone] and synthesised == [0, 1]  # the third never made

@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from translator.audio.duplex import Duplex
 from translator.events import (
     Caption,
     Discarded,
@@ -34,7 +35,7 @@ from translator.serve.eventlog import log_event
 from translator.transcript import SrtWriter, UtteranceRecord
 from translator.translate_file import describe
 
-INFO = SessionInfo(languages="en → es", microphone="default", speaker="default", half_duplex=True, ptt=True, keys=True)
+INFO = SessionInfo(languages="en → es", microphone="default", speaker="default", duplex=Duplex.HALF, ptt=True, keys=True)
 RECORD = UtteranceRecord(
     1,
     0.0,

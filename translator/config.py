@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from translator.whisper_api import STOCK_WINDOW
 
@@ -279,6 +280,10 @@ class ModelSettings:
     """Model store; empty = ``$TRANSLATOR_MODELS`` or the user data directory."""
 
 
+DUPLEX_SETTINGS = ("auto", "half", "aec", "full")
+BARGE_IN = ("stop", "duck", "off")
+
+
 @dataclass(frozen=True)
 class AudioSettings:
     input: str = ""
@@ -287,16 +292,35 @@ class AudioSettings:
     lead_in: float = 0.15
     """Seconds of silence before a burst of speech after a quiet spell: outputs that wake up on
     sound (Bluetooth headsets, PulseAudio) drop the first 35-140 ms."""
-    half_duplex: bool = True
-    """Mute the microphone while speech plays (a loudspeaker); false for a headset."""
+    duplex: str = "auto"
+    """``half``: the microphone is muted while speech plays; ``aec``: it stays open and the played
+    speech is cancelled out of it (a loudspeaker); ``full``: it stays open as it is (a headset);
+    ``auto``: full for an output named like a headset, aec where the canceller is installed,
+    else half (translator/audio/duplex.py, docs/duplex.md)."""
     guard_tail: float = 0.3
-    """Seconds the microphone stays muted after speech output ends."""
+    """Half duplex: seconds the microphone stays muted after speech output ends."""
     turn_gap: float = 0.8
-    """Half-duplex: speech output waits until the user has been silent this long."""
+    """Half duplex: speech output waits until the user has been silent this long."""
+    echo_window: float = 10.0
+    """aec: a final transcript heard while our speech played that repeats what was said in the
+    last this many seconds is taken for our own voice and dropped (the last guard against
+    residual echo); 0 = off."""
+
+    barge_in: str = "stop"
+    """aec and full: when the other person starts speaking over a translation, ``stop`` it,
+    ``duck`` it (play the rest ``duck_db`` quieter), or ``off`` (play it out)."""
+    duck_db: float = -20.0
+    """The level ducked speech is played at, dB."""
+
+    retired: ClassVar[dict[str, str]] = {"half_duplex": 'replaced by duplex = "half" | "aec" | "full"'}
+    """Keys of older versions, and what replaced them (named in the unknown-key error)."""
 
     def __post_init__(self) -> None:
-        _finite(self, "lead_in", "guard_tail", "turn_gap")
-        for name in ("lead_in", "guard_tail", "turn_gap"):
+        _require(self.duplex in DUPLEX_SETTINGS, "duplex", f"must be one of {', '.join(DUPLEX_SETTINGS)}", self.duplex)
+        _require(self.barge_in in BARGE_IN, "barge_in", f"must be one of {', '.join(BARGE_IN)}", self.barge_in)
+        _finite(self, "lead_in", "guard_tail", "turn_gap", "echo_window", "duck_db")
+        _require(self.duck_db <= 0, "duck_db", "must be 0 dB or less", self.duck_db)
+        for name in ("lead_in", "guard_tail", "turn_gap", "echo_window"):
             _require(getattr(self, name) >= 0, name, "must be 0 s or more", getattr(self, name))
 
 

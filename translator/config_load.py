@@ -65,7 +65,9 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> Config:
             name = _ALIASES.get((section, key), key)
             if name not in kinds:
                 known = ", ".join(_TOML_KEYS.get((section, k), k) for k in kinds)
-                raise ConfigError(f"{origin}: unknown key {section}.{key}; known keys in [{section}]: {known}")
+                retired = getattr(cls, "retired", {}).get(key)
+                hint = f" ({key} was {retired})" if retired else ""
+                raise ConfigError(f"{origin}: unknown key {section}.{key}{hint}; known keys in [{section}]: {known}")
             changes[name] = _coerce(f"{origin}: {section}.{key}", value, kinds[name])
         try:
             updates[section] = dataclasses.replace(getattr(config, section), **changes)

@@ -1,30 +1,59 @@
-"""A live session: microphone -> the pipeline -> speaker, with the self-listening guard.
+"""A live session: microphone -> the pipeline -> speaker, with the self-listening guards.
 
 The terminal app (``translator run``) and the service (``translator serve``) are both thin layers
 over :class:`LiveSession`: they differ only in how they show events and status.
 
-Self-listening guard: with a loudspeaker, the translator would hear and translate its own voice.
-Half-duplex (the default) mutes the microphone while speech is playing and for ``guard_tail``
-seconds after; muted audio still flows as silence, so the utterance in flight ends cleanly and the
-audio clock stays true. Turn it off for a headset, whose microphone does not hear the earpiece.
+Self-listening guards: with a loudspeaker, the translator would hear and translate its own voice.
+The duplex mode (``audio.duplex``, translator/audio/duplex.py) decides how that is kept out:
+
+* half: the microphone is muted while speech is playing and for ``guard_tail`` seconds after;
+  muted audio still flows as silence, so the utterance in flight ends cleanly and the audio clock
+  stays true; speech waits for a gap in the user's (:class:`GuardedSink`).
+* aec: the microphone stays open; the speaker's output is the reference of an echo canceller that
+  runs on the captured audio (translator/audio/echo.py).
+* full: nothing is done to the audio (a headset).
+
+In aec, a final transcript that repeats what was just said is dropped and counted
+(translator/stages/echo_guard.py): wired in front of the translator stage, so it is neither
+translated nor spoken, and on the pipeline's output here, so it is not shown. In aec and full,
+the other person may barge in: a speech start while a translation is spoken or heard stops or ducks the
+rest of it (translator/stages/barge_in.py; ``audio.barge_in``).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from translator.assemble import Engines, build_pipeline
+from translator.audio.duplex import Duplex, resolve
+from translator.audio.echo import EchoCanceller, EchoReference
 from translator.audio.microphone import MicrophoneSource
 from translator.audio.speaker import SpeakerSink
 from translator.audio.stream import StatusCallback
 from translator.config import AudioSettings
 from translator.errors import DeviceError
-from translator.events import Discarded, Event, SpeechDone, SpeechStarted, StageFailed, Translation
+from translator.events import (
+    Caption,
+    Discarded,
+    Event,
+    Notice,
+    NoticeLevel,
+    SpeechChunk,
+    SpeechDone,
+    SpeechStarted,
+    StageFailed,
+    Transcript,
+    Translation,
+)
+from translator.stages.barge_in import BargeIn, SpeechFilter
+from translator.stages.echo_guard import EchoFilter, OwnSpeech
 from translator.transcript import UtteranceCollector, UtteranceRecord
 
 
@@ -60,6 +89,7 @@ class GuardedSink:
         guard: bool = True,
         talking: Callable[[], bool] = lambda: False,
         max_hold: float = 15.0,
+        barge_in: BargeIn | None = None,
     ) -> None:
         self.speaker = speaker
         self.microphone = microphone
@@ -67,8 +97,15 @@ class GuardedSink:
         self.guard = guard
         self.talking = talking
         self.max_hold = max_hold
+        self.barge_in = barge_in
 
     def write(self, samples: np.ndarray, sample_rate: int) -> None:
+        uid: int | None = None
+        if self.barge_in is not None:
+            uid, gain = self.barge_in.take(samples)
+            if gain == 0.0:
+                return  # talked over, and stopped
+            samples = samples if gain == 1.0 else samples * np.float32(gain)
         if self.guard and self.speaker.error is None:  # a failed output makes no sound: nothing to guard
             deadline = time.monotonic() + self.max_hold
             while self.talking() and time.monotonic() < deadline:
@@ -82,6 +119,8 @@ class GuardedSink:
         finally:
             if self.guard:
                 self.microphone.mute_until(self.speaker.busy_until + self.tail)
+            if self.barge_in is not None and uid is not None:
+                self.barge_in.audible(uid, self.speaker.busy_until)
 
     def backlog(self) -> float:
         """Seconds of speech queued and not yet heard (a translation waiting for its turn is not yet given)."""
@@ -103,24 +142,65 @@ class LiveSession:
     ) -> None:
         self.engines = engines
         self.audio = audio
-        """The ``[audio]`` settings: devices, lead-in, the half-duplex guard and turn-taking."""
+        """The ``[audio]`` settings: devices, lead-in, the duplex mode and its guards."""
         self.on_status = on_status
-        self.microphone = MicrophoneSource(audio.input, on_status=self._status)
+        self.duplex = Duplex.FULL
+        """The mode in force (``audio.duplex`` resolved; full when nothing is spoken)."""
+        self._notices: list[Notice] = []
+        self.speaker: SpeakerSink | None = None
+        reference: EchoReference | None = None
+        if speak:
+            # The output is opened first: ``auto`` depends on what it is.
+            self.speaker = SpeakerSink(audio.output, lead_in=audio.lead_in, on_status=self._status)
+            resolved = resolve(audio.duplex, self.speaker.info.name)
+            self.duplex = resolved.mode
+            if resolved.notice is not None:
+                self._notices.append(Notice(resolved.notice, time.monotonic(), NoticeLevel.WARNING))
+            if self.duplex is Duplex.AEC:
+                reference = self.speaker.reference = EchoReference()
+                # Each new output stream sits at its own offset from the capture (80-130 ms apart
+                # here), which the canceller has to find again while our words leak through: the
+                # stream stays open instead of closing when idle.
+                self.speaker.idle_close = math.inf
         try:
-            self.speaker = SpeakerSink(audio.output, lead_in=audio.lead_in, on_status=self._status) if speak else None
+            canceller = EchoCanceller(reference) if reference is not None else None
+            self.microphone = MicrophoneSource(audio.input, on_status=self._status, canceller=canceller)
         except BaseException:
-            self.microphone.close()  # its stream is open: do not leave it to the garbage collector
+            if self.speaker is not None:
+                self.speaker.close()  # its thread runs: do not leave it to the garbage collector
             raise
         # The guard asks the pipeline's own segmenter whether the user is talking, so it is built
         # first and reads ``self.pipeline`` only when speech is written.
+        half = self.duplex is Duplex.HALF
+        self.barge_in: BargeIn | None = None
+        """Who was talked over (aec and full, unless ``audio.barge_in`` is off)."""
+        if self.speaker is not None and not half and audio.barge_in != "off":
+            self.barge_in = BargeIn(0.0 if audio.barge_in == "stop" else 10 ** (audio.duck_db / 20))
         sink = (
-            GuardedSink(self.speaker, self.microphone, audio.guard_tail, guard=audio.half_duplex, talking=self._user_talking)
+            GuardedSink(
+                self.speaker, self.microphone, audio.guard_tail, guard=half, talking=self._user_talking, barge_in=self.barge_in
+            )
             if self.speaker is not None
             else None
         )
         self.pipeline = build_pipeline(engines, sink=sink, captions=True)
+        if self.barge_in is not None:
+            barge_in = self.barge_in
+            self.pipeline.stages = [
+                replace(spec, stage=SpeechFilter(spec.stage, barge_in)) if spec.name == "tts" else spec
+                for spec in self.pipeline.stages
+            ]
+        self.own_speech: OwnSpeech | None = None
+        """The last guard's memory of what was said (aec, when speaking: a headset has no echo)."""
+        if self.speaker is not None and self.duplex is Duplex.AEC and audio.echo_window > 0:
+            self.own_speech = OwnSpeech(audio.echo_window)
+            self.pipeline.stages = [
+                replace(spec, stage=EchoFilter(spec.stage, self.own_speech)) if spec.name == "mt" else spec
+                for spec in self.pipeline.stages
+            ]
         self.status = "listening"
         self._pending: set[int] = set()
+        self._barged: set[int] = set()  # utterances that have already barged in
 
     @property
     def speaking(self) -> bool:
@@ -142,9 +222,14 @@ class LiveSession:
         return self.pipeline.segmenter.level
 
     @property
+    def echoes_dropped(self) -> int:
+        """Final transcripts the last guard took for our own voice."""
+        return self.own_speech.dropped if self.own_speech is not None else 0
+
+    @property
     def muted(self) -> bool:
         """The self-listening guard is holding the microphone (speech playing, or just played)."""
-        if not self.audio.half_duplex or self.speaker is None:
+        if self.duplex is not Duplex.HALF or self.speaker is None:
             return False
         return self.speaker.busy_until + self.audio.guard_tail > time.monotonic()
 
@@ -161,15 +246,66 @@ class LiveSession:
         return State.LISTENING
 
     def events(self) -> Iterator[Event]:
+        yield from self._notices
         try:
             for event in self.pipeline.run(self.microphone):
                 self._track(event)
-                yield event
+                yield from self._barge_in(event)
+                shown = self._guard(event)
+                if shown is not None:
+                    yield shown
         finally:
             self.microphone.close()
             if self.speaker is not None:
                 self.speaker.drain(timeout=30.0)
                 self.speaker.close()
+
+    def _barge_in(self, event: Event) -> Iterator[Event]:
+        """The other person starts speaking over a translation: stop or duck it, and say so."""
+        barge_in, speaker = self.barge_in, self.speaker
+        if barge_in is None or speaker is None:
+            return
+        if isinstance(event, SpeechDone):
+            barge_in.done(event.utterance_id)
+        elif self._talks_over(event):
+            hit = barge_in.interrupt()
+            if hit:
+                speaker.interrupt(barge_in.talked_over_gain)
+            how = "stopped" if barge_in.talked_over_gain == 0 else "ducked"
+            for uid in hit:
+                yield Notice(f"#{uid}: translation {how}: #{getattr(event, 'utterance_id', 0)} is talking over it", event.wall)
+
+    def _talks_over(self, event: Event) -> bool:
+        """Whether ``event`` is where an utterance shows itself to be somebody speaking.
+
+        With the last guard on, that is its first caption of two words or more that is not our
+        own voice come back: what the canceller leaves of our speech may start an utterance, and
+        must not stop that speech. Without it, the speech start."""
+        own = self.own_speech
+        if own is None:
+            return isinstance(event, SpeechStarted)
+        if not isinstance(event, Caption) or event.utterance_id in self._barged:
+            return False
+        text = f"{event.committed} {event.tentative}"
+        if len(text.split()) < 2 or own.repeats(text, event.audio_end_wall - own.window, event.audio_end_wall):
+            return False
+        self._barged.add(event.utterance_id)
+        return True
+
+    def _guard(self, event: Event) -> Event | None:
+        """The last guard on the output: our own speech is remembered as it is queued, and a
+        transcript of it is replaced by a notice (its translation never comes: EchoFilter)."""
+        own = self.own_speech
+        if own is None or self.speaker is None:
+            return event
+        if isinstance(event, SpeechChunk):
+            start = max(time.monotonic(), self.speaker.busy_until)
+            own.said(event.text, start, start + len(event.samples) / event.sample_rate)
+        elif isinstance(event, Transcript) and own.is_echo(event):
+            return Notice(
+                f"#{event.utterance_id}: our own speech heard back, dropped ({own.dropped} so far)", event.wall, NoticeLevel.INFO
+            )
+        return event
 
     def _track(self, event: Event) -> None:
         """Utterances between speech start and their last output, for :attr:`state`."""

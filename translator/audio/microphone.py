@@ -38,6 +38,7 @@ import numpy as np
 
 from translator.audio import portaudio
 from translator.audio.blocks import LIVE_BLOCK_SECONDS, Blocker, block_size
+from translator.audio.echo import EchoCanceller
 from translator.audio.portaudio import Kind
 from translator.audio.samples import StreamResampler
 from translator.audio.stream import BACKOFF, STALL_TIMEOUT, DeviceStream, StatusCallback, backoff_delays
@@ -55,7 +56,7 @@ average) after its last sample was captured, instead of a few milliseconds."""
 class _Piece:
     """What one capture callback delivered."""
 
-    __slots__ = ("samples", "wall", "skipped", "first")
+    __slots__ = ("samples", "wall", "skipped", "first", "overflow")
 
     def __init__(self, samples: np.ndarray, wall: float, first: bool) -> None:
         self.samples = samples
@@ -64,6 +65,8 @@ class _Piece:
         """Device-rate frames dropped just before this piece (overrun)."""
         self.first = first
         """The first piece of a newly opened stream."""
+        self.overflow = False
+        """The device lost input before this piece (its own overrun): the capture's time jumps."""
 
 
 class _Lost(Exception):
@@ -83,6 +86,10 @@ class MicrophoneSource(DeviceStream):
 
     ``on_status`` is called from the iterating thread with each status change; the latest message
     is also in :attr:`status`.
+
+    ``canceller`` takes the speaker's echo out of the 16 kHz audio before it is cut into blocks
+    (translator/audio/echo.py); each run of contiguous capture is anchored at the wall time its
+    first sample was spoken.
     """
 
     kind = Kind.INPUT
@@ -98,8 +105,10 @@ class MicrophoneSource(DeviceStream):
         max_buffer_seconds: float = 2.0,
         stall_timeout: float = STALL_TIMEOUT,
         backoff: tuple[float, float] = BACKOFF,
+        canceller: EchoCanceller | None = None,
     ) -> None:
         self.block_size = block_size(block_seconds)
+        self.canceller = canceller
         super().__init__(device, on_status, samplerate, stall_timeout, backoff)
         self.retry = retry
         self._max_buffer_seconds = max_buffer_seconds
@@ -181,6 +190,7 @@ class MicrophoneSource(DeviceStream):
                 overruns = self.overruns
                 if status and status.input_overflow:
                     self.overruns += 1
+                    piece.overflow = True
                 self._pieces.append(piece)
                 self._buffered += frames
                 while self._buffered > self._max_buffered and len(self._pieces) > 1:
@@ -302,9 +312,11 @@ class MicrophoneSource(DeviceStream):
         def flush() -> Iterator[AudioBlock]:
             """Everything held (resampler tail included) as blocks, the last one possibly short."""
             nonlocal to_16k
-            if to_16k is not None:
-                yield from blocker.add(to_16k.tail(), wall)
-                to_16k = None
+            rest = to_16k.tail() if to_16k is not None else np.zeros(0, dtype=np.float32)
+            to_16k = None
+            if self.canceller is not None:
+                rest = np.concatenate([self.canceller.process(rest), self.canceller.flush()])
+            yield from blocker.add(rest, wall)
             yield from blocker.flush(wall)
 
         try:
@@ -359,8 +371,13 @@ class MicrophoneSource(DeviceStream):
                 elif piece.skipped:
                     yield from flush()
                     blocker.skip(round(piece.skipped * SAMPLE_RATE / self.rate))
-                if to_16k is None:
-                    to_16k = StreamResampler(self.rate)
+                run_start: float | None = None  # set where a run of contiguous capture starts
+                if to_16k is None or piece.overflow:
+                    to_16k = to_16k or StreamResampler(self.rate)
+                    run_start = piece.wall - self.latency - len(piece.samples) / self.rate
                 wall = piece.wall
                 last_audio_wall = piece.wall - self.latency
-                yield from blocker.add(to_16k(piece.samples), wall)
+                samples = to_16k(piece.samples)
+                if self.canceller is not None:
+                    samples = self.canceller.process(samples, run_start)
+                yield from blocker.add(samples, wall)

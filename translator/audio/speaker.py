@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from translator.audio import portaudio
+from translator.audio.echo import EchoReference
 from translator.audio.portaudio import Kind
 from translator.audio.samples import at_rate, to_mono_float32
 from translator.audio.stream import BACKOFF, STALL_TIMEOUT, DeviceStream, StatusCallback, backoff_delays
@@ -57,6 +58,10 @@ class SpeakerSink(DeviceStream):
     ``on_status`` says so, :attr:`error` is cleared, and the next chunk plays (so the first
     translation after a headset is plugged back in is heard). Failed retries are not announced
     again. A new failure after a recovery raises once again.
+
+    ``reference`` is given every buffer the callback fills, silence included, with the wall time
+    its first sample is heard: the far end of the microphone's echo canceller. Each stream, and
+    the audio after each underflow, is a run of its own (contiguous, with an anchor of its own).
     """
 
     kind = Kind.OUTPUT
@@ -74,6 +79,7 @@ class SpeakerSink(DeviceStream):
         stall_timeout: float = STALL_TIMEOUT,
         backoff: tuple[float, float] = BACKOFF,
         latency: float | str = OUTPUT_LATENCY,
+        reference: EchoReference | None = None,
     ) -> None:
         if lead_in < 0:
             raise ValueError(f"lead_in must be >= 0, got {lead_in}")
@@ -82,6 +88,8 @@ class SpeakerSink(DeviceStream):
         self.lead_in_after = lead_in_after
         self.idle_close = idle_close
         self._want_latency = latency
+        self.reference = reference
+        self._reference_run = 0  # a new one for each stream and after each underflow (see the callback)
         self._max_queue_seconds = max_queue_seconds
         self.error: str | None = None
         """The current failure, or None while the output works."""
@@ -106,6 +114,7 @@ class SpeakerSink(DeviceStream):
         with self._cond:
             self._generation += 1
             generation = self._generation
+            self._reference_run += 1
         stream, rate, channels = portaudio.open_stream(
             self.info,
             Kind.OUTPUT,
@@ -152,8 +161,21 @@ class SpeakerSink(DeviceStream):
             outdata[n:, 0] = 0.0
             if outdata.shape[1] > 1:
                 outdata[:, 1:] = outdata[:, :1]
+            if self.reference is not None and self.rate:  # the first callbacks may come before _open has it
+                resumed = bool(status and status.output_underflow)
+                if resumed:
+                    # The device ran dry: what follows is heard later than the run so far says,
+                    # so it starts a run of its own; its buffer may be empty, so this buffer may
+                    # be heard at once (EchoReference.played says how that is anchored).
+                    self._reference_run += 1
+                heard_at = now if resumed else now + self.latency
+                self.reference.played(self._reference_run, self.rate, heard_at, outdata[:, 0], resumed=resumed)
 
         return callback
+
+    def _forget(self) -> None:
+        if self.reference is not None:
+            self.reference.ended()  # the stream is gone: the canceller need not wait for it
 
     def _fail(self, reason: str) -> None:
         """Drop the stream and what is queued; announce the failure (not each failed retry)."""
@@ -275,6 +297,17 @@ class SpeakerSink(DeviceStream):
     @property
     def speaking(self) -> bool:
         return self.busy_until > time.monotonic()
+
+    def interrupt(self, gain: float) -> None:
+        """Play what is queued at ``gain`` (0: drop it). What the device already buffers (up to
+        :attr:`latency`) still plays: it is no longer ours to take back."""
+        with self._cond:
+            if gain <= 0:
+                self._queue.clear()
+                self._queued = self._offset = 0
+            else:
+                self._queue = deque(chunk * np.float32(gain) for chunk in self._queue)
+            self._cond.notify_all()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything queued has been heard; False on timeout or if the output failed."""

@@ -160,7 +160,7 @@ def _run(
         languages=languages,
         microphone=mic.info.name,
         speaker=session.speaker.info.name if session.speaker is not None else None,
-        half_duplex=session.audio.half_duplex,
+        duplex=session.duplex if session.speaker is not None else None,
         ptt=options.ptt,
         keys=keyboard is not None,
     )

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--full-duplex",
         action="store_true",
-        help="keep the microphone open while speaking (headsets): turns off the self-listening guard",
+        help="keep the microphone open while speaking, as it is (headsets): audio.duplex = full",
     )
     r.add_argument("--ptt", action="store_true", help="push-to-talk: the microphone is on only while space is held")
     view = r.add_mutually_exclusive_group()
@@ -45,8 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "devices",
         help="list audio inputs and outputs",
-        description="List the audio inputs and outputs by name; * marks the defaults.",
+        description="List the audio inputs and outputs by name; * marks the defaults. The last line says which "
+        "duplex mode (audio.duplex) translator run would use on the output.",
     )
+    d.add_argument("--config", metavar="FILE", help="TOML settings file (its [audio] section is read)")
+    d.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides", help="override a setting")
     d.set_defaults(func=cmd_devices)
 
 
@@ -62,7 +65,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if getattr(args, key) is not None:
             extra.setdefault("audio", {})[key] = getattr(args, key)
     if args.full_duplex:
-        extra.setdefault("audio", {})["half_duplex"] = False
+        extra.setdefault("audio", {})["duplex"] = "full"
     if extra:
         config = config_load.merge(config, extra, "command line")
     options = app.RunOptions(
@@ -77,6 +80,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
     from translator.run.devices_table import device_table  # noqa: PLC0415 (PortAudio)
 
-    for line in device_table():
+    config = config_load.apply_overrides(config_load.load(args.config), args.overrides)
+    for line in device_table(config.audio):
         console.out(line, highlight=False)
     return 0

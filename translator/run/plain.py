@@ -9,6 +9,7 @@ import sys
 import time
 from typing import IO
 
+from translator.audio.duplex import DESCRIPTIONS
 from translator.events import (
     Caption,
     Discarded,
@@ -56,7 +57,7 @@ def ready_line(info: SessionInfo) -> str:
     speaker = f"speaking on {info.speaker!r}" if info.speaker else "not speaking"
     guard = ""
     if info.speaker:
-        guard = "; microphone muted while speaking" if info.half_duplex else "; full duplex (no self-listening guard)"
+        guard = f"; {DESCRIPTIONS[info.duplex]}" if info.duplex is not None else ""
     keys = "; hold space to talk" if info.ptt else ""
     return f"ready: {info.languages}; microphone {info.microphone!r}; {speaker}{guard}{keys}; Ctrl-C to stop"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from translator.audio.duplex import Duplex
 from translator.events import Event, NoticeLevel
 from translator.live import State
 from translator.transcript import UtteranceRecord
@@ -19,7 +20,8 @@ class SessionInfo:
     microphone: str
     speaker: str | None
     """The output device's name; None when translations are not spoken."""
-    half_duplex: bool
+    duplex: Duplex | None
+    """The duplex mode in force; None when nothing is spoken."""
     ptt: bool
     keys: bool
     """Keys are read (stdin is a terminal)."""

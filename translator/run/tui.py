@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from translator.audio.duplex import DESCRIPTIONS
 from translator.events import Caption, Discarded, Event, Notice, NoticeLevel, SpeechStarted, StageFailed, Transcript, Translation
 from translator.live import State
 from translator.run.plain import heard_text, latency_text, said
@@ -104,7 +105,7 @@ def banner(info: SessionInfo) -> Text:
     speaker = f"speaker {escape(info.speaker)!r}" if info.speaker else "no speech output"
     guard = ""
     if info.speaker:
-        guard = " · microphone muted while speaking" if info.half_duplex else " · full duplex"
+        guard = f" · {DESCRIPTIONS[info.duplex]}" if info.duplex is not None else ""
     return Text.from_markup(
         f"[bold]translator[/bold] · {escape(info.languages)} · microphone {escape(info.microphone)!r} · {speaker}{guard}",
         style="dim",
