@@ -6,8 +6,10 @@ The file command, the live app, the service and the benchmark all call :func:`lo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from translator.events import (
 )
 from translator.models import locate as models
 from translator.offline import enforce_offline
-from translator.pipeline import AudioSink, Pipeline, StageSpec
+from translator.pipeline import AudioSink, Pipeline, Stage, StageSpec
 from translator.scheduler import Scheduler
 from translator.stages import langcheck
 from translator.stages.asr import RecognizerStage
@@ -124,7 +126,12 @@ def load_engines(
 
 
 def build_pipeline(
-    engines: Engines, *, sink: AudioSink | None = None, captions: bool = True, translate: bool = True
+    engines: Engines,
+    *,
+    sink: AudioSink | None = None,
+    captions: bool = True,
+    translate: bool = True,
+    around: Mapping[str, Callable[[Stage], Stage]] | None = None,
 ) -> Pipeline[Segmenter]:
     """A fresh pipeline (segmenter and per-utterance state) over the loaded engines.
 
@@ -133,7 +140,8 @@ def build_pipeline(
     captions, a :class:`~translator.scheduler.Scheduler` gives them only the compute the final
     results do not need. ``translate`` False stops at the transcripts, every utterance
     transcribed as spoken (a speech-to-text service): no translation, and no speech even when
-    ``engines`` has a speaker.
+    ``engines`` has a speaker. ``around`` wraps the stages named (``asr``, ``mt``, ``tts``) before
+    the pipeline is built: the live session's echo guard and barge-in.
     """
     config = engines.config
     langs = engines.translator_stage.languages
@@ -173,4 +181,8 @@ def build_pipeline(
             if isinstance(sink, QueuedSink):  # a speaker, which continuous speech can leave behind
                 speaker = PacedSpeaker(speaker, sink.backlog)
             stages.append(StageSpec("tts", speaker, (Translation,)))
+    wrappers = around or {}
+    stages = [
+        dataclasses.replace(spec, stage=wrappers[spec.name](spec.stage)) if spec.name in wrappers else spec for spec in stages
+    ]
     return Pipeline(segmenter, stages, sink=sink, scheduler=scheduler)

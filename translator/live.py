@@ -27,7 +27,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import numpy as np
 
@@ -52,6 +51,7 @@ from translator.events import (
     Transcript,
     Translation,
 )
+from translator.pipeline import Stage
 from translator.stages.barge_in import BargeIn, SpeechFilter
 from translator.stages.echo_guard import EchoFilter, OwnSpeech
 from translator.transcript import UtteranceCollector, UtteranceRecord
@@ -183,24 +183,25 @@ class LiveSession:
             if self.speaker is not None
             else None
         )
-        self.pipeline = build_pipeline(engines, sink=sink, captions=True)
-        if self.barge_in is not None:
-            barge_in = self.barge_in
-            self.pipeline.stages = [
-                replace(spec, stage=SpeechFilter(spec.stage, barge_in)) if spec.name == "tts" else spec
-                for spec in self.pipeline.stages
-            ]
         self.own_speech: OwnSpeech | None = None
         """The last guard's memory of what was said (aec, when speaking: a headset has no echo)."""
         if self.speaker is not None and self.duplex is Duplex.AEC and audio.echo_window > 0:
             self.own_speech = OwnSpeech(audio.echo_window)
-            self.pipeline.stages = [
-                replace(spec, stage=EchoFilter(spec.stage, self.own_speech)) if spec.name == "mt" else spec
-                for spec in self.pipeline.stages
-            ]
+        self.pipeline = build_pipeline(engines, sink=sink, captions=True, around=self._around())
         self.status = "listening"
         self._pending: set[int] = set()
         self._barged: set[int] = set()  # utterances that have already barged in
+
+    def _around(self) -> dict[str, Callable[[Stage], Stage]]:
+        """What the live session puts around the pipeline's stages: the last guard before the
+        translator (an echo of our own speech is never translated), barge-in around the speaker."""
+        around: dict[str, Callable[[Stage], Stage]] = {}
+        own, barge_in = self.own_speech, self.barge_in
+        if own is not None:
+            around["mt"] = lambda stage: EchoFilter(stage, own)
+        if barge_in is not None:
+            around["tts"] = lambda stage: SpeechFilter(stage, barge_in)
+        return around
 
     @property
     def speaking(self) -> bool:
