@@ -44,6 +44,7 @@ from wyoming.tts import Synthesize
 
 from translator import cliargs, cores
 from translator.audio.files import FileSource
+from translator.audio.samples import speech_span
 from translator.bench import corpus, scoring
 from translator.bench.corpus import ManifestClip
 from translator.bench.report import stats
@@ -62,19 +63,12 @@ ENDPOINTS = {"oracle": 0.0, "ha": HA_ENDPOINT}
 READY_TIMEOUT = 300.0
 ANSWER_TIMEOUT = 120.0
 """Seconds a server has to start, and to answer one request, before the bench gives up on it."""
-VOICED_BELOW_PEAK_DB = 35.0
-"""A 10 ms frame is voiced when its level is within this many dB of the clip's loudest frame."""
 
 
 def last_voiced(samples: np.ndarray) -> float:
-    """Seconds to the end of the clip's last voiced 10 ms frame (the trailing silence trimmed)."""
-    frame = SAMPLE_RATE // 100
-    frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
-    if not len(frames):
-        return len(samples) / SAMPLE_RATE
-    level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    voiced = np.flatnonzero(level >= max(level.max() - VOICED_BELOW_PEAK_DB, -60.0))
-    return (int(voiced[-1]) + 1) * frame / SAMPLE_RATE
+    """Seconds to the end of the clip's last voiced 10 ms frame (within 35 dB of its loudest: the
+    trailing silence trimmed, as the bench's talks trim theirs)."""
+    return speech_span(samples)[1] / SAMPLE_RATE
 
 
 @dataclass(frozen=True)
