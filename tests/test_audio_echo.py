@@ -20,7 +20,7 @@ from translator.audio.files import FileSource
 from translator.config import Config
 from translator.errors import ConfigError
 from translator.events import Discarded, Transcript
-from translator.stages.echo_guard import EchoFilter, OwnSpeech
+from translator.stages.echo_guard import KEEP_VERDICTS, EchoFilter, OwnSpeech
 
 RATE = 16000
 
@@ -211,6 +211,19 @@ def test_a_transcript_of_what_we_just_said_is_an_echo_and_counted() -> None:
     assert own.is_echo(_transcript("wash water all year", uid=5))
     assert own.dropped == 2
     assert own.is_echo(_transcript("wash water all year", uid=5)) and own.dropped == 2  # decided once
+
+
+def test_verdicts_are_kept_for_the_latest_transcripts_only() -> None:
+    """A live service runs for weeks: the verdict of each transcript is kept for its second asker
+    (the output, seconds later), not for ever."""
+    own = OwnSpeech(window=10.0)
+    now = time.monotonic()
+    own.said("one two three four", now - 2, now - 1)
+    for uid in range(KEEP_VERDICTS + 50):
+        own.is_echo(_transcript("one two three four", uid=uid))
+    assert own.dropped == KEEP_VERDICTS + 50
+    assert len(own._verdicts) == KEEP_VERDICTS
+    assert own.is_echo(_transcript("one two three four", uid=KEEP_VERDICTS + 49)) and own.dropped == KEEP_VERDICTS + 50
 
 
 def test_our_words_said_again_after_our_speech_ended_are_theirs() -> None:

@@ -192,6 +192,17 @@ def test_speech_still_heard_after_its_synthesis_ended_can_be_talked_over() -> No
     assert finished.interrupt() == []  # heard out already: nothing to stop
 
 
+def test_speech_heard_to_its_end_is_forgotten_without_a_barge_in() -> None:
+    """A session nobody talks over keeps only the utterances still playing."""
+    barge_in = BargeIn(0.0)
+    now = time.monotonic()
+    for uid in range(100):
+        barge_in.audible(uid, now - 1.0)  # heard out
+    barge_in.audible(100, now + 5.0)
+    assert set(barge_in._audible) == {100}
+    assert barge_in.interrupt() == [100]
+
+
 def test_ducked_speech_is_played_quieter() -> None:
     barge_in = BargeIn(0.1)
     speaker = FakeSpeaker()

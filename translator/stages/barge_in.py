@@ -55,7 +55,14 @@ class BargeIn:
     def audible(self, utterance_id: int, until: float) -> None:
         """The sink queued speech of ``utterance_id`` that is heard until wall time ``until``."""
         with self._lock:
+            self._forget_heard(time.monotonic())
             self._audible[utterance_id] = max(until, self._audible.get(utterance_id, 0.0))
+
+    def _forget_heard(self, now: float) -> None:
+        """Drop the utterances heard to their end (so a session that is never talked over keeps
+        only what is still playing). The lock is held."""
+        for uid in [u for u, until in self._audible.items() if until <= now]:
+            del self._audible[uid]
 
     def done(self, utterance_id: int) -> None:
         """Its synthesis ended (its playback may go on: :meth:`audible`)."""
@@ -66,8 +73,7 @@ class BargeIn:
         """Mark what is being spoken, or heard, as talked over; returns those utterances."""
         now = time.monotonic()
         with self._lock:
-            for uid in [u for u, until in self._audible.items() if until <= now]:
-                del self._audible[uid]
+            self._forget_heard(now)
             hit = sorted((self._speaking | set(self._audible)) - self._interrupted)
             self._interrupted.update(hit)
             self.interruptions += bool(hit)

@@ -17,7 +17,7 @@ import difflib
 import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +32,10 @@ TAIL = 1.0
 """Seconds after our speech ends that an utterance may still be its echo: the room's reverberation,
 the canceller's delay and the segmenter's post-roll and pre-roll."""
 
+KEEP_VERDICTS = 256
+"""Verdicts remembered: a transcript is asked about twice within seconds (the translator stage, then
+the output), while hundreds of utterances are in between only when the pipeline is minutes behind."""
+
 _WORD = re.compile(r"\w+")
 
 
@@ -45,7 +49,9 @@ class OwnSpeech:
     def __init__(self, window: float) -> None:
         self.window = window
         self._said: deque[tuple[float, float, list[str]]] = deque()  # (heard from, heard until, words)
-        self._verdicts: dict[tuple[int, str], bool] = {}
+        self._verdicts: OrderedDict[tuple[int, str], bool] = OrderedDict()
+        """Each transcript's verdict, for its second asker (the output, after the translator
+        stage): the latest :data:`KEEP_VERDICTS`, so a session of weeks holds no more."""
         self._lock = threading.Lock()
         self.dropped = 0
         """Transcripts judged to be our own voice."""
@@ -64,6 +70,8 @@ class OwnSpeech:
             if verdict is None:
                 verdict = self._judge(transcript)
                 self._verdicts[key] = verdict
+                while len(self._verdicts) > KEEP_VERDICTS:
+                    self._verdicts.popitem(last=False)
                 self.dropped += verdict
             return verdict
 
