@@ -8,6 +8,7 @@ a good one, which the server must still answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -67,6 +68,16 @@ class Server(Watched):
         self.port = port
 
 
+@contextlib.contextmanager
+def running(server: Server, ready: str, timeout: float = 300) -> Iterator[Server]:
+    """``server`` once its log says ``ready``; stopped on the way out, which must be clean."""
+    try:
+        server.wait_line(ready, timeout=timeout)
+        yield server
+    finally:
+        assert server.stop() == 0, server.log(50)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[Server]:
     mt_dir = tmp_path_factory.mktemp("mt") / "opus-mt-de-en"
@@ -77,11 +88,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[S
         wyoming_cmd(f"tcp://127.0.0.1:{port}", "--asr", "base", "--mt-model", str(mt_dir), *(f"--set={x}" for x in settings)),
         port,
     )
-    try:
-        s.wait_line(r"ready on tcp://", timeout=300)
+    with running(s, r"ready on tcp://", timeout=300):
         yield s
-    finally:
-        assert s.stop() == 0, s.log(50)
 
 
 # --- a client -------------------------------------------------------------------------------------

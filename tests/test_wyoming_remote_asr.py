@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SPEECH, clip
-from test_wyoming import Server, free_port
+from test_wyoming import Server, free_port, running
 
 from translator.assemble import build_pipeline, load_engines
 from translator.audio.files import FileSource
@@ -46,11 +46,8 @@ def peer(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[Ser
         port,
         env={"HF_HUB_OFFLINE": "1"},
     )
-    try:
-        s.wait_line(r"Ready", timeout=120)
+    with running(s, r"Ready", timeout=120):
         yield s
-    finally:
-        assert s.stop() == 0, s.log(50)
 
 
 LOADED = 60.0

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soxr
 from test_tts import JOE, translation
-from test_wyoming import Server, free_port, wyoming_cmd
+from test_wyoming import Server, free_port, running, wyoming_cmd
 from test_wyoming_remote_asr import assert_right, translate
 
 from translator.bench.scoring import wer
@@ -43,11 +43,8 @@ def backend() -> Iterator[Server]:
         wyoming_cmd(f"tcp://127.0.0.1:{port}", "--asr", "tiny.en", f"--set=asr.backend={closed}", f"--set=tts.backend={closed}"),
         port,
     )
-    try:
-        s.wait_line(r"ready on tcp://", timeout=300)
+    with running(s, r"ready on tcp://", timeout=300):
         yield s
-    finally:
-        assert s.stop() == 0, s.log(50)
 
 
 @pytest.fixture(scope="module")

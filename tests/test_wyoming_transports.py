@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import REPO, skip_or_fail
-from test_wyoming import Server, describe, free_port, read, wyoming_cmd
+from test_wyoming import Server, describe, free_port, read, running, wyoming_cmd
 from wyoming.client import AsyncUnixClient
 from wyoming.event import read_event, write_event
 from wyoming.info import Describe, Info
@@ -24,19 +24,15 @@ SMALL = ("--asr", "tiny.en", "--set", "tts.enabled=false")
 
 def test_a_unix_socket_server_serves_and_removes_its_socket(tmp_path: Path) -> None:
     path = tmp_path / "wyoming.sock"
-    s = Server(wyoming_cmd(f"unix://{path}", *SMALL))
-    try:
-        s.wait_line(r"ready on unix://", timeout=300)
 
-        async def go() -> Info:
-            async with AsyncUnixClient(str(path)) as c:
-                await c.write_event(Describe().event())
-                return Info.from_event(await read(c))
+    async def go() -> Info:
+        async with AsyncUnixClient(str(path)) as c:
+            await c.write_event(Describe().event())
+            return Info.from_event(await read(c))
 
+    with running(Server(wyoming_cmd(f"unix://{path}", *SMALL)), r"ready on unix://"):
         info = asyncio.run(go())
         assert [m.name for m in info.asr[0].models][0] == "tiny.en" and not info.tts
-    finally:
-        assert s.stop() == 0, s.log(50)
     assert not path.exists()
 
 
