@@ -142,7 +142,6 @@ class Segmenter:
         self.settings = settings
         self._vad = vad if vad is not None else SileroVad()
         self._verdicts = verdicts
-        self._awaits = verdicts is not None and verdicts.wait
         self._release = settings.release
         self._pre_roll = _samples(settings.pre_roll)
         self._post_roll = _samples(settings.post_roll)
@@ -278,7 +277,7 @@ class Segmenter:
             # gospel. One, two"): ask now, with the word heard, and hold this pause until then.
             self._ask(utt, pending, b, wall, out)
         asking = pending is not None and pending.asked
-        if asking and silence >= self._endpoint and not self._awaits and not self._considered(pending):
+        if asking and silence >= self._endpoint and not self._answer_coming(pending):
             # The endpoint came before the recognizer even took up the question: the utterance
             # ends here as it would without commits. One it is working on is waited for (up to
             # ANSWER_LIMIT): ending here would only have the recognizer decode it all again. A
@@ -333,9 +332,11 @@ class Segmenter:
             utt.utterance_id, audio, self._time(utt.start), self._time(utt.last_voiced_end), utt.last_voiced_wall, wall, cut=cut
         )
 
-    def _considered(self, pause: _Pause | None) -> bool:
-        """Whether the recognizer is working on the question about ``pause``."""
-        return pause is not None and self._verdicts is not None and self._verdicts.considering(pause.key)
+    def _answer_coming(self, pause: _Pause | None) -> bool:
+        """Whether the answer about ``pause`` is worth holding the endpoint for: answers are awaited
+        (it comes by the next feed), or the recognizer is working on it."""
+        verdicts = self._verdicts
+        return pause is not None and verdicts is not None and (verdicts.wait or verdicts.considering(pause.key))
 
     def _ask(self, utt: _Utterance, pause: _Pause, b: int, wall: float, out: list[SegmentEvent]) -> None:
         """Ask whether the sentence ended at ``pause``, with the utterance's audio up to ``b``."""
