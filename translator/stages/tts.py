@@ -8,6 +8,7 @@ whereas a whole paragraph would take several times that, and nothing is heard be
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import threading
@@ -327,9 +328,11 @@ class SpeakerStage:
     @staticmethod
     def _sentences(voice: Voice, text: str, language: str, pace: float) -> Iterator[tuple[str, np.ndarray]]:
         """Split here rather than in the voice, so each chunk knows the words it speaks."""
-        paced = pace != 1.0 and isinstance(voice, PacedVoice)
+        speak: Callable[[str], Iterator[np.ndarray]] = voice.synthesize
+        if pace != 1.0 and isinstance(voice, PacedVoice):
+            speak = functools.partial(voice.synthesize_at, pace=pace)
         for chunk in speech_chunks(text, language):
-            for samples in voice.synthesize_at(chunk, pace) if paced else voice.synthesize(chunk):  # type: ignore[attr-defined]
+            for samples in speak(chunk):
                 yield chunk, samples
 
 
