@@ -15,7 +15,7 @@ from pulse import Room
 from translator import config_load
 from translator.audio import duplex, echo
 from translator.audio.duplex import Duplex, resolve
-from translator.audio.echo import AEC3_DELAY, FRAME, LEAD, QUIET, EchoCanceller, EchoReference
+from translator.audio.echo import _UNREAD, AEC3_DELAY, FRAME, LEAD, QUIET, EchoCanceller, EchoReference
 from translator.audio.files import FileSource
 from translator.config import Config
 from translator.errors import ConfigError
@@ -72,6 +72,19 @@ def test_reference_returns_what_was_heard_at_that_time_and_silence_around_it() -
     before = ref.take(99.995, 160)  # 80 samples before the stream began, 80 of it
     assert not before[:80].any() and np.array_equal(before[80:], played[:80])
     assert not ref.take(101.5, 160).any()  # after it: nothing played
+
+
+def test_played_audio_nobody_takes_is_bounded_and_what_is_kept_stays_in_place() -> None:
+    """The microphone lost (being reopened) while the output plays on: the reference holds the last
+    seconds only, and they answer at their own times."""
+    ref = EchoReference()
+    played = np.arange(1, 16001, dtype=np.float32) / 16000
+    for second in range(60):  # a minute of 32 ms buffers, nobody taking
+        for i in range(0, len(played), 512):
+            ref.played(0, RATE, 100.0 + second + i / RATE, played[i : i + 512])
+    assert sum(len(piece[3]) for piece in ref._incoming) <= (_UNREAD + 0.1) * RATE
+    assert np.array_equal(ref.take(159.25, 160), played[4000:4160])  # the last second, where it was
+    assert not ref.take(120.0, 160).any()  # long dropped
 
 
 def test_a_new_run_is_anchored_afresh_and_the_one_before_it_still_answers() -> None:

@@ -49,6 +49,11 @@ AEC3_DELAY = 128
 _KEEP = 2.0
 """Seconds of played audio kept behind the capture (more than any room's echo path)."""
 
+_UNREAD = 10.0
+"""Seconds of played audio held for a capture that does not come (the microphone lost and being
+reopened while the output, open for good in aec, goes on): beyond this the oldest is dropped, and
+what is kept starts a run of its own. Capture older than 2 s is dropped by the microphone anyway."""
+
 
 def unavailable() -> str | None:
     """Why echo cancellation cannot run here, or None when it can."""
@@ -70,6 +75,8 @@ class EchoReference:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._incoming: deque[tuple[int, int, float, np.ndarray, bool]] = deque()  # played()'s arguments
+        self._unread = 0.0  # seconds in _incoming
+        self._dropped = False  # _incoming lost its oldest: what is left starts a run of its own
         self._run = -1
         self._to_16k: StreamResampler | None = None
         self._runs: deque[_Run] = deque(maxlen=2)  # the current run, and the one before it
@@ -89,6 +96,11 @@ class EchoReference:
         output latency, it is within what AEC3 finds."""
         with self._lock:
             self._incoming.append((run, rate, heard_at, samples.copy(), resumed))
+            self._unread += len(samples) / rate
+            while self._unread > _UNREAD and len(self._incoming) > 1:
+                _, old_rate, _, old, _ = self._incoming.popleft()
+                self._unread -= len(old) / old_rate
+                self._dropped = True
             self._open = True
 
     def ended(self) -> None:
@@ -108,6 +120,10 @@ class EchoReference:
         with self._lock:
             pieces = list(self._incoming)
             self._incoming.clear()
+            self._unread = 0.0
+            if self._dropped:  # the kept audio does not follow what was ingested before it
+                self._dropped = False
+                self._run = -1
         for run, rate, heard_at, samples, resumed in pieces:
             if run != self._run or self._to_16k is None or self._to_16k.rate != rate:
                 if resumed and self._runs:
