@@ -24,7 +24,7 @@ from translator.audio.files import FileSource
 from translator.audio.samples import speech_span
 from translator.bench.scoring import wer
 from translator.cli import main
-from translator.commits import ANSWER_LIMIT, KEEP, Verdicts, ends_sentence
+from translator.commits import ANSWER_LIMIT, KEEP, Verdicts, before_mark, ends_sentence, goes_on_with_a_mark
 from translator.config import AsrSettings, VadSettings
 from translator.events import PauseFollowed, SpeechGrowing, SpeechPaused, SpeechStarted, UtteranceEnded
 from translator.speculation import Confirm, Retract
@@ -54,6 +54,20 @@ TALK = ("en/picovoice_leopard_test.wav", "en/LJ050-0131.wav", "en/LDC93S1.wav")
 )
 def test_a_pause_may_end_a_sentence_or_a_long_clause(text: str, seconds: float, expected: bool) -> None:
     assert ends_sentence(text, seconds, 2.0) is expected
+
+
+def test_the_decoder_is_given_the_words_without_their_final_mark() -> None:
+    assert before_mark("and we are glad to welcome his gospel.") == "and we are glad to welcome his gospel"
+    assert before_mark("He said 'no.' ") == "He said 'no"
+    assert before_mark("我们走吧。") == "我们走吧"
+
+
+@pytest.mark.parametrize(
+    ("following", "ended"),
+    [(".", True), (". Unless", True), (", the", True), ("。", True), ("for the", False), ("of activity", False), ("", False)],
+)
+def test_a_mark_after_the_words_ends_the_sentence_a_word_does_not(following: str, ended: bool) -> None:
+    assert goes_on_with_a_mark(following) is ended
 
 
 def test_commits_are_off_at_zero() -> None:

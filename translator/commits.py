@@ -59,10 +59,28 @@ def ends_sentence(text: str, seconds: float, min_seconds: float) -> bool:
     :data:`CLAUSE_SECONDS`. ``min_seconds`` 0 turns commits off."""
     if min_seconds <= 0 or seconds < min_seconds:
         return False
-    tail = text.rstrip().rstrip(CLOSERS)
+    tail = _tail(text)
     if not tail:
         return False
     return tail[-1] in SENTENCE_ENDS or (tail[-1] in CLAUSE_ENDS and seconds >= CLAUSE_SECONDS)
+
+
+def before_mark(text: str) -> str:
+    """``text`` that :func:`ends_sentence` took for a sentence, without its final mark (and the
+    quotes after it): the words the decoder is given to go on from."""
+    return _tail(text)[:-1].rstrip()
+
+
+def goes_on_with_a_mark(following: str) -> bool:
+    """Whether the decoder, given those words and the audio past the pause, went on with a mark
+    rather than a word: the sentence ended there. A comma where the pause's own decode wrote a
+    full stop is a boundary too: hearing on, the decoder joins two sentences with a comma ("... half
+    price, the guided tour ...")."""
+    return following.lstrip()[:1] in SENTENCE_ENDS | CLAUSE_ENDS
+
+
+def _tail(text: str) -> str:
+    return text.rstrip().rstrip(CLOSERS)
 
 
 class Verdicts:
@@ -108,4 +126,4 @@ class Verdicts:
             return self._answers.pop(key, None)
 
 
-__all__ = ["CLAUSE_SECONDS", "Verdicts", "ends_sentence"]
+__all__ = ["CLAUSE_SECONDS", "Verdicts", "before_mark", "ends_sentence", "goes_on_with_a_mark"]

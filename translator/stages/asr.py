@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 
-from translator.commits import CLAUSE_ENDS, CLOSERS, SENTENCE_ENDS, Verdicts, ends_sentence
+from translator.commits import Verdicts, before_mark, ends_sentence, goes_on_with_a_mark
 from translator.config import AsrSettings
 from translator.events import (
     Caption,
@@ -165,11 +165,8 @@ class RecognizerStage:
         (uid, t_end, _), recognition = self._speculation
         if uid != event.utterance_id or t_end != event.t_end or recognition is None:
             return False
-        words = _spoken(recognition).rstrip().rstrip(CLOSERS)
-        following = self.recognizer.continuation(event.audio, words[:-1].rstrip(), recognition.language, self.settings)
-        # A comma where the pause's own decode wrote a full stop is a boundary too: the decoder,
-        # hearing on, joins the sentences with a comma ("... half price, the guided tour ...").
-        return following.lstrip()[:1] in SENTENCE_ENDS | CLAUSE_ENDS
+        words = before_mark(_spoken(recognition))
+        return goes_on_with_a_mark(self.recognizer.continuation(event.audio, words, recognition.language, self.settings))
 
     @staticmethod
     def _transcript(event: SpeechPaused | UtteranceEnded, recognition: Recognition) -> Transcript:
