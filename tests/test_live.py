@@ -207,8 +207,10 @@ def test_run_transcribes_speaks_ignores_itself_and_stops_on_sigterm(tmp_path: Pa
         opened = app.wait_line(r"microphone open", after=spoke, timeout=30)
 
         # 3. SIGTERM mid-utterance: it is finished and written, exit 0. The next utterance heard
-        # is this one (#3, after the microphone opened), so "one two" made none.
-        pa.feed(en)
+        # is this one (#3, after the microphone opened), so "one two" made none. Other words than
+        # the ones just spoken (en → en speaks what it heard): heard within the echo guard's tail
+        # of our speech, those would rightly be judged our own voice.
+        pa.feed(_audio(OTHER))
         app.wait_line(r"#3 speech started", after=opened, timeout=30)
         # still speaking: captions come while the words do. Two words heard first, so the final
         # of what SIGTERM leaves has speech to find (a word alone may be judged not speech).
