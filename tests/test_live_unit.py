@@ -179,12 +179,12 @@ def test_speech_still_heard_after_its_synthesis_ended_can_be_talked_over() -> No
     barge_in = BargeIn(0.1)
     chunk = _chunk(3)
     barge_in.queued(chunk)
-    assert barge_in.take(chunk.samples) == (3, 1.0)
+    assert barge_in.take(chunk.samples, 16000) == (3, 1.0)
     barge_in.audible(3, time.monotonic() + 5)
     barge_in.done(3)
     assert barge_in.interrupt() == [3]
     later = _chunk(3, 1)
-    assert barge_in.queued(later) == 0.1 and barge_in.take(later.samples) == (3, 0.1)  # ducked
+    assert barge_in.queued(later) == 0.1 and barge_in.take(later.samples, 16000) == (3, 0.1)  # ducked
     finished = BargeIn(0.0)
     finished.queued(_chunk(4))
     finished.audible(4, time.monotonic() - 0.1)
@@ -201,6 +201,48 @@ def test_speech_heard_to_its_end_is_forgotten_without_a_barge_in() -> None:
     barge_in.audible(100, now + 5.0)
     assert set(barge_in._audible) == {100}
     assert barge_in.interrupt() == [100]
+
+
+def test_an_utterance_is_finished_once_all_its_speech_is_heard_or_stopped() -> None:
+    """What closes its record (SpeechHeard): nothing of it queued, synthesising or playing."""
+    barge_in = BargeIn(0.1)  # ducked: the rest plays on, quieter
+    chunk = _chunk(7)
+    barge_in.queued(chunk)
+    barge_in.done(7)
+    assert barge_in.finished(7) is None  # on its way to the sink
+    barge_in.take(chunk.samples, 16000)
+    assert barge_in.finished(7) is None  # playing: 0.1 s, at least, from being taken
+    assert barge_in.interrupt() == [7]
+    time.sleep(0.12)
+    assert barge_in.finished(7) is True and barge_in._interrupted == set() and 7 not in barge_in._audible
+    assert barge_in.finished(7) is False  # forgotten
+    stopped = BargeIn(0.0)
+    first, rest = _chunk(8), _chunk(8, 1)
+    stopped.queued(first)
+    stopped.take(first.samples, 16000)
+    stopped.audible(8, time.monotonic() + 60)  # a minute of it in the speaker's queue
+    stopped.queued(rest)
+    assert stopped.interrupt() == [8]
+    assert stopped.finished(8) is None  # still synthesising
+    stopped.done(8)
+    assert stopped.finished(8) is None  # a chunk is still to reach the sink (to be dropped there)
+    assert stopped.take(rest.samples, 16000) == (8, 0.0)
+    assert stopped.finished(8) is True  # stopped: heard no longer, though it was to play a minute
+
+
+def test_a_retracted_synthesis_is_not_waited_for() -> None:
+    """A speculation's speech, dropped on its way to the sink when the speaker went on, does not
+    keep the utterance from being heard: the final's synthesis starts again at chunk 0."""
+    barge_in = BargeIn(0.0)
+    barge_in.queued(_chunk(9))
+    barge_in.queued(_chunk(9, 1))  # the speculation: retracted, never taken
+    final = _chunk(9)
+    barge_in.queued(final)
+    barge_in.done(9)
+    assert barge_in.finished(9) is None
+    barge_in.take(final.samples, 100_000)  # 16 ms
+    time.sleep(0.03)
+    assert barge_in.finished(9) is False
 
 
 def test_ducked_speech_is_played_quieter() -> None:

@@ -14,6 +14,7 @@ from translator.events import (
     Notice,
     SpeechChunk,
     SpeechDone,
+    SpeechHeard,
     StageFailed,
     Transcript,
     Translation,
@@ -116,6 +117,38 @@ def test_events_flow_through_every_stage_and_sink():
     records = [r for e in events if (r := collector.feed(e))]
     assert [r.text for r in records] == translations
     assert all(r.speech_to_speech is not None and r.speech_to_speech >= 0 for r in records)
+
+
+def test_with_heard_a_record_closes_when_its_speech_is_heard_and_says_whether_it_was_talked_over():
+    events = run_collect(Pipeline(CountingSegmenter(), chain(), sink=ListSink()), blocks(10))
+    collector = UtteranceCollector(heard=True)
+    assert [r for e in events if (r := collector.feed(e))] == []  # synthesised, not yet heard
+    records = [collector.feed(SpeechHeard(uid, time.monotonic(), uid == 2)) for uid in (1, 2, 3)]
+    assert [(r.utterance_id, r.voice, r.interrupted) for r in records if r] == [
+        (1, "fake", False),
+        (2, "fake", True),
+        (3, "fake", False),
+    ]
+    assert collector.feed(SpeechHeard(1, time.monotonic(), False)) is None  # closed once
+
+
+def test_poll_events_join_the_output_while_the_stages_are_quiet():
+    """A live session's SpeechHeard comes from outside the stages: the pipeline asks for it."""
+
+    def slow(n: int):
+        for block in blocks(n):
+            time.sleep(0.05)
+            yield block
+
+    asked: list[float] = []
+
+    def poll():
+        asked.append(time.monotonic())
+        return [Notice(f"poll {len(asked)}", asked[-1])] if len(asked) == 3 else []
+
+    events = list(Pipeline(CountingSegmenter(every=100), chain(), sink=ListSink()).run(slow(10), poll=poll))
+    assert [e.message for e in events if isinstance(e, Notice)] == ["poll 3"]
+    assert len(asked) >= 4  # 0.5 s with one event (the flush's): asked every POLL_SECONDS meanwhile
 
 
 def test_each_sink_failure_is_one_notice_and_speech_goes_on_to_a_sink_that_recovers():

@@ -31,7 +31,7 @@ from translator.events import (
 from translator.live import State
 from translator.run import plain, tui
 from translator.run.snapshot import SessionInfo, Snapshot
-from translator.serve.eventlog import log_event
+from translator.serve.eventlog import log_event, log_record
 from translator.transcript import SrtWriter, UtteranceRecord
 from translator.translate_file import describe
 
@@ -321,6 +321,22 @@ def test_an_untranslated_utterance_shows_its_source_words_marked_in_plain_lines(
         == "#4 done (es → en): asr 400 ms · mt 450 ms · caption lag 0.40 s (2 captions) · not translated"
     )
     assert plain.record_line(RECORD).endswith("(2 captions)")
+
+
+def test_a_translation_talked_over_is_marked_in_the_tui_plain_lines_the_journal_and_the_transcript(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    over = dataclasses.replace(RECORD, interrupted=True)
+    assert render(tui.history(over, "12:00:00")) == [
+        "12:00:00 en→es She had your dark suit.",
+        "               → Tenía tu traje oscuro.",
+        "               → talked over",
+    ]
+    assert plain.record_line(over).endswith("(2 captions) · talked over")
+    with caplog.at_level(logging.INFO):
+        log_record(over)
+    assert caplog.messages[-1].endswith("; talked over")
+    assert json.loads(over.to_json())["interrupted"] is True and json.loads(RECORD.to_json())["interrupted"] is False
 
 
 def test_an_untranslated_utterance_in_the_translate_command_the_transcript_the_subtitles_and_the_journal(

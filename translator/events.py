@@ -217,6 +217,19 @@ class SpeechDone:
     voice: str
 
 
+@dataclass(frozen=True)
+class SpeechHeard:
+    """An utterance's speech has been heard to its end, or stopped by the other person talking
+    over it (a live session with barge-in on: translator/live.py). Its record closes here, not at
+    :class:`SpeechDone`, because the speech usually plays on after it is synthesised, and being
+    talked over is part of the record."""
+
+    utterance_id: int
+    wall: float
+    interrupted: bool
+    """The other person talked over it: what was left of it was stopped or ducked."""
+
+
 class NoticeLevel(enum.StrEnum):
     INFO = "info"
     WARNING = "warning"
@@ -255,6 +268,7 @@ Event = (
     | Translation
     | SpeechChunk
     | SpeechDone
+    | SpeechHeard
     | Notice
     | StageFailed
 )
@@ -274,6 +288,7 @@ __all__ = [
     "Translation",
     "SpeechChunk",
     "SpeechDone",
+    "SpeechHeard",
     "Notice",
     "NoticeLevel",
     "StageFailed",

@@ -46,6 +46,7 @@ from translator.events import (
     NoticeLevel,
     SpeechChunk,
     SpeechDone,
+    SpeechHeard,
     SpeechStarted,
     StageFailed,
     Transcript,
@@ -102,7 +103,7 @@ class GuardedSink:
     def write(self, samples: np.ndarray, sample_rate: int) -> None:
         uid: int | None = None
         if self.barge_in is not None:
-            uid, gain = self.barge_in.take(samples)
+            uid, gain = self.barge_in.take(samples, sample_rate)
             if gain == 0.0:
                 return  # talked over, and stopped
             samples = samples if gain == 1.0 else samples * np.float32(gain)
@@ -191,6 +192,7 @@ class LiveSession:
         self.status = "listening"
         self._pending: set[int] = set()
         self._barged: set[int] = set()  # utterances that have already barged in
+        self._playing: list[int] = []  # synthesised (SpeechDone), not yet heard to the end (barge-in on)
 
     def _around(self) -> dict[str, Callable[[Stage], Stage]]:
         """What the live session puts around the pipeline's stages: the last guard before the
@@ -207,6 +209,12 @@ class LiveSession:
     def speaking(self) -> bool:
         """Whether translations are spoken (an output device is open)."""
         return self.speaker is not None
+
+    @property
+    def reports_heard(self) -> bool:
+        """Whether a :class:`~translator.events.SpeechHeard` follows each SpeechDone (barge-in
+        on): an utterance's record closes there, to say whether it was talked over."""
+        return self.barge_in is not None
 
     def _user_talking(self) -> bool:
         segmenter = self.pipeline.segmenter
@@ -249,17 +257,34 @@ class LiveSession:
     def events(self) -> Iterator[Event]:
         yield from self._notices
         try:
-            for event in self.pipeline.run(self.microphone):
+            for event in self.pipeline.run(self.microphone, poll=self._heard if self.reports_heard else None):
                 self._track(event)
                 yield from self._barge_in(event)
                 shown = self._guard(event)
                 if shown is not None:
                     yield shown
+            if self.speaker is not None:
+                self.speaker.drain(timeout=30.0)
+            yield from self._heard(everything=True)
         finally:
             self.microphone.close()
             if self.speaker is not None:
-                self.speaker.drain(timeout=30.0)
+                self.speaker.drain(timeout=30.0)  # at once, unless the loop above was left early
                 self.speaker.close()
+
+    def _heard(self, *, everything: bool = False) -> Iterator[SpeechHeard]:
+        """The utterances whose speech has been heard to its end, or stopped, since last asked
+        (``everything``: the rest as well, once the output has drained at the end)."""
+        barge_in = self.barge_in
+        if barge_in is None:
+            return
+        for uid in list(self._playing):
+            talked_over = barge_in.finished(uid)
+            if talked_over is None and everything:
+                talked_over = barge_in.interrupted(uid)
+            if talked_over is not None:
+                self._playing.remove(uid)
+                yield SpeechHeard(uid, time.monotonic(), talked_over)
 
     def _barge_in(self, event: Event) -> Iterator[Event]:
         """The other person starts speaking over a translation: stop or duck it, and say so."""
@@ -268,6 +293,7 @@ class LiveSession:
             return
         if isinstance(event, SpeechDone):
             barge_in.done(event.utterance_id)
+            self._playing.append(event.utterance_id)
         elif self._talks_over(event):
             hit = barge_in.interrupt()
             if hit:
@@ -341,7 +367,7 @@ class EventThread:
         self.on_event = on_event
         self.on_record = on_record
         self.wake = wake
-        self.collector = UtteranceCollector(speaking=session.speaking)
+        self.collector = UtteranceCollector(speaking=session.speaking, heard=session.reports_heard)
         self.error: BaseException | None = None
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="events", daemon=True)

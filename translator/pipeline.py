@@ -33,6 +33,9 @@ from translator.speculation import RETRACTED, Confirm, Decisions, Provisional, R
 GAP_TOLERANCE = 0.002
 """Seconds a block may start after the previous one ended before it counts as a gap."""
 
+POLL_SECONDS = 0.1
+"""How often :meth:`Pipeline.run`'s ``poll`` is asked for events when the stages make none."""
+
 
 class Observer(Protocol):
     """Watches the work of the pipeline's parts without wrapping them (the service's health
@@ -183,7 +186,10 @@ class Pipeline(Generic[SegmenterT]):
         """Stop taking audio; the utterance in flight is still finished and delivered."""
         self._stop.set()
 
-    def run(self, source: Iterable[AudioBlock]) -> Iterator[Event]:
+    def run(self, source: Iterable[AudioBlock], poll: Callable[[], Iterable[Event]] | None = None) -> Iterator[Event]:
+        """The events of a run over ``source``, in order. ``poll`` gives events that come from
+        outside the stages (a live session's speech heard to its end): it is asked before each
+        event and every :data:`POLL_SECONDS` while there is none, and its events are yielded then."""
         out: queue.Queue[Any] = queue.Queue()
         inboxes: list[queue.Queue[Any]] = [queue.Queue(self.queue_size) for _ in self.stages]
         sink_box: queue.Queue[Any] = queue.Queue(self.queue_size)
@@ -211,16 +217,23 @@ class Pipeline(Generic[SegmenterT]):
         for t in threads:
             t.start()
         try:
-            yield from self._drain(out, len(threads))
+            yield from self._drain(out, len(threads), poll)
         finally:
             self._stop.set()
 
-    def _drain(self, out: queue.Queue[Any], workers: int) -> Iterator[Event]:
+    def _drain(self, out: queue.Queue[Any], workers: int, poll: Callable[[], Iterable[Event]] | None) -> Iterator[Event]:
         finished = 0
         failure: BaseException | None = None
         decisions = Decisions()  # in the order this thread sees them, so releases keep the order
         while finished < workers:
-            item = out.get()
+            try:
+                item = out.get(timeout=None if poll is None else POLL_SECONDS)
+            except queue.Empty:
+                item = None
+            if poll is not None:
+                yield from poll()
+            if item is None:
+                continue
             if item is _END:
                 finished += 1
             elif isinstance(item, _Failure):

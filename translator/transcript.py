@@ -22,6 +22,7 @@ from translator.events import (
     Event,
     SpeechChunk,
     SpeechDone,
+    SpeechHeard,
     StageFailed,
     Transcript,
     Translation,
@@ -62,6 +63,9 @@ class UtteranceRecord:
     continued: bool = False
     """The speaker went on: a sentence commit ended this segment at a pause (:mod:`translator.commits`),
     and the next record carries what followed."""
+    interrupted: bool = False
+    """The other person talked over its translation (barge-in): what was left of it was stopped
+    or ducked (``audio.barge_in``)."""
 
     def to_json(self, finished: datetime | None = None) -> str:
         """The record as one JSON line (no newline): the one format of every transcript file.
@@ -79,12 +83,15 @@ class UtteranceRecord:
 class UtteranceCollector:
     """Joins the events of each utterance into a record once its last stage is done.
 
-    ``final_event`` is the type that closes an utterance: SpeechDone with a speaker,
-    Translation when speech output is off.
+    What closes an utterance: SpeechDone with a speaker, SpeechHeard with ``heard`` (a live
+    session with barge-in, which says whether the speech was talked over), Translation when
+    speech output is off.
     """
 
-    def __init__(self, *, speaking: bool = True) -> None:
+    def __init__(self, *, speaking: bool = True, heard: bool = False) -> None:
         self.speaking = speaking
+        self.heard = heard
+        self._voices: dict[int, str] = {}  # synthesised, with ``heard``: waiting to be heard
         self._ended: dict[int, UtteranceEnded] = {}
         self._captions: dict[int, list[float]] = {}
         self._transcripts: dict[int, Transcript] = {}
@@ -109,13 +116,26 @@ class UtteranceCollector:
             uid = event.utterance_id
             self._speech[uid] = self._speech.get(uid, 0.0) + len(event.samples) / event.sample_rate
         elif isinstance(event, SpeechDone):
-            return self._close(event.utterance_id, voice=event.voice)
+            if not self.heard:
+                return self._close(event.utterance_id, voice=event.voice)
+            self._voices[event.utterance_id] = event.voice
+        elif isinstance(event, SpeechHeard) and event.utterance_id in self._voices:
+            voice = self._voices.pop(event.utterance_id)
+            return self._close(event.utterance_id, voice=voice, interrupted=event.interrupted)
         elif isinstance(event, StageFailed) and event.utterance_id in self._ended:
             return self._close(event.utterance_id, voice="", error=f"{event.stage}: {event.message}")
         return None
 
-    def _close(self, uid: int, *, voice: str, error: str = "") -> UtteranceRecord | None:
+    def unheard(self) -> list[UtteranceRecord]:
+        """With ``heard``: the records of the utterances synthesised and not yet heard, closed now
+        (not talked over, so far), for a run that quits at once: its transcript keeps what was
+        translated."""
+        records = [self._close(uid, voice=voice) for uid, voice in list(self._voices.items())]
+        return [r for r in records if r is not None]
+
+    def _close(self, uid: int, *, voice: str, error: str = "", interrupted: bool = False) -> UtteranceRecord | None:
         ended = self._ended.pop(uid, None)
+        self._voices.pop(uid, None)
         tr = self._transcripts.pop(uid, None)
         mt = self._translations.pop(uid, None)
         first = self._first_audio.pop(uid, None)
@@ -146,6 +166,7 @@ class UtteranceCollector:
             language_probability=round(tr.language_probability, 3) if tr else None,
             translated=mt.translated if mt else True,
             continued=ended.committed,
+            interrupted=interrupted,
         )
 
 
@@ -195,6 +216,10 @@ class JsonlWriter(_LineFile):
 NOT_TRANSLATED = "not translated"
 """What every front end says beside the source words of an utterance whose translation came back
 in the source language (:attr:`UtteranceRecord.translated` False)."""
+
+INTERRUPTED = "talked over"
+"""What every front end says of a translation the other person talked over
+(:attr:`UtteranceRecord.interrupted`)."""
 
 NOT_TRANSLATED_MARK = f"[{NOT_TRANSLATED}]"
 """Before those source words in the subtitles."""

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -42,6 +43,9 @@ from translator.run.snapshot import Renderer, SessionInfo, Snapshot
 from translator.run.terminal import Keyboard, Mode, PushToTalk, Signals, stderr_log_path, stderr_to_file, stdin_tty
 from translator.run.tui import TuiRenderer, level_text
 from translator.transcript import JsonlWriter, UtteranceRecord
+
+if TYPE_CHECKING:  # imported where it is used: it loads the models' libraries
+    from translator.live import EventThread
 
 REFRESH_HZ = 8.0
 """How often the main thread redraws (and polls state, level and keys)."""
@@ -94,11 +98,17 @@ def _run(
 
     renderer = make_renderer(mode, console)
     keyboard: Keyboard | None = None
+    writer: JsonlWriter | None = None
+    consumer: EventThread | None = None
 
     def emergency() -> None:
         renderer.emergency()
         if keyboard is not None:
             keyboard.restore()
+        if consumer is not None and writer is not None:  # translated, still being spoken: kept
+            with contextlib.suppress(OutputError):
+                for record in consumer.collector.unheard():
+                    writer.write(record)
 
     signals = Signals(emergency)
     signals.install()
@@ -123,7 +133,8 @@ def _run(
                 raise
             say(f"no audio output ({e}); captions only", NoticeLevel.WARNING)
             speak = False
-    writer = stack.enter_context(JsonlWriter(options.transcript, append=True)) if options.transcript else None
+    if options.transcript:
+        writer = stack.enter_context(JsonlWriter(options.transcript, append=True))
 
     from translator.assemble import load_engines  # noqa: PLC0415 - loads the models' libraries
     from translator.live import EventThread, LiveSession  # noqa: PLC0415

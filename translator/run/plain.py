@@ -26,7 +26,7 @@ from translator.events import (
 from translator.live import State
 from translator.run.snapshot import Renderer, SessionInfo, Snapshot
 from translator.text import ms, one_line
-from translator.transcript import NOT_TRANSLATED, UtteranceRecord
+from translator.transcript import INTERRUPTED, NOT_TRANSLATED, UtteranceRecord
 
 UNCUT = sys.maxsize
 """What people said is shown whole; only messages (errors, notices) are cut to one_line's limit."""
@@ -98,7 +98,8 @@ def record_line(record: UtteranceRecord) -> str:
     route = f"{record.language or '?'} → {record.target_language or '?'}"
     error = f" · error: {one_line(record.error)}" if record.error else ""
     missing = "" if record.translated else f" · {NOT_TRANSLATED}"
-    return f"#{record.utterance_id} done ({route}): {latency_text(record)}{missing}{error}"
+    over = f" · {INTERRUPTED}" if record.interrupted else ""
+    return f"#{record.utterance_id} done ({route}): {latency_text(record)}{missing}{over}{error}"
 
 
 def status_line(message: str, level: NoticeLevel = NoticeLevel.INFO) -> str:

@@ -32,7 +32,7 @@ from translator.live import State
 from translator.run.plain import heard_text, latency_text, said
 from translator.run.snapshot import Renderer, SessionInfo, Snapshot
 from translator.text import one_line
-from translator.transcript import NOT_TRANSLATED, UtteranceRecord
+from translator.transcript import INTERRUPTED, NOT_TRANSLATED, UtteranceRecord
 
 METER_FLOOR = -60.0
 """dBFS at the left end of the level meter."""
@@ -123,6 +123,8 @@ def history(record: UtteranceRecord, stamp: str) -> Table:
         grid.add_row("", "", Text(f"→ {NOT_TRANSLATED}", style="yellow"))
     elif record.route not in ("same", "") and record.text:
         grid.add_row("", "", Text("→ " + said(record.text), style="green"))
+    if record.interrupted:
+        grid.add_row("", "", Text(f"→ {INTERRUPTED}", style="yellow"))
     if record.error:
         grid.add_row("", "", Text("error: " + one_line(record.error), style="red"))
     return grid

@@ -11,7 +11,7 @@ import logging
 from translator import events as ev
 from translator.audio.stream import status_level
 from translator.text import ms, one_line
-from translator.transcript import NOT_TRANSLATED, UtteranceRecord
+from translator.transcript import INTERRUPTED, NOT_TRANSLATED, UtteranceRecord
 
 log = logging.getLogger("translator.service")
 
@@ -75,7 +75,7 @@ def log_event(event: ev.Event) -> None:
 def log_record(record: UtteranceRecord) -> None:
     """The ``utterance N done`` line: languages, audio span and latencies."""
     log.info(
-        "utterance %d done: %s->%s [%.2f-%.2f s] asr %s, mt %s, speech %s%s",
+        "utterance %d done: %s->%s [%.2f-%.2f s] asr %s, mt %s, speech %s%s%s",
         record.utterance_id,
         record.language or "?",
         record.target_language or "?",
@@ -84,5 +84,6 @@ def log_record(record: UtteranceRecord) -> None:
         ms(record.asr_final),
         ms(record.mt),
         ms(record.speech_to_speech),
+        f"; {INTERRUPTED}" if record.interrupted else "",
         f"; error: {one_line(record.error)}" if record.error else "",
     )

@@ -40,17 +40,29 @@ class BargeIn:
     def queued(self, chunk: SpeechChunk) -> float:
         """A chunk leaves the speaker stage; returns the gain it will be played at."""
         with self._lock:
+            if chunk.index == 0:
+                # A synthesis of the utterance begins: what an earlier one (a speculation at the
+                # pause, retracted when the speaker went on) queued was dropped on its way to the
+                # sink, and is waited for no longer (:meth:`finished`).
+                for key in [k for k, uid in self._chunks.items() if uid == chunk.utterance_id]:
+                    del self._chunks[key]
             gain = self.talked_over_gain if chunk.utterance_id in self._interrupted else 1.0
             self._speaking.add(chunk.utterance_id)
             if gain > 0:  # a stopped one never reaches the sink
                 self._chunks[id(chunk.samples)] = chunk.utterance_id
             return gain
 
-    def take(self, samples: np.ndarray) -> tuple[int | None, float]:
-        """For the sink: the utterance these samples belong to, and the gain to play them at."""
+    def take(self, samples: np.ndarray, sample_rate: int) -> tuple[int | None, float]:
+        """For the sink: the utterance these samples belong to, and the gain to play them at.
+        Played, they are heard at least until they have had time to play (the sink says the
+        rest, :meth:`audible`, once they are queued)."""
         with self._lock:
             uid = self._chunks.pop(id(samples), None)
-            return uid, self.talked_over_gain if uid in self._interrupted else 1.0
+            gain = self.talked_over_gain if uid in self._interrupted else 1.0
+            if uid is not None and gain > 0:
+                until = time.monotonic() + len(samples) / sample_rate
+                self._audible[uid] = max(until, self._audible.get(uid, 0.0))
+            return uid, gain
 
     def audible(self, utterance_id: int, until: float) -> None:
         """The sink queued speech of ``utterance_id`` that is heard until wall time ``until``."""
@@ -82,6 +94,21 @@ class BargeIn:
     def interrupted(self, utterance_id: int) -> bool:
         with self._lock:
             return utterance_id in self._interrupted
+
+    def finished(self, utterance_id: int) -> bool | None:
+        """After :meth:`done`: None while some of the utterance's speech is still to be heard
+        (queued for the sink, or playing); once it has all been heard, or stopped, whether it
+        was talked over, and the utterance is forgotten (a session of weeks keeps nothing of it)."""
+        with self._lock:
+            if utterance_id in self._speaking or utterance_id in self._chunks.values():
+                return None
+            talked_over = utterance_id in self._interrupted
+            stopped = talked_over and self.talked_over_gain == 0.0
+            if not stopped and self._audible.get(utterance_id, 0.0) > time.monotonic():
+                return None
+            self._interrupted.discard(utterance_id)
+            self._audible.pop(utterance_id, None)
+            return talked_over
 
 
 class SpeechFilter:
