@@ -19,6 +19,7 @@ from translator.errors import ConfigError, LanguageError
 from translator.events import SAMPLE_RATE, Transcript, UtteranceEnded
 from translator.stages.asr import RecognizerStage
 from translator.stages.language_prior import LanguagePrior
+from translator.stages.recognition import Context
 from translator.stages.recognizer import WhisperRecognizer
 from translator.stages.vad import Segmenter
 
@@ -117,6 +118,17 @@ def test_context_needs_a_short_gap(base: WhisperRecognizer) -> None:
     (_,) = stage.feed(first)
     (alone,) = stage.feed(late)
     assert isinstance(alone, Transcript) and "ask" not in alone.text.lower()
+
+
+def test_context_is_a_phrase_not_a_sentence(base: WhisperRecognizer) -> None:
+    """A sentence forced as the prefix costs a sentence's decode (CONTEXT_TOKENS): only a phrase is."""
+    first, second = pieces("en/jfk.flac")[:2]
+    phrase = Context(first.audio, "And so my fellow Americans,", "en", "transcribe")
+    sentence = dataclasses.replace(
+        phrase, text="Mr. Quilter is the apostle of the middle classes, and we are glad to welcome his gospel."
+    )
+    assert base._fits(phrase, second.audio, "en", "transcribe", AsrSettings())
+    assert not base._fits(sentence, second.audio, "en", "transcribe", AsrSettings())
 
 
 # --- the setting and the flag ------------------------------------------------------------------

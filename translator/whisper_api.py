@@ -217,6 +217,11 @@ def _prompt(
     return tokenizer, sequence, max(1, min(cap, model.max_length - len(sequence)))
 
 
+def count_tokens(model: WhisperModel, text: str) -> int:
+    """Tokens of ``text`` as the decoder is given it after the task tokens (a forced prefix)."""
+    return len(model.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids)
+
+
 def vad_model() -> Any:
     """faster-whisper's Silero VAD (v6, one onnxruntime session; loaded once per process): called
     on a whole recording it gives a speech probability per 512-sample frame."""

@@ -72,6 +72,13 @@ CONTEXT_UTTERANCE = 2.0
 phrase alone is where words lose their context (jfk's "ask not", 1.3 s); a longer utterance
 carries its own, and the forced prefix goes through the decoder's beam at 0.1-0.3 s a time."""
 
+CONTEXT_TOKENS = 12
+"""Only the text of a phrase this short (tokens) is forced before the next one: CTranslate2 forces a
+prefix a token per decoder step, through the whole beam, so a sentence's worth costs a sentence's
+decode (base, 2 threads: "two" after the 24 tokens of "Mr. Quilter ... his gospel, one." took
+1.9 s against 0.2 s alone; the phrases that lose their context, jfk's "And so my fellow
+Americans," and "one", "two", are 2-7 tokens)."""
+
 CONTINUATION_TOKENS = 3
 """Tokens :meth:`WhisperRecognizer.continuation` decodes: a full stop, or the start of a word."""
 
@@ -347,8 +354,8 @@ class WhisperRecognizer:
         return decoded, encoded
 
     def _fits(self, context: Context | None, chunk: np.ndarray, language: str, task: TaskChoice, settings: AsrSettings) -> bool:
-        """Whether ``context`` can go before ``chunk``: a short chunk (:data:`CONTEXT_UTTERANCE`),
-        the same language, both transcribed (the translate task also decodes the words alone,
+        """Whether ``context`` can go before ``chunk``: a short chunk (:data:`CONTEXT_UTTERANCE`)
+        after a short phrase (:data:`CONTEXT_TOKENS`), the same language, both transcribed (the translate task also decodes the words alone,
         which would need a second encoder run), and the two fit in the shortest window, so the
         encoder runs no longer for the context."""
         return (
@@ -359,6 +366,7 @@ class WhisperRecognizer:
             and context.task == task == "transcribe"
             and settings.window_margin >= 0
             and len(context.audio) + len(chunk) + settings.window_margin * SAMPLE_RATE <= self.min_window(settings) * SAMPLE_RATE
+            and whisper_api.count_tokens(self._model, context.text) <= CONTEXT_TOKENS
         )
 
     def _detect(self, encoded: Encoded, allowed: tuple[str, ...] | None, prior: LanguagePrior | None = None) -> tuple[str, float]:
