@@ -130,6 +130,13 @@ def test_with_heard_a_record_closes_when_its_speech_is_heard_and_says_whether_it
         (3, "fake", False),
     ]
     assert collector.feed(SpeechHeard(1, time.monotonic(), False)) is None  # closed once
+    # a run quit at once: what was synthesised and is still being heard is written all the same
+    quitting = UtteranceCollector(heard=True)
+    for e in events:
+        quitting.feed(e)
+    kept = quitting.unheard(lambda uid: uid == 3)
+    assert [(r.utterance_id, r.interrupted) for r in kept] == [(1, False), (2, False), (3, True)]
+    assert quitting.unheard(lambda uid: False) == []
 
 
 def test_poll_events_join_the_output_while_the_stages_are_quiet():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -126,11 +127,12 @@ class UtteranceCollector:
             return self._close(event.utterance_id, voice="", error=f"{event.stage}: {event.message}")
         return None
 
-    def unheard(self) -> list[UtteranceRecord]:
+    def unheard(self, talked_over: Callable[[int], bool]) -> list[UtteranceRecord]:
         """With ``heard``: the records of the utterances synthesised and not yet heard, closed now
-        (not talked over, so far), for a run that quits at once: its transcript keeps what was
-        translated."""
-        records = [self._close(uid, voice=voice) for uid, voice in list(self._voices.items())]
+        (``talked_over`` says which were, so far), for a run that quits at once: its transcript
+        keeps what was translated."""
+        voices = list(self._voices.items())
+        records = [self._close(uid, voice=voice, interrupted=talked_over(uid)) for uid, voice in voices]
         return [r for r in records if r is not None]
 
     def _close(self, uid: int, *, voice: str, error: str = "", interrupted: bool = False) -> UtteranceRecord | None:

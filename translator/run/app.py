@@ -105,9 +105,10 @@ def _run(
         renderer.emergency()
         if keyboard is not None:
             keyboard.restore()
-        if consumer is not None and writer is not None:  # translated, still being spoken: kept
+        barge_in = consumer.session.barge_in if consumer is not None else None
+        if consumer is not None and barge_in is not None and writer is not None:  # translated, still being spoken: kept
             with contextlib.suppress(OutputError):
-                for record in consumer.collector.unheard():
+                for record in consumer.collector.unheard(barge_in.interrupted):
                     writer.write(record)
 
     signals = Signals(emergency)

@@ -355,9 +355,9 @@ class WhisperRecognizer:
 
     def _fits(self, context: Context | None, chunk: np.ndarray, language: str, task: TaskChoice, settings: AsrSettings) -> bool:
         """Whether ``context`` can go before ``chunk``: a short chunk (:data:`CONTEXT_UTTERANCE`)
-        after a short phrase (:data:`CONTEXT_TOKENS`), the same language, both transcribed (the translate task also decodes the words alone,
-        which would need a second encoder run), and the two fit in the shortest window, so the
-        encoder runs no longer for the context."""
+        after a short phrase (:data:`CONTEXT_TOKENS`), the same language, both transcribed (the
+        translate task also decodes the words alone, which would need a second encoder run), and
+        the two fit in the shortest window, so the encoder runs no longer for the context."""
         return (
             context is not None
             and len(chunk) <= CONTEXT_UTTERANCE * SAMPLE_RATE
