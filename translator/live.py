@@ -375,6 +375,13 @@ class EventThread:
     def start(self) -> None:
         self.thread.start()
 
+    def unheard(self) -> list[UtteranceRecord]:
+        """The records of what was translated and is still being spoken, closed now with whether
+        each was talked over so far: for a run that quits at once (only a session with barge-in
+        holds records until their speech is heard)."""
+        barge_in = self.session.barge_in
+        return [] if barge_in is None else self.collector.unheard(barge_in.interrupted)
+
     def _run(self) -> None:
         try:
             for event in self.session.events():

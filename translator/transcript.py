@@ -121,7 +121,7 @@ class UtteranceCollector:
                 return self._close(event.utterance_id, voice=event.voice)
             self._voices[event.utterance_id] = event.voice
         elif isinstance(event, SpeechHeard) and event.utterance_id in self._voices:
-            voice = self._voices.pop(event.utterance_id)
+            voice = self._voices[event.utterance_id]
             return self._close(event.utterance_id, voice=voice, interrupted=event.interrupted)
         elif isinstance(event, StageFailed) and event.utterance_id in self._ended:
             return self._close(event.utterance_id, voice="", error=f"{event.stage}: {event.message}")

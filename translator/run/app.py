@@ -105,10 +105,9 @@ def _run(
         renderer.emergency()
         if keyboard is not None:
             keyboard.restore()
-        barge_in = consumer.session.barge_in if consumer is not None else None
-        if consumer is not None and barge_in is not None and writer is not None:  # translated, still being spoken: kept
+        if consumer is not None and writer is not None:  # translated, still being spoken: kept
             with contextlib.suppress(OutputError):
-                for record in consumer.collector.unheard(barge_in.interrupted):
+                for record in consumer.unheard():
                     writer.write(record)
 
     signals = Signals(emergency)
