@@ -6,6 +6,7 @@ The same room through PulseAudio and the live app: tests/test_live.py and tests/
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,8 +16,19 @@ from pulse import Room
 from translator import config_load
 from translator.audio import duplex, echo
 from translator.audio.duplex import Duplex, resolve
-from translator.audio.echo import _UNREAD, AEC3_DELAY, FRAME, LEAD, QUIET, EchoCanceller, EchoReference
+from translator.audio.echo import (
+    _UNREAD,
+    AEC3_DELAY,
+    FRAME,
+    LEAD,
+    NEAR_END_BEFORE,
+    NEAR_END_WINDOW,
+    QUIET,
+    EchoCanceller,
+    EchoReference,
+)
 from translator.audio.files import FileSource
+from translator.audio.samples import speech_span
 from translator.config import Config
 from translator.errors import ConfigError
 from translator.events import Discarded, Transcript
@@ -164,6 +176,73 @@ def test_aec3_keeps_the_other_persons_words() -> None:
     # what is left over the person's span is their voice (within a few dB), not silence or echo
     assert _db(kept) > _db(person) - 6, (_db(kept), _db(person))
     assert np.corrcoef(kept, person)[0, 1] > 0.6
+
+
+def _near_end_over_time(
+    near: np.ndarray, ref: EchoReference, more: Callable[[float], None] = lambda t: None
+) -> list[tuple[float, bool]]:
+    """(seconds of capture processed, ``near_end()`` then), as the microphone's thread feeds it;
+    ``more(t)`` is called before each piece (to hand over played audio as it is played)."""
+    aec = EchoCanceller(ref)
+    seen = []
+    for i in range(0, len(near), 512):
+        more(i / RATE)
+        aec.process(near[i : i + 512], 0.0 if i == 0 else None)
+        seen.append(((i + 512) / RATE, aec.near_end()))
+    return seen
+
+
+def test_somebody_speaking_over_our_playback_is_told_from_it_within_the_speech_start() -> None:
+    far = 0.5 * _clip("en/jfk.16k.wav")
+    person = _clip("en/LDC93S1.wav")  # -41 dBFS, under an echo of -32 dBFS, over -60 dBFS of noise
+    at = 5 * RATE
+    near = _room(far, Room(delay=0.08, gain_db=-10))
+    near[at : at + len(person)] += person
+    onset = (at + speech_span(person)[0]) / RATE
+    ref = EchoReference()
+    ref.played(0, RATE, 0.0, far)
+    seen = _near_end_over_time(near, ref)
+    assert not any(said for t, said in seen if t < onset)  # our own voice alone, 5 s of it
+    first = next(t for t, said in seen if said and t >= onset)
+    assert first - onset <= NEAR_END_WINDOW, first - onset
+
+
+@pytest.mark.parametrize("room", [Room(delay=0.04, gain_db=-6), Room(delay=0.3, gain_db=0)], ids=["40ms-6dB", "300ms-0dB"])
+def test_our_voice_alone_is_never_taken_for_somebody_speaking_over_it(room: Room) -> None:
+    far = 0.5 * np.concatenate([_clip("en/jfk.16k.wav"), _clip("en/LJ050-0131.wav")])
+    ref = EchoReference()
+    ref.played(0, RATE, 0.0, far)
+    assert not any(said for _, said in _near_end_over_time(_room(far, room), ref))
+
+
+def test_near_end_cannot_be_told_before_the_canceller_has_shown_it_cancels_or_after_a_new_run() -> None:
+    far = 0.5 * _clip("en/jfk.16k.wav")
+    person = _clip("en/picovoice_leopard_test.wav")
+    near = _room(far, Room(delay=0.08, gain_db=-10))
+    near[RATE // 2 : RATE // 2 + len(person)] += person[: len(near) - RATE // 2]
+    ref = EchoReference()
+    ref.played(0, RATE, 0.0, far)
+    seen = _near_end_over_time(near, ref)
+    assert not any(said for t, said in seen if t < NEAR_END_WINDOW + NEAR_END_BEFORE)  # nothing shown yet
+    # a new run (an underflow) just before they speak: AEC3 may have our voice to find again
+    near = _room(far, Room(delay=0.08, gain_db=-10))
+    at = 5 * RATE
+    near[at : at + len(person)] += person[: len(near) - at]
+    ref = EchoReference()
+    ref.played(0, RATE, 0.0, far[: at - RATE // 2])
+    handed = []
+
+    def more(t: float) -> None:
+        if t >= at / RATE - 0.6 and not handed:
+            ref.played(1, RATE, at / RATE - 0.5, far[at - RATE // 2 :])
+            handed.append(t)
+
+    seen = _near_end_over_time(near, ref, more)
+    soon = [said for t, said in seen if at / RATE <= t < at / RATE + 1.5]
+    assert not any(soon)
+    ref = EchoReference()  # the same, played as one run: told within that span
+    ref.played(0, RATE, 0.0, far)
+    assert any(said for t, said in _near_end_over_time(near, ref) if at / RATE <= t < at / RATE + 1.5)
 
 
 def test_the_lead_keeps_a_slightly_early_echo_cancellable() -> None:

@@ -164,8 +164,8 @@ class LiveSession:
                 # stream stays open instead of closing when idle.
                 self.speaker.idle_close = math.inf
         try:
-            canceller = EchoCanceller(reference) if reference is not None else None
-            self.microphone = MicrophoneSource(audio.input, on_status=self._status, canceller=canceller)
+            self.canceller = EchoCanceller(reference) if reference is not None else None
+            self.microphone = MicrophoneSource(audio.input, on_status=self._status, canceller=self.canceller)
         except BaseException:
             if self.speaker is not None:
                 self.speaker.close()  # its thread runs: do not leave it to the garbage collector
@@ -305,12 +305,17 @@ class LiveSession:
     def _talks_over(self, event: Event) -> bool:
         """Whether ``event`` is where an utterance shows itself to be somebody speaking.
 
-        With the last guard on, that is its first caption of two words or more that is not our
-        own voice come back: what the canceller leaves of our speech may start an utterance, and
-        must not stop that speech. Without it, the speech start."""
+        With the last guard on, what the canceller leaves of our speech may start an utterance,
+        and must not stop that speech: it is the speech start when the canceller, which had taken
+        our voice down to the room's floor, now lets much more through (``EchoCanceller.near_end``:
+        0.4-1 s after they began in the simulated room), else the first caption of two words or
+        more that is not our own voice come back (1.2-1.4 s). Without the guard, the speech start."""
         own = self.own_speech
         if own is None:
             return isinstance(event, SpeechStarted)
+        if isinstance(event, SpeechStarted) and self.canceller is not None and self.canceller.near_end():
+            self._barged.add(event.utterance_id)
+            return True
         if not isinstance(event, Caption) or event.utterance_id in self._barged:
             return False
         text = f"{event.committed} {event.tentative}"

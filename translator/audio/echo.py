@@ -46,6 +46,28 @@ nobody speaks to pays nothing for the canceller. AEC3 keeps what it learnt of th
 AEC3_DELAY = 128
 """Samples AEC3 (as pywebrtc-audio runs it) delays its output by (8 ms; tests/test_audio_echo.py)."""
 
+NEAR_END_DB = 20.0
+"""How far above what the canceller left of our playback just before (its 90th percentile) the
+last :data:`NEAR_END_WINDOW` must be (its 75th) to be somebody speaking over it. Measured in the
+simulated room (tests/pulse.py, +80 ms, -10 dB, -60 dBFS noise): AEC3 leaves our voice at the noise
+floor from the first 0.1 s of playback on (-62 to -60 dBFS in every 0.3 s window of 490), and a
+person talking over it comes out at -42 to -8 dBFS: 20 dB leaves room for a quieter speaker and a
+louder room. Below it, the caption decides (translator/live.py)."""
+
+NEAR_END_WINDOW = 0.45
+"""Seconds of the latest capture looked at: the voiced audio that started the utterance (the
+VAD's ``min_speech``, 0.25 s) with the frames around it."""
+
+NEAR_END_BEFORE = 2.0
+"""Seconds before that window in which the canceller must have been shown to take our voice out:
+at least :data:`NEAR_END_PLAYED` of them with something played, and no new reference run (an
+underflow, a new stream: a new offset for AEC3 to find, while our words leak through)."""
+
+NEAR_END_PLAYED = 0.5
+
+_FAR_ON_DBFS = -50.0
+"""A 10 ms frame of the reference this loud is playback (speech; what is between words is not)."""
+
 _KEEP = 2.0
 """Seconds of played audio kept behind the capture (more than any room's echo path)."""
 
@@ -83,6 +105,8 @@ class EchoReference:
         self._open = False  # an output stream is delivering: what it will play is still coming
         self.played_seconds = 0.0
         """Seconds of audio the speaker reported, silence included (for tests and the bench)."""
+        self.runs = 0
+        """Runs started so far (each one a new offset for the canceller)."""
 
     def played(self, run: int, rate: int, heard_at: float, samples: np.ndarray, *, resumed: bool = False) -> None:
         """An output buffer (device rate, mono) whose first sample is heard at ``heard_at``; a new
@@ -131,6 +155,7 @@ class EchoReference:
                 self._run = run
                 self._to_16k = StreamResampler(rate)
                 self._runs.append(_Run(heard_at))
+                self.runs += 1
             self.played_seconds += len(samples) / rate
             self._runs[-1].add(self._to_16k(samples))
 
@@ -189,6 +214,9 @@ class EchoCanceller:
         self._next = 0.0  # wall time of self._pending[0]
         self._line = np.zeros(AEC3_DELAY, dtype=np.float32)  # the last input, for the bypass
         self._quiet = 0  # samples of silent reference in a row
+        self._keep = round((NEAR_END_WINDOW + NEAR_END_BEFORE) * SAMPLE_RATE / FRAME)
+        self._recent: deque[tuple[float, bool, int]] = deque(maxlen=self._keep)  # per frame: output dBFS, far on, run
+        self._recent_lock = threading.Lock()
         self.frames = 0
         """Frames run through AEC3."""
         self.bypassed = 0
@@ -217,13 +245,41 @@ class EchoCanceller:
             else:
                 out[i : i + FRAME] = self._aec.process(near, far)
                 self.frames += 1
+            self._note(out[i : i + FRAME], far)
         out = out[:whole]
         self._pending = x[whole:].copy()
         self._next += whole / SAMPLE_RATE
         return out
+
+    def _note(self, out: np.ndarray, far: np.ndarray) -> None:
+        level = _dbfs(out)
+        with self._recent_lock:
+            self._recent.append((level, _dbfs(far) > _FAR_ON_DBFS, self.reference.runs))
+
+    def near_end(self) -> bool:
+        """Whether somebody is speaking over our playback in the latest capture: the canceller,
+        having taken our voice down to the room's floor over the seconds before, now lets through
+        much more (:data:`NEAR_END_DB`). False when it cannot tell: too little played before, or
+        a new reference run among those frames, in which our own voice may be what comes through.
+        Called from another thread than :meth:`process`."""
+        with self._recent_lock:
+            recent = list(self._recent)
+        window = round(NEAR_END_WINDOW * SAMPLE_RATE / FRAME)
+        if len(recent) < self._keep or len({run for _, _, run in recent}) > 1:
+            return False
+        before = np.array([level for level, far_on, _ in recent[:-window] if far_on])
+        if len(before) < NEAR_END_PLAYED * SAMPLE_RATE / FRAME:
+            return False
+        latest = np.array([level for level, _, _ in recent[-window:]])
+        return bool(np.percentile(latest, 75) >= np.percentile(before, 90) + NEAR_END_DB)
 
     def flush(self) -> np.ndarray:
         """What is held short of a frame, as it was captured (before a gap, or at the end)."""
         rest, self._pending = self._pending, np.zeros(0, dtype=np.float32)
         self._next += len(rest) / SAMPLE_RATE
         return rest
+
+
+def _dbfs(x: np.ndarray) -> float:
+    """Level of a frame, floored at -120 dBFS so that digital silence compares as a level."""
+    return float(10 * np.log10(np.dot(x, x) / max(len(x), 1) + 1e-12))
