@@ -93,6 +93,9 @@ def test_bench_report_has_every_figure(bench_run) -> None:
     m = r["machine"]
     assert m["cores"] >= 1 and m["cpu_model"] and m["date"] and m["asr_model"] == "tiny.en"
     assert m["threads"]["asr"] >= 1 and m["versions"]["faster-whisper"]
+    # the summary's title says the cores a CPU quota leaves (the edge budgets), when fewer
+    assert f"{m['cores']} cores" in printed
+    assert (f"({m['usable_cores']:g} usable)" in printed) == (m["usable_cores"] != m["cores"])
     assert r["command"]["clips"] == ["en/LDC93S1.wav", "en/uberi_english.wav"]
     assert r["command"]["corpus"] == str(SPEECH)
     assert _positive(r["load_seconds"]) and _positive(r["peak_rss_mb"]) and _positive(r["rss_after_load_mb"])

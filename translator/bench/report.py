@@ -239,8 +239,11 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
         console.print(t)
         console.print(accuracy.language_table(summary))
     targets = summary["targets"]
+    machine = report["machine"]
+    usable = machine.get("usable_cores", machine["cores"])  # under a CPU quota, fewer than the machine has
+    share = "" if usable == machine["cores"] else f" ({usable:g} usable)"
     t = Table(
-        title=f"{report['machine']['asr_model']} · {report['machine']['date']} · {report['machine']['cores']} cores",
+        title=f"{machine['asr_model']} · {machine['date']} · {machine['cores']} cores{share}",
         title_justify="left",
     )
     for col in ("figure", "median", "p95", "n", "target"):
