@@ -18,6 +18,7 @@ import soxr
 from conftest import SPANISH_NUMBER, clip, espeak
 
 from translator import whisper_api
+from translator.audio.samples import speech_span
 from translator.bench.scoring import normalise as words
 from translator.bench.scoring import wer
 from translator.config import AsrSettings
@@ -34,7 +35,7 @@ from translator.events import (
 )
 from translator.models.locate import resolve_asr
 from translator.stages.asr import RecognizerStage
-from translator.stages.guards import join_units, plausible, repeats, units
+from translator.stages.guards import first_pass, join_units, plausible, repeats, units
 from translator.stages.langcheck import wrong_language
 from translator.stages.recognition import Recognition
 from translator.stages.recognizer import WhisperRecognizer
@@ -307,6 +308,35 @@ def test_repeats_catches_the_loops_seen_on_short_windows() -> None:
     assert not repeats("The opposite of love is not hate, the opposite is indifference", "en")
     assert not repeats("谢谢你", "zh")  # a doubled character is a word, not a loop
     assert repeats("我们走吧我们走吧", "zh")
+
+
+def test_first_pass_keeps_whole_sentences_a_decode_started_over_after() -> None:
+    gospel = "Mr. Quilter is the apostle of the middle classes, and we are glad to welcome his gospel."
+    assert first_pass(f"{gospel} Mr. Quilter is the apostle of the middle classes, and we are", "en") == gospel
+    suit = "She had your dark suit in greasy wash water all year."
+    assert first_pass(f"{suit} {suit} She had your", "en") == suit  # round more than once
+    assert first_pass("我们今天去公园。我们今天去", "zh") == "我们今天去公园。"
+    # a sentence said twice whole may have been said twice; a phrase doubled is another loop;
+    # a phrase that comes back is speech
+    assert first_pass(f"{suit} {suit}", "en") is None
+    assert first_pass("1. 2. 2.", "en") is None
+    assert first_pass("The opposite of love. The opposite is hate.", "en") is None
+    assert first_pass("Hello there. How are you? Hello there.", "en") is None
+    assert first_pass("I think we should. I think we should go", "en") is None  # started again
+
+
+def test_a_decode_that_starts_over_after_the_sentence_is_kept_on_its_short_window(base: WhisperRecognizer) -> None:
+    """picovoice's sentence cut to its speech: base on its 8 s window reads it, then starts over;
+    the first reading is kept instead of decoding it all again on 16 s."""
+    name = "en/picovoice_leopard_test.wav"
+    x = audio(name)
+    a, b = speech_span(x)
+    encoded = whisper_api.encode(base.model, x[a:b], 8 * SAMPLE_RATE)
+    settings = AsrSettings(model="base")
+    once = base._decode(encoded, b - a, "en", "transcribe", None, settings)
+    assert repeats(once.text, "en"), once.text  # the loop this is about (else the test shows nothing)
+    r = base.recognize(x[a:b], settings, language="en")
+    assert r is not None and r.window_seconds == 8.0 and wer(clip(name).transcript, r.text) == 0.0, r
 
 
 def test_plausible_drops_silence_credits_only_when_unsure() -> None:

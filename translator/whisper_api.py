@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -215,6 +215,14 @@ def _prompt(
     forced = len(sequence) - sequence.index(tokenizer.no_timestamps) - 1
     cap = model.max_length if token_cap is None else token_cap + forced
     return tokenizer, sequence, max(1, min(cap, model.max_length - len(sequence)))
+
+
+def shortened(model: WhisperModel, decoded: Decoded, text: str) -> Decoded:
+    """``decoded`` cut down to ``text`` (a part of it), its token count and compression ratio
+    those of the part; the decoder's scores stay those of the whole decode."""
+    from faster_whisper.transcribe import get_compression_ratio  # noqa: PLC0415 - faster-whisper takes a second to import: only on first use
+
+    return replace(decoded, text=text, tokens=count_tokens(model, text), compression_ratio=float(get_compression_ratio(text)))
 
 
 def count_tokens(model: WhisperModel, text: str) -> int:

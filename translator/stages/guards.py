@@ -15,6 +15,7 @@ import numpy as np
 
 from translator.config import AsrSettings
 from translator.languages import NO_SPACE, joiner
+from translator.stages.sentences import split_sentences
 from translator.whisper_api import Decoded
 
 SILENCE_DBFS = -60.0
@@ -116,6 +117,32 @@ def repeats(text: str, language: str) -> bool:
         if same >= least and same >= 0.8 * len(tail):
             return True
     return False
+
+
+def first_pass(text: str, language: str) -> str | None:
+    """The whole sentences a decode said before it started over, when all that follows them is a
+    copy of their opening (once or more, cut by the token cap): "Mr. Quilter ... his gospel. Mr.
+    Quilter is the apostle of the middle classes, and we are" gives the first sentence. The
+    decoder had reached the end of the audio and began reading it again (base, an 8 s window on
+    a 5 s sentence: the decode on a 16 s window gave the same sentence, 1.2-2.3 s later). None
+    for any other text (a phrase said twice in a row; sentences repeated whole, which a speaker
+    may really have said twice): those are left to the retry on a longer window."""
+    sentences = split_sentences(text, language)
+    least = 4 if language in NO_SPACE else 3
+    for k in range(1, len(sentences)):
+        head = units(normalise(joiner(language).join(sentences[:k])), language)
+        tail = units(normalise(joiner(language).join(sentences[k:])), language)
+        if len(head) < least or len(tail) < least:
+            continue
+        same = 0
+        while same < len(tail) and tail[same] == head[same % len(head)]:
+            same += 1
+        # word for word, and the last copy cut short: a speaker who starts a sentence again says
+        # something else in the end ("I think we should. I think we should go"), and a sentence
+        # said twice whole may have been said twice
+        if same == len(tail) and len(tail) % len(head):
+            return joiner(language).join(sentences[:k])
+    return None
 
 
 def looped(decoded: Decoded, token_cap: int, settings: AsrSettings, language: str, task: str) -> bool:

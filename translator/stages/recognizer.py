@@ -47,7 +47,7 @@ from translator.events import SAMPLE_RATE
 from translator.languages import check as check_language
 from translator.languages import joiner
 from translator.models.locate import resolve_asr
-from translator.stages.guards import SILENCE_DBFS, looped, plausible, rms_dbfs
+from translator.stages.guards import SILENCE_DBFS, first_pass, looped, plausible, rms_dbfs
 from translator.stages.langcheck import wrong_language
 from translator.stages.language_prior import LanguagePrior
 from translator.stages.recognition import Abandoned, Context, Recognition, TaskChoice
@@ -341,9 +341,19 @@ class WhisperRecognizer:
     ) -> tuple[Decoded, Encoded]:
         """Decode ``chunk``'s encoding (``first``: already decoded); with ``retry``, a loop is redone
         on twice the window, then on the stock window (the longer short window fixes every loop
-        seen on the corpus at a third of the stock window's cost). Returns the decode and the
-        encoding it was made on."""
+        seen on the corpus at a third of the stock window's cost), unless it is a transcript that
+        started over after whole sentences (:func:`~translator.stages.guards.first_pass`): those
+        are kept. Returns the decode and the encoding it was made on."""
         decoded = first or self._decode(encoded, len(chunk), language, task, prompt, settings, prefix)
+        if (
+            retry
+            and task == "transcribe"
+            and encoded.seconds < STOCK_WINDOW  # where the retry would come: the short window's loop
+            and looped(decoded, self._token_cap(len(chunk)), settings, language, task)
+        ):
+            head = first_pass(decoded.text, language)
+            if head is not None:  # it heard the whole audio before starting over: no retry needed
+                return whisper_api.shortened(self._model, decoded, head), encoded
         for longer in (2 * encoded.seconds, None) if retry else ():
             if encoded.seconds >= STOCK_WINDOW or not looped(decoded, self._token_cap(len(chunk)), settings, language, task):
                 break
