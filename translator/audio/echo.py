@@ -64,6 +64,7 @@ at least :data:`NEAR_END_PLAYED` of them with something played, and no new refer
 underflow, a new stream: a new offset for AEC3 to find, while our words leak through)."""
 
 NEAR_END_PLAYED = 0.5
+"""Seconds of playback (frames of it) the canceller must have been seen on, within those 2 s."""
 
 _FAR_ON_DBFS = -50.0
 """A 10 ms frame of the reference this loud is playback (speech; what is between words is not)."""

@@ -121,7 +121,7 @@ def repeats(text: str, language: str) -> bool:
 
 def first_pass(text: str, language: str) -> str | None:
     """The whole sentences a decode said before it started over, when all that follows them is a
-    copy of their opening (once or more, cut by the token cap): "Mr. Quilter ... his gospel. Mr.
+    copy of their opening (once or more, the last copy cut short): "Mr. Quilter ... his gospel. Mr.
     Quilter is the apostle of the middle classes, and we are" gives the first sentence. The
     decoder had reached the end of the audio and began reading it again (base, an 8 s window on
     a 5 s sentence: the decode on a 16 s window gave the same sentence, 1.2-2.3 s later). None
