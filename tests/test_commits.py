@@ -277,6 +277,36 @@ def test_the_recognizer_keeps_a_sentence_end_and_lets_a_breath_go(tiny: WhisperR
     assert not any(u.committed for u, _ in out if isinstance(u, UtteranceEnded) and u.utterance_id == 2)
 
 
+def test_the_recognizer_holds_a_pause_while_it_decodes_it_and_lets_go_of_one_that_ends_no_sentence(
+    tiny: WhisperRecognizer,
+) -> None:
+    """The question about a pause is answered from the pause's own decode, so the recognizer
+    marks it as being worked on from the start of that decode (a live segmenter holds the
+    endpoint for it: "... gospel. One" is then cut at "gospel." instead of being decoded all
+    again with "one"); a pause whose words end no sentence is answered no at once."""
+    verdicts = Verdicts(wait=False)
+    held: list[bool] = []
+
+    class Watched(WhisperRecognizer):
+        def __init__(self) -> None:  # the loaded model, shared
+            self.__dict__ = tiny.__dict__
+
+        def recognize(self, audio, *args, **kwargs):  # type: ignore[no-untyped-def]
+            held.append(verdicts.considering(pause))
+            return tiny.recognize(audio, *args, **kwargs)
+
+    stage = RecognizerStage(Watched(), TINY, language="en", verdicts=verdicts)
+    gospel = trimmed("en/picovoice_leopard_test.wav")
+    pause = (1, len(gospel) / SR)
+    list(stage.feed(SpeechPaused(1, gospel, 0.0, pause[1], 0.0, 0.0)))
+    assert held == [True] and verdicts.considering(pause)  # "... his gospel.": held for the question
+    assert verdicts.take(pause, block=False) is None
+    short = gospel[: int(0.8 * SR)]  # under asr.sentence_commit (1 s): it ends no sentence
+    pause = (2, len(short) / SR)
+    list(stage.feed(SpeechPaused(2, short, 0.0, pause[1], 0.0, 0.0)))
+    assert held[-1] is True and not verdicts.considering(pause) and verdicts.take(pause, block=False) is False
+
+
 def write_wav(path: Path, x: np.ndarray) -> Path:
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1)

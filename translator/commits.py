@@ -45,7 +45,8 @@ ANSWER_LIMIT = 3.0
 """Seconds of audio a source in real time goes on past a question before it takes the answer as
 no: a recognizer that far behind real time would hold the next pause (which waits for the answer)
 for longer than a commit could save. The endpoint waits for an answer only while the recognizer
-is working on it: one not yet started would come too late to be worth the wait."""
+is working on it (the pause's own decode, then the question, when those words ended a sentence):
+one not yet started would come too late to be worth the wait."""
 WAIT_LIMIT = 30.0
 """Seconds a source read faster than real time waits for an answer: the recognizer answers every
 pause even when it fails, so this bounds only a stalled pipeline."""

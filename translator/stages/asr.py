@@ -118,9 +118,22 @@ class RecognizerStage:
         elif isinstance(event, SpeechPaused):
             yield from self._discard_speculation()
             key = (event.utterance_id, event.t_end, len(event.audio))
-            recognition = self._final(event)
+            pause = (event.utterance_id, event.t_end)
+            if self.verdicts is not None:
+                # The question about this pause is answered from this decode: while it runs, an
+                # endpoint after a short word ("... gospel. One") waits for it instead of ending
+                # the utterance with the word, which would be decoded all again.
+                self.verdicts.consider(pause)
+            try:
+                recognition = self._final(event)
+            except BaseException:
+                if self.verdicts is not None:
+                    self.verdicts.answer(pause, False)  # the segmenter must not wait for it
+                raise
             self._speculation = (key, recognition)
             self._candidate = self.verdicts is not None and self._ends_sentence(event, recognition)
+            if self.verdicts is not None and not self._candidate:
+                self.verdicts.answer(pause, False)  # no sentence ended here: nothing to wait for
             if self.provisional and recognition is not None:
                 self._emitted = True
                 yield Provisional(key, self._transcript(event, recognition))

@@ -128,7 +128,8 @@ class Segmenter:
       pending no ``SpeechGrowing`` is emitted; when answers are awaited (``Verdicts.wait``), the
       next ``feed`` waits for it first (the recognizer gets ``PauseFollowed`` when ``feed`` returns);
       otherwise an answer that has not come after ``ANSWER_LIMIT`` of audio, or by the endpoint
-      while the recognizer has not taken the question up, is taken as no.
+      while the recognizer is not working on it (the pause's own decode, then the question), is
+      taken as no.
     - ``flush`` ends an announced utterance as the endpoint would (audio clipped to what arrived).
 
     ``t_end`` is the end of the last voiced frame and ``t_end_wall`` the ``wall`` of the block that
