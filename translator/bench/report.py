@@ -240,7 +240,7 @@ def print_report(console: Console, report: dict[str, Any], *, quiet: bool) -> No
         console.print(accuracy.language_table(summary))
     targets = summary["targets"]
     machine = report["machine"]
-    usable = machine.get("usable_cores", machine["cores"])  # under a CPU quota, fewer than the machine has
+    usable = machine["usable_cores"]  # under a CPU quota, fewer than the machine has
     share = "" if usable == machine["cores"] else f" ({usable:g} usable)"
     t = Table(
         title=f"{machine['asr_model']} · {machine['date']} · {machine['cores']} cores{share}",
